@@ -1,0 +1,1 @@
+"""Collectors: the plugin layer that samples local values."""

@@ -1,0 +1,221 @@
+"""Load and check agent.yaml: every problem at once, each with file, line and YAML path."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from agent.collectors.registry import PluginError, Registry, default_registry
+from agent.config.model import CollectorConfig, Config, CustomMetricConfig, MqttConfig, ReportConfig
+from agent.config.schema import Checker, Section, did_you_mean, format_duration, join
+from agent.config.spec import COLLECTOR_COMMON, CUSTOM_METRIC, LOOPBACK_HOSTS, METRIC_NAME, TOP_LEVEL
+from agent.config.yamlsrc import read_yaml
+from agent.errors import ConfigError, ConfigProblem
+from agent.report.model import MetricType
+
+DEFAULT_CONFIG_PATH = "/etc/defender-agent/agent.yaml"
+CONFIG_ENV = "DEFENDER_AGENT_CONFIG"
+MIN_REMOTE_INTERVAL = 300.0
+
+
+def config_path(explicit: Optional[str], env: Mapping[str, str] = os.environ) -> str:
+    """``--config`` wins, then $DEFENDER_AGENT_CONFIG, then the default path."""
+    return explicit or env.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
+
+
+def load_config(path: str, registry: Optional[Registry] = None) -> Config:
+    """Read and check the config file at ``path``. Raises ConfigError with every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError.single(path, "", "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError.single(path, "", "is a directory, expected a YAML file") from None
+    except PermissionError:
+        raise ConfigError.single(path, "", f"permission denied reading it (running as uid {os.getuid()})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError.single(path, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_config(text, path, registry)
+
+
+def parse_config(text: str, file: str = "<string>", registry: Optional[Registry] = None) -> Config:
+    data, lines = read_yaml(text, file)
+    checker = Checker(file, lines)
+    if not isinstance(data, dict):
+        what = "empty" if data is None else f"a {type(data).__name__}"
+        raise ConfigError.single(file, "", f"the document is {what}; expected a mapping with thing_name, mqtt, ...")
+    top = Section(fields={**TOP_LEVEL})
+    values = top.check_fields(data, "", checker, extra_known=("collectors", "custom_metrics"))
+    metrics = _check_custom_metrics(data.get("custom_metrics"), checker)
+    collectors = _check_collectors(
+        data.get("collectors"), checker, registry or default_registry(), metrics, values.get("report")
+    )
+    _cross_checks(values, checker)
+    if checker.problems:
+        raise ConfigError(checker.problems)
+    return Config(
+        thing_name=values["thing_name"],
+        mqtt=values["mqtt"],
+        report=values["report"],
+        delivery=values["delivery"],
+        state_dir=Path(values["state_dir"]),
+        log_level=values["log_level"],
+        collectors=tuple(collectors),
+        custom_metrics=metrics,
+        source=file,
+    )
+
+
+def _check_custom_metrics(raw: Any, checker: Checker) -> Dict[str, CustomMetricConfig]:
+    out: Dict[str, CustomMetricConfig] = {}
+    if raw is None:
+        return out
+    if not isinstance(raw, dict):
+        checker.problem("custom_metrics", "expected a mapping of metric name to {type: ...}")
+        return out
+    for name, body in raw.items():
+        path = join("custom_metrics", name)
+        before = len(checker.problems)
+        METRIC_NAME.check(name, path, checker)
+        if isinstance(body, str) and body in {t.value for t in MetricType}:
+            body = {"type": body}  # shorthand: `cpu_usage: number`
+        values = CUSTOM_METRIC.check(body, path, checker)
+        if len(checker.problems) != before or values is None:
+            continue
+        mtype = MetricType(values["type"])
+        if values["allow_any_characters"] and mtype is not MetricType.STRING_LIST:
+            checker.problem(join(path, "allow_any_characters"), "only applies to string-list metrics")
+        out[name] = CustomMetricConfig(
+            type=mtype,
+            display_name=values["display_name"],
+            unit=values["unit"],
+            description=values["description"],
+            tags=values["tags"] or {},
+            allow_any_characters=values["allow_any_characters"],
+            name=name,
+        )
+    return out
+
+
+def _check_collectors(
+    raw: Any,
+    checker: Checker,
+    registry: Registry,
+    metrics: Mapping[str, CustomMetricConfig],
+    report: Optional[ReportConfig],
+) -> List[CollectorConfig]:
+    out: List[CollectorConfig] = []
+    if raw is None:
+        return out
+    if not isinstance(raw, list):
+        checker.problem("collectors", "expected a list of collectors, each {type: ..., ...}")
+        return out
+    names: Dict[str, str] = {}
+    emitted: Dict[str, Tuple[str, Optional[MetricType]]] = {}
+    for index, entry in enumerate(raw):
+        path = join("collectors", index)
+        if not isinstance(entry, dict):
+            checker.problem(path, "expected a mapping like {type: system, ...}")
+            continue
+        ctype = entry.get("type")
+        if not isinstance(ctype, str):
+            checker.problem(join(path, "type"), "required key is missing or not a string (the collector type)")
+            continue
+        try:
+            spec = registry.get(ctype)
+        except PluginError as exc:
+            checker.problem(join(path, "type"), str(exc))
+            continue
+        if spec is None:
+            hint = did_you_mean(ctype, registry.available())
+            checker.problem(join(path, "type"), f"unknown collector type {ctype!r}{hint}; known: {', '.join(registry.available())}")
+            continue
+        before = len(checker.problems)
+        section = Section(fields={**COLLECTOR_COMMON, **spec.options})
+        values = section.check_fields(entry, path, checker, extra_known=())
+        if len(checker.problems) != before:
+            continue
+        name = values.pop("name") or ctype
+        if name in names:
+            checker.problem(
+                join(path, "name"),
+                f"duplicate collector name {name!r} (also {names[name]}); give each a distinct `name:`",
+            )
+        names[name] = path
+        options = {k: v for k, v in values.items() if k not in COLLECTOR_COMMON}
+        try:
+            emits = spec.emits(options)
+        except Exception as exc:  # a plugin's emits() is outside code; name it
+            checker.problem(path, f"collector type {ctype!r} ({spec.origin}) failed to list its metrics: {exc}")
+            continue
+        for metric, mtype in emits.items():
+            _check_emitted(metric, mtype, name, path, metrics, emitted, checker)
+        out.append(
+            CollectorConfig(
+                type=ctype,
+                name=name,
+                interval=values["interval"],
+                timeout=values["timeout"],
+                options=options,
+                path=path,
+            )
+        )
+    return out
+
+
+def _check_emitted(
+    metric: str,
+    mtype: Optional[MetricType],
+    collector: str,
+    path: str,
+    metrics: Mapping[str, CustomMetricConfig],
+    emitted: Dict[str, Tuple[str, Optional[MetricType]]],
+    checker: Checker,
+) -> None:
+    if metric in emitted:
+        checker.problem(path, f"metric {metric!r} is also emitted by collector {emitted[metric][0]!r}; each metric needs one source")
+        return
+    emitted[metric] = (collector, mtype)
+    if mtype is None:
+        return  # a standard metric: always known
+    declared = metrics.get(metric)
+    if declared is None:
+        checker.problem(
+            path,
+            f"collector {collector!r} emits custom metric {metric!r}, which is not declared; "
+            f"add `custom_metrics: {{{metric}: {{type: {mtype.value}}}}}`",
+        )
+    elif declared.type is not mtype:
+        checker.problem(
+            join(join("custom_metrics", metric), "type"),
+            f"is {declared.type.value}, but collector {collector!r} emits a {mtype.value}",
+        )
+
+
+def is_loopback(endpoint: str) -> bool:
+    host = endpoint.strip("[]").lower()
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _cross_checks(values: Dict[str, Any], checker: Checker) -> None:
+    mqtt: Optional[MqttConfig] = values.get("mqtt")
+    report: Optional[ReportConfig] = values.get("report")
+    if mqtt is None or report is None or mqtt.endpoint is None or report.interval is None:
+        return  # already reported
+    if report.interval < MIN_REMOTE_INTERVAL and not is_loopback(mqtt.endpoint):
+        checker.problem(
+            "report.interval",
+            f"{format_duration(report.interval)} is under 5m; AWS IoT throttles faster reports "
+            f"(only a loopback endpoint may go lower, for local tests)",
+        )
+
+
+def problems_of(exc: ConfigError) -> Tuple[ConfigProblem, ...]:
+    return exc.problems

@@ -1,0 +1,177 @@
+"""The schema of agent.yaml: every key, its type, default and one-line description."""
+
+from __future__ import annotations
+
+from agent.config.model import DeliveryConfig, MqttConfig, ReportConfig
+from agent.config.schema import (
+    REQUIRED,
+    Bool,
+    Duration,
+    Enum,
+    Int,
+    MapOf,
+    PathStr,
+    Section,
+    Size,
+    Str,
+)
+
+# The service's metricName pattern (botocore model) minus the reserved "aws:" prefix.
+METRIC_NAME = Str(
+    pattern=r"(?!aws:)[a-zA-Z0-9:_-]{1,128}",
+    pattern_hint="is not a valid custom metric name: 1 to 128 of a-z A-Z 0-9 : _ - and no 'aws:' prefix",
+)
+
+THING_NAME = Str(
+    doc="AWS IoT thing name of this gateway; the report topic and (by default) the MQTT client id.",
+    default=REQUIRED,
+    example="gateway-01",
+    max_bytes=128,
+    pattern=r"[^\x00-\x1f\x7f]+",
+    pattern_hint="contains control characters, which the service rejects",
+)
+
+MQTT = Section(
+    doc="Connection to AWS IoT Core (or a local broker) over MQTT with mutual TLS.",
+    model=MqttConfig,
+    fields={
+        "endpoint": Str(
+            doc="Your account's AWS IoT data endpoint (aws iot describe-endpoint --endpoint-type iot:Data-ATS).",
+            default=REQUIRED,
+            example="xxxxxxxxxxxxxx-ats.iot.eu-west-1.amazonaws.com",
+        ),
+        "port": Int(doc="TLS port of the endpoint.", default=8883, min=1, max=65535),
+        "client_id": Str(doc="MQTT client id; defaults to thing_name.", default=None),
+        "protocol": Enum(doc="MQTT protocol version.", default="mqtt5", choices=("mqtt5", "mqtt311")),
+        "cert": PathStr(
+            doc="Device certificate (PEM).",
+            default=REQUIRED,
+            example="/etc/defender-agent/certs/device.pem.crt",
+        ),
+        "key": PathStr(
+            doc="Device private key (PEM); mode 600, owned by the agent's user. "
+            "Relative names are looked up in $CREDENTIALS_DIRECTORY first.",
+            default=REQUIRED,
+            example="/etc/defender-agent/certs/private.pem.key",
+        ),
+        "ca": PathStr(
+            doc="CA bundle that signs the endpoint's certificate (AmazonRootCA1.pem).",
+            default=REQUIRED,
+            example="/etc/defender-agent/certs/AmazonRootCA1.pem",
+        ),
+        "connect_timeout": Duration(doc="Log a warning when a connection takes longer.", default=10.0, min=1),
+        "keep_alive": Duration(doc="MQTT keep-alive interval.", default=60.0, min=5, max=1200),
+    },
+)
+
+REPORT = Section(
+    doc="What a report looks like and how often one is sent.",
+    model=ReportConfig,
+    fields={
+        "format": Enum(doc="Payload encoding (and topic suffix).", default="json", choices=("json", "cbor")),
+        "key_names": Enum(doc="Long or short key names in the report.", default="long", choices=("long", "short")),
+        "interval": Duration(
+            doc="Time between reports. The service throttles faster than 5m; "
+            "only a loopback endpoint may go lower (down to 1s, for local tests).",
+            default=300.0,
+            min=1,
+            max=86400,
+        ),
+        "jitter": Duration(
+            doc="Random delay up to this long added to every interval so a fleet does not publish in lockstep.",
+            default=15.0,
+            min=0,
+            max=3600,
+        ),
+        "max_list_items": Int(
+            doc="Cap on each list in a report (ports, connections, custom lists); "
+            "a deterministic subset is kept and `total` stays the true count.",
+            default=500,
+            min=1,
+            max=5000,
+        ),
+    },
+)
+
+DELIVERY = Section(
+    doc="The durable outbox and how pending reports are (re)sent.",
+    model=DeliveryConfig,
+    fields={
+        "backlog": Enum(
+            doc="After an outage: send only the newest pending report (folding network deltas into it) "
+            "or all of them in order.",
+            default="newest",
+            choices=("newest", "all"),
+        ),
+        "reply_timeout": Duration(
+            doc="Publish the same report again when no accepted/rejected reply came within this time.",
+            default=30.0,
+            min=1,
+        ),
+        "retry_max_delay": Duration(doc="Cap on the backoff between resends.", default=600.0, min=1),
+        "drain_interval": Duration(doc="Pause between reports while draining with backlog: all.", default=1.0, min=0),
+        "max_outbox_bytes": Size(
+            doc="Upper bound of the outbox; the oldest pending reports are dropped first (counted).",
+            default=16 * 1024 * 1024,
+            min=256 * 1024,
+        ),
+        "min_free_disk": Size(
+            doc="Stop adding to the outbox while the state_dir filesystem has less free space.",
+            default=32 * 1024 * 1024,
+            min=0,
+        ),
+    },
+)
+
+CUSTOM_METRIC = Section(
+    doc="A custom metric definition (registered in the cloud by `defender-agent bootstrap`).",
+    fields={
+        "type": Enum(
+            doc="Device Defender type; cannot change once registered.",
+            default=REQUIRED,
+            choices=("number", "number-list", "string-list", "ip-address-list"),
+        ),
+        "display_name": Str(doc="Friendly name shown in the console (up to 128 characters).", max_bytes=128),
+        "unit": Str(doc="Unit, for people (not sent to the service)."),
+        "description": Str(doc="What the metric means, for people (not sent to the service)."),
+        "tags": MapOf(doc="Tags set on the metric when it is created.", default={}),
+        "allow_any_characters": Bool(
+            doc="string-list only: send strings outside the service's documented character set "
+            "(warned once) instead of refusing them.",
+            default=False,
+        ),
+    },
+)
+
+TOP_LEVEL = {
+    "thing_name": THING_NAME,
+    "mqtt": MQTT,
+    "report": REPORT,
+    "delivery": DELIVERY,
+    "state_dir": PathStr(
+        doc="Directory for the outbox, counters and the last report id (systemd: StateDirectory).",
+        default="/var/lib/defender-agent",
+    ),
+    "log_level": Enum(
+        doc="Logging threshold (logs go to stderr, i.e. the journal).",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+    ),
+    # `collectors` and `custom_metrics` are checked by agent.config.load (they depend on each other).
+}
+
+COLLECTOR_COMMON = {
+    "type": Str(doc="Collector type (built-in or plugin).", default=REQUIRED),
+    "name": Str(
+        doc="Unique name of this collector in logs and status; defaults to the type.",
+        pattern=r"[A-Za-z0-9_.:-]{1,64}",
+        pattern_hint="must be 1 to 64 of A-Z a-z 0-9 _ . : -",
+    ),
+    "interval": Duration(
+        doc="Sample every this long (rounded up to a whole number of report intervals); default: every report.",
+        min=1,
+    ),
+    "timeout": Duration(doc="Give up on one sample after this long.", default=10.0, min=0.01, max=3600),
+}
+
+LOOPBACK_HOSTS = ("localhost", "ip6-localhost")

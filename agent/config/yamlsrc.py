@@ -1,0 +1,67 @@
+"""Read YAML into plain Python values plus a map of YAML path -> line number.
+
+Duplicate keys are refused (PyYAML would silently keep the last one).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+import yaml
+
+from agent.config.schema import join
+from agent.errors import ConfigError, ConfigProblem
+
+
+def read_yaml(text: str, file: str) -> Tuple[Any, Dict[str, int]]:
+    """Parse ``text``; raise ConfigError naming ``file`` and the line on bad YAML."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        lines: Dict[str, int] = {}
+        problems: List[ConfigProblem] = []
+        value = _build(loader, node, "", lines, problems, file)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([ConfigProblem(file, "", f"not valid YAML: {reason}", line)]) from None
+    finally:
+        loader.dispose()
+    if problems:
+        raise ConfigError(problems)
+    return value, lines
+
+
+def _build(
+    loader: yaml.SafeLoader,
+    node: yaml.Node,
+    path: str,
+    lines: Dict[str, int],
+    problems: List[ConfigProblem],
+    file: str,
+) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out: Dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if isinstance(key, (list, dict)) or key is None:
+                problems.append(ConfigProblem(file, path, "mapping keys must be plain scalars", key_node.start_mark.line + 1))
+                continue
+            key = key if isinstance(key, str) else str(key)
+            sub = join(path, key)
+            if key in out:
+                problems.append(
+                    ConfigProblem(file, sub, f"duplicate key (first at line {lines.get(sub)})", key_node.start_mark.line + 1)
+                )
+                continue
+            out[key] = _build(loader, value_node, sub, lines, problems, file)
+            lines[sub] = key_node.start_mark.line + 1
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(loader, item, join(path, i), lines, problems, file) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)

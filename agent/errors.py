@@ -1,0 +1,106 @@
+"""The exception tree of defender-agent.
+
+Library code raises these; only :mod:`agent.cli` turns them into messages and
+exit codes.
+
+    AgentError
+    ├── ConfigError          invalid configuration (exit status 78, EX_CONFIG)
+    ├── ReportError          a report document or value breaks the Device Defender contract
+    ├── CollectorError       a collector failed to sample; only its own metrics are lost
+    │   └── NoData           nothing to report this time (e.g. no temperature sensor); not a failure
+    ├── DeliveryError        the outbox or the MQTT connection cannot do its job
+    │   └── OutboxCorrupt    the outbox database is unreadable and was moved aside
+    ├── SecurityError        a key or config file has unsafe ownership or mode
+    └── ControlPlaneError    a control-plane call (bootstrap, values) failed
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+EX_CONFIG = 78
+
+
+class AgentError(Exception):
+    """Base class of every error the agent raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem found in a configuration file.
+
+    ``path`` is the YAML path (``collectors[2].exec.timeout``); ``line`` is the
+    1-based line in ``file`` when known.
+    """
+
+    file: str
+    path: str
+    message: str
+    line: Optional[int] = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        path = self.path or "(top level)"
+        return f"{where}: {path}: {self.message}"
+
+
+class ConfigError(AgentError):
+    """The configuration is invalid. Carries every problem found, not only the first."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @classmethod
+    def single(cls, file: str, path: str, message: str, line: Optional[int] = None) -> ConfigError:
+        return cls([ConfigProblem(file, path, message, line)])
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule in a report: where (JSON path), what value, which rule."""
+
+    path: str
+    rule: str
+    value: object = None
+    metric: Optional[str] = None
+
+    def __str__(self) -> str:
+        shown = repr(self.value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        prefix = f"metric {self.metric!r}: " if self.metric else ""
+        return f"{prefix}{self.path}: {self.rule} (got {shown})"
+
+
+class ReportError(AgentError):
+    """A report or a value in it breaks the Device Defender contract."""
+
+    def __init__(self, violations: Sequence[Violation]) -> None:
+        self.violations = tuple(violations)
+        super().__init__("; ".join(str(v) for v in self.violations))
+
+
+class CollectorError(AgentError):
+    """A collector could not produce its samples. The message says why, in one line."""
+
+
+class NoData(CollectorError):
+    """The collector has nothing to report this cycle; this is not a failure."""
+
+
+class DeliveryError(AgentError):
+    """The outbox or the broker connection cannot do its job."""
+
+
+class OutboxCorrupt(DeliveryError):
+    """The outbox database was unreadable; it has been moved aside."""
+
+
+class SecurityError(AgentError):
+    """A key, certificate or config file has unsafe ownership or permissions."""
+
+
+class ControlPlaneError(AgentError):
+    """A call to the AWS IoT control plane failed; the message is meant for a person."""

@@ -1,0 +1,1 @@
+"""Device Defender report model, rules, encoder and document validator."""
