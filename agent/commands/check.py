@@ -1,0 +1,35 @@
+"""`defender-agent check`: validate the config and the files it names."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from agent.commands.common import add_config_argument, load_from_args
+from agent.errors import ConfigError
+from agent.security import audit_files
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "check",
+        help="validate the config file and the certificate/key files it names",
+        description="Check the configuration: every problem is listed with file, line and YAML path. "
+        "Exit 0 when valid, 78 otherwise.",
+    )
+    add_config_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_from_args(args)
+    problems = audit_files(config)
+    if problems:
+        raise ConfigError(problems)
+    print(
+        f"{config.source}: OK (thing {config.thing_name!r}, {len(config.collectors)} collector(s), "
+        f"{len(config.custom_metrics)} custom metric(s), endpoint {config.mqtt.endpoint}:{config.mqtt.port})",
+        file=sys.stdout,
+    )
+    return 0
