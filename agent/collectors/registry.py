@@ -33,6 +33,7 @@ class BuildContext:
     max_list_items: int
     logger: logging.Logger
     custom_metric_types: Mapping[str, MetricType] = field(default_factory=dict)
+    persist_state: bool = True  # False: read state files but never write them (one-off runs)
 
 
 @dataclass(frozen=True)
