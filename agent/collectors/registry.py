@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from agent.collectors.base import Collector
-from agent.config.schema import Node
 from agent.report.model import MetricType
+
+if TYPE_CHECKING:  # a runtime import would be circular: agent.config.load imports this module
+    from agent.config.schema import Node
 
 ENTRY_POINT_GROUP = "defender_agent.collectors"
 
