@@ -109,7 +109,7 @@ class ExecCollector:
 
 
 def _emits(options: Mapping[str, Any]) -> Emits:
-    return {options["metric"]: MetricType(options["type"])}
+    return {options["metric"]: MetricType(options["metric_type"])}
 
 
 def _build(ctx: BuildContext, options: Mapping[str, Any]) -> ExecCollector:
@@ -121,7 +121,7 @@ def _build(ctx: BuildContext, options: Mapping[str, Any]) -> ExecCollector:
         ctx.name,
         argv=argv,
         metric=options["metric"],
-        mtype=MetricType(options["type"]),
+        mtype=MetricType(options["metric_type"]),
         fmt=options["format"],
         timeout=ctx.timeout,
         max_output=options["max_output"],
@@ -137,7 +137,7 @@ def metric_options(kind: str) -> Mapping[str, Any]:
             doc="Custom metric name the value is sent as (declare it under custom_metrics).",
             default=REQUIRED,
         ),
-        "type": Enum(
+        "metric_type": Enum(
             doc="Declared type of the metric; must match custom_metrics.",
             default=REQUIRED,
             choices=METRIC_TYPES,
@@ -173,6 +173,6 @@ SPEC = CollectorSpec(
     example={
         "command": ["/usr/local/lib/defender-agent/count-peers", "--json"],
         "metric": "mesh_peers",
-        "type": "ip-address-list",
+        "metric_type": "ip-address-list",
     },
 )

@@ -53,15 +53,16 @@ class FileCollector:
             raise CollectorError(f"{path}: no such file") from None
         except OSError as exc:
             raise CollectorError(f"{path}: cannot open it ({exc.strerror})") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise CollectorError(f"{path} is not a regular file")
         with os.fdopen(fd, "rb") as handle:
-            st = os.fstat(handle.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise CollectorError(f"{path} is not a regular file")
             if self._max_age is not None:
                 age = self._clock() - st.st_mtime
                 if age > self._max_age:
                     raise CollectorError(
-                        f"{path} is stale: last written {format_duration(max(age, 0))} ago "
+                        f"{path} is stale: last written {format_duration(max(round(age), 0))} ago "
                         f"(max_age {format_duration(self._max_age)})"
                     )
             try:
@@ -80,11 +81,11 @@ class FileCollector:
 
 
 def _emits(options: Mapping[str, Any]) -> Emits:
-    return {options["metric"]: MetricType(options["type"])}
+    return {options["metric"]: MetricType(options["metric_type"])}
 
 
 def _build(ctx: BuildContext, options: Mapping[str, Any]) -> FileCollector:
-    mtype = MetricType(options["type"])
+    mtype = MetricType(options["metric_type"])
     if options["scale"] is not None and mtype not in (MetricType.NUMBER, MetricType.NUMBER_LIST):
         raise CollectorError("scale: applies to number and number-list metrics only")
     return FileCollector(
@@ -122,7 +123,7 @@ SPEC = CollectorSpec(
     example={
         "path": "/sys/class/thermal/thermal_zone0/temp",
         "metric": "soc_temperature",
-        "type": "number",
+        "metric_type": "number",
         "scale": 0.001,
     },
 )
