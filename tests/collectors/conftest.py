@@ -61,3 +61,48 @@ def mixed_sockets() -> RecordedSockets:
 @pytest.fixture(scope="session")
 def thousands_sockets() -> RecordedSockets:
     return load_sockets("sockets-thousands.json")
+
+
+PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
+
+
+@pytest.fixture(scope="session")
+def installed_plugins(tmp_path_factory):
+    """pip-install the example plugin and the broken plugins from tests/plugins into a target dir on sys.path.
+
+    A real install (dist-info with entry points, found by importlib.metadata), kept out of the venv.
+    """
+    import importlib
+    import importlib.util
+    import shutil
+    import subprocess
+    import sys
+
+    work = tmp_path_factory.mktemp("plugins")
+    target = work / "site"
+    sources = []
+    for name in ("example", "broken"):
+        shutil.copytree(PLUGINS / name, work / name)  # builds write into the source tree; keep tests/ clean
+        sources.append(str(work / name))
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--target",
+        str(target),
+        *sources,
+    ]
+    if importlib.util.find_spec("wheel") is not None:
+        cmd.insert(4, "--no-build-isolation")
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
+    yield target
+    sys.path.remove(str(target))
+    for mod in [m for m in sys.modules if m.startswith(("defender_agent_dice", "defender_agent_broken"))]:
+        del sys.modules[mod]

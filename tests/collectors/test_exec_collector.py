@@ -18,8 +18,6 @@ from agent.errors import CollectorError, ConfigError
 from agent.report.model import MetricType
 
 
-
-
 def script(tmp_path: Path, name: str, body: str, mode: int = 0o755) -> str:
     path = tmp_path / name
     path.write_text("#!/bin/sh\n" + body)
@@ -27,16 +25,24 @@ def script(tmp_path: Path, name: str, body: str, mode: int = 0o755) -> str:
     return str(path)
 
 
-def run(argv, mtype=MetricType.NUMBER, fmt="auto", timeout=5.0, max_output=65536, env=None):
-    c = ExecCollector("e", argv=tuple(argv), metric="m", mtype=mtype, fmt=fmt, timeout=timeout,
-                      max_output=max_output, env=env)
+def run(argv, mtype=MetricType.NUMBER, fmt="auto", *, timeout=5.0, max_output=65536, env=None):
+    c = ExecCollector(
+        "e",
+        argv=tuple(argv),
+        metric="m",
+        mtype=mtype,
+        fmt=fmt,
+        timeout=timeout,
+        max_output=max_output,
+        env=env,
+    )
     return c.collect()
 
 
 def test_number_list_json_and_ips(tmp_path):
     assert run([script(tmp_path, "n", "echo 42\n")])[0].value == 42
     assert run([script(tmp_path, "l", "printf '1\\n2.5\\n'\n")], MetricType.NUMBER_LIST)[0].value == (1, 2.5)
-    assert run([script(tmp_path, "j", "echo '[\"a\",\"b\"]'\n")], MetricType.STRING_LIST)[0].value == ("a", "b")
+    assert run([script(tmp_path, "j", 'echo \'["a","b"]\'\n')], MetricType.STRING_LIST)[0].value == ("a", "b")
     ips = script(tmp_path, "ip", "echo 10.0.0.1; echo fd00::1\n")
     assert run([ips], MetricType.IP_ADDRESS_LIST)[0].value == ("10.0.0.1", "fd00::1")
 
@@ -68,7 +74,9 @@ def test_killed_by_signal(tmp_path):
 
 def test_unparsable_output_is_an_error_with_stderr(tmp_path):
     prog = script(tmp_path, "bad", "echo hello; echo 'warming up' >&2\n")
-    with pytest.raises(CollectorError, match=r"output is not a number: line 1: 'hello' is not a number: warming up"):
+    with pytest.raises(
+        CollectorError, match=r"output is not a number: line 1: 'hello' is not a number: warming up"
+    ):
         run([prog])
 
 
@@ -82,8 +90,11 @@ def _alive(pid: int) -> bool:
 
 def test_timeout_kills_the_whole_process_group(tmp_path):
     pids = tmp_path / "pids"
-    prog = script(tmp_path, "hang", f"sleep 300 & echo $! >> {pids}\nsh -c 'sleep 300' & echo $! >> {pids}\n"
-                  f"echo $$ >> {pids}\nwait\n")
+    prog = script(
+        tmp_path,
+        "hang",
+        f"sleep 300 & echo $! >> {pids}\nsh -c 'sleep 300' & echo $! >> {pids}\necho $$ >> {pids}\nwait\n",
+    )
     start = time.monotonic()
     with pytest.raises(CollectorError, match=r"timed out after 0.5s; its process group was killed"):
         run([prog], timeout=0.5)
@@ -123,7 +134,7 @@ def test_huge_stderr_is_truncated_not_fatal(tmp_path):
 def test_unsafe_programs_are_refused(tmp_path):
     writable = script(tmp_path, "gw", "echo 1\n", mode=0o775)
     assert "group- or world-writable" in (program_problem(writable) or "")
-    with pytest.raises(CollectorError, match="refusing to run it: .* world-writable"):
+    with pytest.raises(CollectorError, match=r"refusing to run it: .* world-writable"):
         run([writable])
     assert "not an absolute path" in (program_problem("bin/true") or "")
     assert "no such file" in (program_problem(str(tmp_path / "nope")) or "")
@@ -142,8 +153,9 @@ def test_program_owned_by_another_user_is_refused(tmp_path):
 
 def test_never_two_runs_at_once(tmp_path):
     prog = script(tmp_path, "slow", "sleep 0.5; echo 1\n")
-    collector = ExecCollector("e", argv=(prog,), metric="m", mtype=MetricType.NUMBER, fmt="auto",
-                              timeout=5, max_output=100)
+    collector = ExecCollector(
+        "e", argv=(prog,), metric="m", mtype=MetricType.NUMBER, fmt="auto", timeout=5, max_output=100
+    )
     results = []
     first = threading.Thread(target=lambda: results.append(collector.collect()))
     first.start()
@@ -163,13 +175,23 @@ custom_metrics: {peers: ip-address-list}
 
 def test_config_checks_command_and_build_checks_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"collectors\[0\].command\[0\]: 'probe' must be an absolute path"):
-        parse_config(BASE + "collectors: [{type: exec, command: [probe], metric: peers, metric_type: ip-address-list}]")
+        parse_config(
+            BASE + "collectors: [{type: exec, command: [probe], metric: peers, metric_type: ip-address-list}]"
+        )
     with pytest.raises(ConfigError, match=r"command: must name the program"):
-        parse_config(BASE + "collectors: [{type: exec, command: [], metric: peers, metric_type: ip-address-list}]")
+        parse_config(
+            BASE + "collectors: [{type: exec, command: [], metric: peers, metric_type: ip-address-list}]"
+        )
     ctx = BuildContext("e", tmp_path, 10.0, 300.0, 500, logging.getLogger("t"))
     bad = script(tmp_path, "ww", "echo\n", mode=0o757)
-    opts = {"command": (bad,), "metric": "peers", "metric_type": "ip-address-list", "format": "auto", "env": {},
-            "max_output": 100}
+    opts = {
+        "command": (bad,),
+        "metric": "peers",
+        "metric_type": "ip-address-list",
+        "format": "auto",
+        "env": {},
+        "max_output": 100,
+    }
     with pytest.raises(CollectorError, match="world-writable"):
         SPEC.build(ctx, opts)
     good = script(tmp_path, "ok", "echo ::1\n")

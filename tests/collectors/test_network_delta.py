@@ -12,7 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.collectors.standard.counters import CountersParseError, IfCounters, ProcCounters, parse_proc_net_dev
+from agent.collectors.standard.counters import (
+    CountersParseError,
+    IfCounters,
+    ProcCounters,
+    parse_proc_net_dev,
+)
 from agent.collectors.standard.delta import (
     DeltaEngine,
     InterfaceFilter,
@@ -98,9 +103,11 @@ def test_new_interface_in_same_boot_counts_from_zero():
 counters = st.tuples(*(st.integers(0, 2**64 - 1) for _ in range(4)))
 
 
-@given(st.dictionaries(st.sampled_from(["eth0", "wlan0", "ppp0"]), counters),
-       st.dictionaries(st.sampled_from(["eth0", "wlan0", "ppp0"]), counters),
-       st.booleans())
+@given(
+    st.dictionaries(st.sampled_from(["eth0", "wlan0", "ppp0"]), counters),
+    st.dictionaries(st.sampled_from(["eth0", "wlan0", "ppp0"]), counters),
+    st.booleans(),
+)
 def test_delta_is_never_negative_nor_larger_than_the_raw_counters(before, after, rebooted):
     prev = Snapshot(BOOT, {k: IfCounters(*v) for k, v in before.items()})
     cur = Snapshot("other" if rebooted else BOOT, {k: IfCounters(*v) for k, v in after.items()})
@@ -125,8 +132,13 @@ def test_state_file_roundtrip_and_atomic_write(tmp_path):
 
 @pytest.mark.parametrize(
     "content",
-    ["{not json", '{"version": 99, "interfaces": {}}', '{"version": 1, "interfaces": {"eth0": {"bytes_in": -5}}}',
-     '{"version": 1, "interfaces": []}', "[]"],
+    [
+        "{not json",
+        '{"version": 99, "interfaces": {}}',
+        '{"version": 1, "interfaces": {"eth0": {"bytes_in": -5}}}',
+        '{"version": 1, "interfaces": []}',
+        "[]",
+    ],
 )
 def test_corrupt_state_is_reported_not_raised(tmp_path, content):
     path = tmp_path / "net.json"
@@ -193,7 +205,10 @@ def test_restart_with_real_counters_never_reports_raw_totals(tmp_path):
     first.collect()
     raw_before = ProcCounters().counters()["lo"]
     payload = b"x" * 50_000
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
         rx.bind(("127.0.0.1", 0))
         for _ in range(20):
             tx.sendto(payload[:1000], rx.getsockname())
@@ -242,5 +257,7 @@ def test_state_file_mode_and_location(tmp_path):
     _collector(tmp_path, include=("lo",), exclude=()).collect()
     path = state_path(tmp_path / "state", "net")
     assert path.name == "network-counters.net.json"
-    assert json.loads(path.read_text())["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert (
+        json.loads(path.read_text())["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    )
     assert os.stat(path).st_size > 0

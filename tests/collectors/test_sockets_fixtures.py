@@ -66,8 +66,9 @@ def test_established_connections_exclude_loopback(mixed_sockets):
 
 def test_collectors_emit_standard_samples(mixed_sockets):
     log = logging.getLogger("test")
-    ports = ListeningPortsCollector("p", protocols=("tcp", "udp"), exclude_loopback=False, max_items=500,
-                                    logger=log, source=mixed_sockets)
+    ports = ListeningPortsCollector(
+        "p", protocols=("tcp", "udp"), exclude_loopback=False, max_items=500, logger=log, source=mixed_sockets
+    )
     samples = {s.name: s.value for s in ports.collect()}
     assert set(samples) == {"listening_tcp_ports", "listening_udp_ports"}
     assert isinstance(samples["listening_tcp_ports"], ListeningPorts)
@@ -81,7 +82,9 @@ def test_collectors_emit_standard_samples(mixed_sockets):
 
 def test_thousands_of_connections_capped_deterministically(thousands_sockets, caplog):
     log = logging.getLogger("agent.collectors.tcp_connections")
-    collector = ConnectionsCollector("c", exclude_loopback=False, max_items=500, logger=log, source=thousands_sockets)
+    collector = ConnectionsCollector(
+        "c", exclude_loopback=False, max_items=500, logger=log, source=thousands_sockets
+    )
     socks, ifaces = _parts(thousands_sockets)
     everything = established_connections(socks, ifaces)
     assert len(everything) >= 5000
@@ -101,8 +104,14 @@ def test_thousands_of_connections_capped_deterministically(thousands_sockets, ca
 
 
 def test_capped_ports_keep_lowest(thousands_sockets):
-    collector = ListeningPortsCollector("p", protocols=("tcp",), exclude_loopback=False, max_items=1,
-                                        logger=logging.getLogger("t"), source=thousands_sockets)
+    collector = ListeningPortsCollector(
+        "p",
+        protocols=("tcp",),
+        exclude_loopback=False,
+        max_items=1,
+        logger=logging.getLogger("t"),
+        source=thousands_sockets,
+    )
     [sample] = collector.collect()
     socks, ifaces = _parts(thousands_sockets)
     all_ports = listening_ports(socks, "tcp", ifaces)
@@ -121,7 +130,12 @@ def test_format_remote(ip, port, expected):
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("::ffff:10.0.0.1", "10.0.0.1"), ("fe80::1%eth0", "fe80::1"), ("FD00:0::1", "fd00::1"), ("1.2.3.4", "1.2.3.4")],
+    [
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+        ("fe80::1%eth0", "fe80::1"),
+        ("FD00:0::1", "fd00::1"),
+        ("1.2.3.4", "1.2.3.4"),
+    ],
 )
 def test_normalize_ip(raw, expected):
     assert normalize_ip(raw) == expected

@@ -72,7 +72,9 @@ def test_real_listeners_appear_with_loopback_interface(open_sockets):
 def test_exclude_loopback_drops_real_loopback_listeners(open_sockets):
     ports, _ = open_sockets
     values = _collect_ports(exclude_loopback=True)
-    seen = {p.port for p in values["listening_tcp_ports"].ports} | {p.port for p in values["listening_udp_ports"].ports}
+    seen = {p.port for p in values["listening_tcp_ports"].ports} | {
+        p.port for p in values["listening_udp_ports"].ports
+    }
     assert not seen & (set(ports["tcp"].values()) | set(ports["udp"].values()))
 
 
@@ -119,7 +121,13 @@ def test_unprivileged_user_sees_the_same_sockets(open_sockets):
 
     def run(prefix):
         out = subprocess.run(
-            [*prefix, sys.executable, "-c", SNIPPET], env=env, capture_output=True, text=True, timeout=30, cwd="/"
+            [*prefix, sys.executable, "-c", SNIPPET],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd="/",
         )
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout)
@@ -127,7 +135,9 @@ def test_unprivileged_user_sees_the_same_sockets(open_sockets):
     nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
     for _ in range(3):  # other processes may open or close sockets between the two runs
         as_root, as_nobody = run([]), run(nobody)
-        if {k: v for k, v in as_root.items() if k != "uid"} == {k: v for k, v in as_nobody.items() if k != "uid"}:
+        if {k: v for k, v in as_root.items() if k != "uid"} == {
+            k: v for k, v in as_nobody.items() if k != "uid"
+        }:
             break
     assert as_root["uid"] == 0 and as_nobody["uid"] != 0
     assert as_nobody["tcp"] == as_root["tcp"]

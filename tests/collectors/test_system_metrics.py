@@ -96,8 +96,13 @@ class FakeSystem:
 def _system(source, metrics, monotonic=None):
     times = iter([0.0, 10.0, 20.0, 30.0])
     return SystemCollector(
-        "sys", metrics=metrics, sensors=("*",), source=source, clock=lambda: 4600.0,
-        monotonic=monotonic or (lambda: next(times)), sleep=lambda s: None,
+        "sys",
+        metrics=metrics,
+        sensors=("*",),
+        source=source,
+        clock=lambda: 4600.0,
+        monotonic=monotonic or (lambda: next(times)),
+        sleep=lambda s: None,
     )
 
 
@@ -132,17 +137,29 @@ def test_custom_names_and_no_data():
 def test_short_first_window_waits_for_a_meaningful_cpu_percent():
     slept = []
     clock = iter([0.0, 0.05, 0.3])
-    collector = SystemCollector("s", metrics={"cpu_usage": "cpu"}, source=FakeSystem(),
-                                monotonic=lambda: next(clock), sleep=slept.append)
+    collector = SystemCollector(
+        "s",
+        metrics={"cpu_usage": "cpu"},
+        source=FakeSystem(),
+        monotonic=lambda: next(clock),
+        sleep=slept.append,
+    )
     with pytest.raises(NoData):  # the fake's times do not move
         collector.collect()
     assert slept == [pytest.approx(0.2)]
 
 
 def test_disk_collector():
-    assert [(s.name, s.value) for s in DiskCollector("d", mounts={"/": "root_pct"}, value="used_percent",
-                                                      source=FakeSystem()).collect()] == [("root_pct", 40.0)]
-    assert DiskCollector("d", mounts={"/": "x"}, value="free_bytes", source=FakeSystem()).collect()[0].value == 60
+    assert [
+        (s.name, s.value)
+        for s in DiskCollector(
+            "d", mounts={"/": "root_pct"}, value="used_percent", source=FakeSystem()
+        ).collect()
+    ] == [("root_pct", 40.0)]
+    assert (
+        DiskCollector("d", mounts={"/": "x"}, value="free_bytes", source=FakeSystem()).collect()[0].value
+        == 60
+    )
     with pytest.raises(CollectorError, match="/missing"):
         DiskCollector("d", mounts={"/missing": "x"}, value="used_percent", source=FakeSystem()).collect()
 
@@ -154,26 +171,40 @@ mqtt: {endpoint: 127.0.0.1, cert: /c, key: /k, ca: /a}
 
 
 def test_config_selection_list_mapping_and_errors():
-    cfg = parse_config(BASE + """
+    cfg = parse_config(
+        BASE
+        + """
 custom_metrics: {cpu_usage: number, soc_temp: number, root_pct: number}
 collectors:
   - {type: system, metrics: [cpu_usage]}
   - {type: system, name: temp, metrics: {temperature: soc_temp}}
   - {type: disk, mounts: {/: root_pct}}
-""")
-    assert [c.options.get("metrics") for c in cfg.collectors[:2]] == [{"cpu_usage": "cpu_usage"}, {"temperature": "soc_temp"}]
+"""
+    )
+    assert [c.options.get("metrics") for c in cfg.collectors[:2]] == [
+        {"cpu_usage": "cpu_usage"},
+        {"temperature": "soc_temp"},
+    ]
     with pytest.raises(ConfigError) as info:
-        parse_config(BASE + """
+        parse_config(
+            BASE
+            + """
 custom_metrics: {load_average: number}
 collectors:
   - {type: system, metrics: [cpu_usge, load_average]}
   - {type: disk, mounts: {data: x}}
-""")
+"""
+        )
     text = str(info.value)
-    assert 'unknown system metric \'cpu_usge\' (did you mean "cpu_usage"?)' in text
+    assert "unknown system metric 'cpu_usge' (did you mean \"cpu_usage\"?)" in text
     assert "must be an absolute path" in text
-    with pytest.raises(ConfigError, match="load_average.type: is number, but collector 'system' emits a number-list"):
-        parse_config(BASE + "custom_metrics: {load_average: number}\ncollectors: [{type: system, metrics: [load_average]}]")
+    with pytest.raises(
+        ConfigError, match=r"load_average\.type: is number, but collector 'system' emits a number-list"
+    ):
+        parse_config(
+            BASE
+            + "custom_metrics: {load_average: number}\ncollectors: [{type: system, metrics: [load_average]}]"
+        )
 
 
 def test_this_host_gives_at_least_six_system_metrics():

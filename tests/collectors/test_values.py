@@ -77,7 +77,11 @@ def test_number_lists_roundtrip_through_lines_and_json(values):
     assert parse_value(json.dumps(values), NL, "auto") == tuple(values)
 
 
-@given(st.lists(st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp", "Zs")), min_size=1), max_size=20))
+@given(
+    st.lists(
+        st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp", "Zs")), min_size=1), max_size=20
+    )
+)
 def test_string_lists_roundtrip_through_json(values):
     values = [v for v in values if v.strip() == v]
     assert parse_value(json.dumps(values), SL, "json") == tuple(values)

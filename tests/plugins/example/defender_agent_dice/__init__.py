@@ -24,7 +24,9 @@ from agent.plugin_api import (
 
 
 class DiceCollector:
-    def __init__(self, name: str, *, sides: int, count: int, total_metric: str, rolls_metric: str, seed: int) -> None:
+    def __init__(
+        self, name: str, *, sides: int, count: int, total_metric: str, rolls_metric: str, seed: int
+    ) -> None:
         self.name = name
         self._sides = sides
         self._count = count
