@@ -188,3 +188,19 @@ def test_format_duration() -> None:
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_alias_bomb_is_a_config_error() -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        prev = chr(ord("a") + i - 1)
+        name = chr(ord("a") + i)
+        lines.append(f"{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]")
+    found = problems("\n".join(lines) + "\n")
+    assert found == ["agent.yaml: (top level): the document expands to more than 100000 values (aliases?)"]
+
+
+def test_deep_nesting_is_a_config_error() -> None:
+    assert problems("x: " + "[" * 5000 + "]" * 5000 + "\n") == [
+        "agent.yaml: (top level): the document is nested too deeply"
+    ]
