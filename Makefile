@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv mosquitto demo test lint typecheck bench faults sample-config clean
+.PHONY: docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
 
 help:
 	@echo "make demo    - the agent sending real reports over mTLS to a local broker and Device Defender responder"
@@ -46,3 +46,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache .coverage
+
+docs: $(STAMP)
+	$(BIN)/defender-agent sample-config > config/agent.example.yaml
+	$(BIN)/python -c 'import agent.docs as d; d.main(["README.md"])'

@@ -24,6 +24,8 @@ def _doc_lines(doc: str, indent: str) -> List[str]:
 
 def _value_text(node: Node) -> str:
     value = node.example if node.example is not None else node.default
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return node.render(value)
     return _yaml_scalar(value)
 
 
@@ -112,13 +114,13 @@ def option_table() -> str:
     """The README's configuration reference, as a Markdown table."""
     rows = ["| key | type | default | description |", "|---|---|---|---|"]
     for path, node in _walk(TOP_LEVEL, ""):
-        rows.append(f"| `{path}` | {node.type_name()} | {_md_default(node)} | {node.doc} |")
+        rows.append(f"| `{path}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
     rows.append("| `collectors` | list | `[]` | Collectors to run; see the collector reference. |")
     for name, node in COLLECTOR_COMMON.items():
-        rows.append(f"| `collectors[].{name}` | {node.type_name()} | {_md_default(node)} | {node.doc} |")
+        rows.append(f"| `collectors[].{name}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
     rows.append("| `custom_metrics` | mapping | `{}` | Custom metric definitions by name (shorthand: `name: number`). |")
     for name, node in CUSTOM_METRIC.fields.items():
-        rows.append(f"| `custom_metrics.NAME.{name}` | {node.type_name()} | {_md_default(node)} | {node.doc} |")
+        rows.append(f"| `custom_metrics.NAME.{name}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
     return "\n".join(rows) + "\n"
 
 
@@ -127,8 +129,12 @@ def collector_table(registry: Registry) -> str:
     for spec in registry.builtin_specs():
         rows.append(f"| `{spec.type}` | | | | {spec.summary} |")
         for name, node in spec.options.items():
-            rows.append(f"| | `{name}` | {node.type_name()} | {_md_default(node)} | {node.doc} |")
+            rows.append(f"| | `{name}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
     return "\n".join(rows) + "\n"
+
+
+def _md_type(node: Node) -> str:
+    return node.type_name().replace(" | ", ", ")
 
 
 def _md_default(node: Node) -> str:
