@@ -44,7 +44,11 @@ def update(text: str) -> str:
         if not pattern.search(text):
             raise ValueError(f"README has no <!-- BEGIN {name} --> ... <!-- END {name} --> section")
         body = render()
-        text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(3), text)
+
+        def replace(match: "re.Match[str]", body: str = body) -> str:
+            return match.group(1) + body + match.group(3)
+
+        text = pattern.sub(replace, text)
     return text
 
 
