@@ -45,7 +45,7 @@ def update(text: str) -> str:
             raise ValueError(f"README has no <!-- BEGIN {name} --> ... <!-- END {name} --> section")
         body = render()
 
-        def replace(match: "re.Match[str]", body: str = body) -> str:
+        def replace(match: re.Match[str], body: str = body) -> str:
             return match.group(1) + body + match.group(3)
 
         text = pattern.sub(replace, text)
