@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "validate",
     "sample_config",
     "once",
+    "bootstrap",
+    "values",
 )
 
 EPILOG = """\
