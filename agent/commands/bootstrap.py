@@ -37,8 +37,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agent.control import bootstrap as bs  # noqa: PLC0415 - keeps boto3 out of other commands
-    from agent.control.aws import RetryPolicy, make_client  # noqa: PLC0415
+    from agent.control.aws import RetryPolicy, make_client, quiet_sdk_logging  # noqa: PLC0415
 
+    quiet_sdk_logging()
     config = load_from_args(args)
     desired = [bs.Definition.from_config(m) for m in config.custom_metrics.values()]
     client = make_client(settings_from_args(args))

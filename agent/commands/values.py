@@ -44,9 +44,10 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agent.control import values as cv  # noqa: PLC0415 - keeps boto3 out of other commands
-    from agent.control.aws import RetryPolicy, make_client  # noqa: PLC0415
+    from agent.control.aws import RetryPolicy, make_client, quiet_sdk_logging  # noqa: PLC0415
     from agent.errors import ControlPlaneError  # noqa: PLC0415
 
+    quiet_sdk_logging()
     if args.since and args.start:
         raise ControlPlaneError("give --since or --start, not both")
     if args.not_in and not args.dimension:

@@ -12,6 +12,7 @@ else surfaces at once as a :class:`ControlPlaneError` or a per-metric failure.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -66,6 +67,12 @@ class RetryPolicy:
         return self.rng.uniform(0.0, min(self.cap, self.base * (2**attempt)))
 
 
+def quiet_sdk_logging() -> None:
+    """Keep botocore's INFO lines ("Found credentials in environment variables") out of command output."""
+    for name in ("boto3", "botocore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def make_client(settings: AwsSettings) -> Any:
     """A boto3 ``iot`` client, or ControlPlaneError naming what is missing (profile, region, credentials)."""
     try:
@@ -78,6 +85,9 @@ def make_client(settings: AwsSettings) -> Any:
         ) from None
     try:
         session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
+        if session.region_name is None and os.environ.get("AWS_REGION"):
+            # botocore reads only AWS_DEFAULT_REGION; the AWS CLI v2 and other SDKs read AWS_REGION.
+            session = boto3.session.Session(profile_name=settings.profile, region_name=os.environ["AWS_REGION"])
         if session.get_credentials() is None:
             raise ControlPlaneError(CREDENTIALS_HELP)
         config = Config(

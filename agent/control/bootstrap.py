@@ -298,7 +298,10 @@ def _create(client: Any, want: Definition, policy: RetryPolicy) -> str:
         if error_code(exc) != "ResourceAlreadyExistsException":
             raise
         # Created meanwhile by someone else (another token): accept it when it is the same type.
-        described = call(client.describe_custom_metric, f"describe {want.name}", policy, metricName=want.name)
+        try:
+            described = call(client.describe_custom_metric, f"describe {want.name}", policy, metricName=want.name)
+        except ClientError:
+            raise exc from None
         if described.get("metricType") != want.type:
             raise
         log.info("Custom metric %r appeared while creating it; it has the declared type", want.name)

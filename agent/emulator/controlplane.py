@@ -55,13 +55,18 @@ class ControlPlaneServer:
     """The control plane on a loopback port. ``port=0`` picks a free one; see :attr:`url`."""
 
     def __init__(
-        self, store: Store, host: str = "127.0.0.1", port: int = 0, page_size: int = PAGE_SIZE
+        self,
+        store: Store,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        page_size: int = PAGE_SIZE,
+        model: Optional[ServiceModel] = None,
     ) -> None:
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError(f"the emulator binds loopback only, not {host!r}")
         self.store = store
         self.page_size = page_size
-        self.model = ServiceModel()
+        self.model = model or ServiceModel()  # loading it takes ~0.4 s; tests share one
         self._lock = threading.Lock()
         self._injected: List[Tuple[str, Optional[str]]] = []
         self.requests: List[Tuple[str, int]] = []
@@ -82,7 +87,7 @@ class ControlPlaneServer:
         return int(self._httpd.server_address[1])
 
     def start(self) -> ControlPlaneServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="controlplane", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="controlplane", daemon=True)
         self._thread.start()
         log.info("Control plane listening on %s", self.url)
         return self
@@ -300,6 +305,7 @@ def _decode_token(token: Optional[str], scope: str) -> int:
 def _make_handler(server: ControlPlaneServer) -> type:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: avoid the 40 ms delayed-ACK stall
         server_version = "defender-agent-emulator"
 
         def _serve(self) -> None:
