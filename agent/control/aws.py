@@ -87,7 +87,8 @@ def make_client(settings: AwsSettings) -> Any:
         session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
         if session.region_name is None and os.environ.get("AWS_REGION"):
             # botocore reads only AWS_DEFAULT_REGION; the AWS CLI v2 and other SDKs read AWS_REGION.
-            session = boto3.session.Session(profile_name=settings.profile, region_name=os.environ["AWS_REGION"])
+            region = os.environ["AWS_REGION"]
+            session = boto3.session.Session(profile_name=settings.profile, region_name=region)
         if session.get_credentials() is None:
             raise ControlPlaneError(CREDENTIALS_HELP)
         config = Config(

@@ -299,7 +299,8 @@ def _create(client: Any, want: Definition, policy: RetryPolicy) -> str:
             raise
         # Created meanwhile by someone else (another token): accept it when it is the same type.
         try:
-            described = call(client.describe_custom_metric, f"describe {want.name}", policy, metricName=want.name)
+            what = f"describe {want.name}"
+            described = call(client.describe_custom_metric, what, policy, metricName=want.name)
         except ClientError:
             raise exc from None
         if described.get("metricType") != want.type:

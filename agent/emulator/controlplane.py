@@ -87,7 +87,9 @@ class ControlPlaneServer:
         return int(self._httpd.server_address[1])
 
     def start(self) -> ControlPlaneServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="controlplane", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="controlplane", daemon=True
+        )
         self._thread.start()
         log.info("Control plane listening on %s", self.url)
         return self

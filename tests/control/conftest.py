@@ -99,7 +99,9 @@ def cli(
     written in parallel and merged later).
     """
     present = tuple(
-        name for name in agent_cli.COMMAND_MODULES if importlib.util.find_spec(f"agent.commands.{name}") is not None
+        name
+        for name in agent_cli.COMMAND_MODULES
+        if importlib.util.find_spec(f"agent.commands.{name}") is not None
     )
     monkeypatch.setattr(agent_cli, "COMMAND_MODULES", present)
 

@@ -9,7 +9,8 @@ import pytest
 from agent.control import bootstrap as bs
 from agent.control.aws import RetryPolicy
 from agent.emulator.controlplane import ControlPlaneServer
-from agent.emulator.store import Store
+
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 Cli = Callable[..., Tuple[int, str, str]]
 
@@ -23,7 +24,7 @@ def run_bootstrap(cli: Cli, config: str, emulator: ControlPlaneServer, *extra: s
     return cli("bootstrap", "--config", config, "--endpoint-url", emulator.url, *extra)
 
 
-def test_first_run_creates_every_declared_metric(aws_env, emulator, store, iot, cli, write_config) -> None:
+def test_first_run_creates_every_declared_metric(emulator, store, iot, cli, write_config) -> None:
     code, out, err = run_bootstrap(cli, write_config(), emulator)
     assert code == 0, err
     assert names_in_cloud(iot) == ["core_load", "cpu_usage", "peers", "services"]
@@ -35,7 +36,7 @@ def test_first_run_creates_every_declared_metric(aws_env, emulator, store, iot, 
     assert "create     cpu_usage: number, display name 'CPU usage', 1 tag(s) (created)" in out
 
 
-def test_second_run_changes_nothing(aws_env, emulator, cli, write_config) -> None:
+def test_second_run_changes_nothing(emulator, cli, write_config) -> None:
     config = write_config()
     assert run_bootstrap(cli, config, emulator)[0] == 0
     before = len(emulator.calls())
@@ -46,7 +47,7 @@ def test_second_run_changes_nothing(aws_env, emulator, cli, write_config) -> Non
     assert made == ["DescribeCustomMetric"] * 4  # read-only: no create, update or delete
 
 
-def test_display_name_drift_is_updated(aws_env, emulator, iot, cli, write_config) -> None:
+def test_display_name_drift_is_updated(emulator, iot, cli, write_config) -> None:
     assert run_bootstrap(cli, write_config(), emulator)[0] == 0
     drifted = "custom_metrics:\n  cpu_usage: {type: number, display_name: CPU busy percent}\n"
     code, out, _ = run_bootstrap(cli, write_config(drifted), emulator)
@@ -56,7 +57,7 @@ def test_display_name_drift_is_updated(aws_env, emulator, iot, cli, write_config
     assert emulator.calls("UpdateCustomMetric") == [("UpdateCustomMetric", 200)]
 
 
-def test_type_conflict_fails_clearly_and_changes_nothing(aws_env, emulator, store, iot, cli, write_config) -> None:
+def test_type_conflict_fails_clearly_and_changes_nothing(emulator, store, iot, cli, write_config) -> None:
     store.create_metric("core_load", "number", None, (), "someone-else")
     code, out, _ = run_bootstrap(cli, write_config(), emulator)
     assert code == 1
@@ -67,7 +68,7 @@ def test_type_conflict_fails_clearly_and_changes_nothing(aws_env, emulator, stor
     assert iot.describe_custom_metric(metricName="core_load")["metricType"] == "number"
 
 
-def test_replace_changed_types_recreates_unless_a_profile_uses_it(aws_env, emulator, store, iot, cli, write_config):
+def test_replace_changed_types_recreates_unless_a_profile_uses_it(emulator, store, iot, cli, write_config):
     store.create_metric("core_load", "number", None, (), "someone-else")
     store.put_security_profile("edge-profile", ["core_load"])
     code, out, _ = run_bootstrap(cli, write_config(), emulator, "--replace-changed-types")
@@ -82,7 +83,7 @@ def test_replace_changed_types_recreates_unless_a_profile_uses_it(aws_env, emula
     assert iot.describe_custom_metric(metricName="core_load")["metricType"] == "number-list"
 
 
-def test_dry_run_prints_the_plan_and_changes_nothing(aws_env, emulator, store, iot, cli, write_config) -> None:
+def test_dry_run_prints_the_plan_and_changes_nothing(emulator, store, iot, cli, write_config) -> None:
     store.create_metric("cpu_usage", "number", "Old name", (), "t")
     store.create_metric("core_load", "number", None, (), "t")
     store.create_metric("services", "string-list", None, (), "t")
@@ -104,7 +105,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(aws_env, emulator, store, i
     assert not [op for op, _ in emulator.calls() if op in writes]
 
 
-def test_prune_only_when_asked_and_never_a_metric_in_use(aws_env, emulator, store, iot, cli, write_config) -> None:
+def test_prune_only_when_asked_and_never_a_metric_in_use(emulator, store, iot, cli, write_config) -> None:
     store.create_metric("retired", "number", None, (), "t")
     store.create_metric("guarded", "number", None, (), "t")
     store.put_security_profile("fleet", ["guarded"])
@@ -118,7 +119,7 @@ def test_prune_only_when_asked_and_never_a_metric_in_use(aws_env, emulator, stor
     assert names_in_cloud(iot) == ["core_load", "cpu_usage", "guarded", "peers", "services"]
 
 
-def test_throttling_on_the_first_try_is_retried(aws_env, emulator, iot, cli, write_config) -> None:
+def test_throttling_on_the_first_try_is_retried(emulator, iot, cli, write_config) -> None:
     emulator.inject_errors(1, "ThrottlingException", operation="CreateCustomMetric")
     code, out, err = run_bootstrap(cli, write_config(), emulator)
     assert code == 0, out
@@ -129,7 +130,7 @@ def test_throttling_on_the_first_try_is_retried(aws_env, emulator, iot, cli, wri
     assert len(names_in_cloud(iot)) == 4
 
 
-def test_persistent_throttling_gives_up_with_one_line_per_metric(aws_env, emulator, iot) -> None:
+def test_persistent_throttling_gives_up_with_one_line_per_metric(emulator, iot) -> None:
     sleeps: List[float] = []
     policy = RetryPolicy(attempts=3, sleep=sleeps.append)
     emulator.inject_errors(3, "ThrottlingException", operation="CreateCustomMetric")
@@ -143,7 +144,7 @@ def test_persistent_throttling_gives_up_with_one_line_per_metric(aws_env, emulat
     assert bs.summary(outcomes) == ("1 created; 1 failed", False)
 
 
-def test_internal_failure_is_retried(aws_env, emulator, iot) -> None:
+def test_internal_failure_is_retried(emulator, iot) -> None:
     sleeps: List[float] = []
     emulator.inject_errors(2, "InternalFailureException", operation="DescribeCustomMetric")
     want = [bs.Definition("cpu_usage", "number")]
@@ -160,7 +161,7 @@ def test_internal_failure_is_retried(aws_env, emulator, iot) -> None:
         ("ResourceAlreadyExistsException", "create cpu_usage: it already exists with a different definition"),
     ],
 )
-def test_service_errors_become_one_line_messages(aws_env, emulator, cli, write_config, code, expected) -> None:
+def test_service_errors_become_one_line_messages(emulator, cli, write_config, code, expected) -> None:
     emulator.inject_errors(1, code, operation="CreateCustomMetric")
     config = write_config("custom_metrics:\n  cpu_usage: number\n")
     rc, out, _ = run_bootstrap(cli, config, emulator)
@@ -169,7 +170,7 @@ def test_service_errors_become_one_line_messages(aws_env, emulator, cli, write_c
     assert len(failed) == 1 and expected in failed[0] and f"({code}: " in failed[0]
 
 
-def test_a_retried_create_with_the_same_token_is_recognised(aws_env, emulator, iot) -> None:
+def test_a_retried_create_with_the_same_token_is_recognised(emulator, iot) -> None:
     want = bs.Definition("cpu_usage", "number", "CPU", (("team", "edge"),))
     token = bs.request_token(want)
     assert token == bs.request_token(bs.Definition("cpu_usage", "number", "CPU", (("team", "edge"),)))
@@ -182,7 +183,7 @@ def test_a_retried_create_with_the_same_token_is_recognised(aws_env, emulator, i
         iot.create_custom_metric(metricName="cpu_usage", metricType="number", clientRequestToken="other")
 
 
-def test_missing_credentials_give_one_clear_line(aws_env, emulator, cli, write_config, monkeypatch) -> None:
+def test_missing_credentials_give_one_clear_line(emulator, cli, write_config, monkeypatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     code, out, err = run_bootstrap(cli, write_config(), emulator)
@@ -192,21 +193,24 @@ def test_missing_credentials_give_one_clear_line(aws_env, emulator, cli, write_c
     assert emulator.calls() == []
 
 
-def test_missing_region_gives_one_clear_line(aws_env, emulator, cli, write_config, monkeypatch) -> None:
+def test_missing_region_gives_one_clear_line(emulator, cli, write_config, monkeypatch) -> None:
     monkeypatch.delenv("AWS_REGION")
     code, _, err = run_bootstrap(cli, write_config(), emulator)
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("defender-agent: no AWS region set: pass --region")
 
 
-def test_unknown_profile_and_unreachable_endpoint(aws_env, cli, write_config) -> None:
+def test_unknown_profile_and_unreachable_endpoint(cli, write_config) -> None:
     code, _, err = cli("bootstrap", "--config", write_config(), "--profile", "nope")
-    assert code == 1 and err == "defender-agent: AWS profile 'nope' is not in ~/.aws/config or ~/.aws/credentials\n"
+    assert (
+        code == 1
+        and err == "defender-agent: AWS profile 'nope' is not in ~/.aws/config or ~/.aws/credentials\n"
+    )
     code, _, err = cli("bootstrap", "--config", write_config(), "--endpoint-url", "http://127.0.0.1:9")
     assert code == 1 and err.count("\n") == 1 and "cannot reach AWS IoT" in err
 
 
-def test_config_errors_exit_78(aws_env, cli, tmp_path) -> None:
+def test_config_errors_exit_78(cli, tmp_path) -> None:
     code, _, err = cli("bootstrap", "--config", str(tmp_path / "missing.yaml"))
     assert code == 78 and "file not found" in err
 
@@ -216,17 +220,35 @@ def test_config_errors_exit_78(aws_env, cli, tmp_path) -> None:
 
 def test_plan_covers_every_case() -> None:
     D = bs.Definition
-    desired = [D("a", "number", "A"), D("b", "number", "B"), D("c", "number"), D("d", "string-list"), D("e", "number")]
+    desired = [
+        D("a", "number", "A"),
+        D("b", "number", "B"),
+        D("c", "number"),
+        D("d", "string-list"),
+        D("e", "number"),
+    ]
     state = bs.CloudState(
-        current={"a": None, "b": D("b", "number", "old"), "c": D("c", "number", "kept"), "d": D("d", "number")},
+        current={
+            "a": None,
+            "b": D("b", "number", "old"),
+            "c": D("c", "number", "kept"),
+            "d": D("d", "number"),
+        },
         cloud_names=["b", "c", "d", "x", "y"],
         used_by={"y": ["p1"]},
         errors={"e": "describe e: access denied"},
     )
     steps = bs.plan(desired, state, prune=True)
     assert [(s.name, s.action.value) for s in steps] == [
-        ("a", "create"), ("b", "update"), ("c", "unchanged"), ("d", "conflict"), ("e", "failed"),
-        ("x", "delete"), ("y", "blocked"),
+        ("a", "create"),
+        ("b", "update"),
+        ("c", "unchanged"),
+        ("d", "conflict"),
+        ("e", "failed"),
+        ("x", "delete"),
+        ("y", "blocked"),
     ]
-    assert [s.name for s in bs.plan(desired, state) if s.action is bs.Action.DELETE] == []  # no prune by default
+    assert [
+        s.name for s in bs.plan(desired, state) if s.action is bs.Action.DELETE
+    ] == []  # no prune by default
     assert bs.plan([D("d", "string-list")], state, replace_changed_types=True)[0].action is bs.Action.REPLACE
