@@ -75,12 +75,12 @@ def _check_custom_metrics(raw: Any, checker: Checker) -> Dict[str, CustomMetricC
     if not isinstance(raw, dict):
         checker.problem("custom_metrics", "expected a mapping of metric name to {type: ...}")
         return out
-    for name, body in raw.items():
+    for name, raw_body in raw.items():
         path = join("custom_metrics", name)
         before = len(checker.problems)
         METRIC_NAME.check(name, path, checker)
-        if isinstance(body, str) and body in {t.value for t in MetricType}:
-            body = {"type": body}  # shorthand: `cpu_usage: number`
+        shorthand = isinstance(raw_body, str) and raw_body in {t.value for t in MetricType}
+        body = {"type": raw_body} if shorthand else raw_body  # shorthand: `cpu_usage: number`
         values = CUSTOM_METRIC.check(body, path, checker)
         if len(checker.problems) != before or values is None:
             continue
