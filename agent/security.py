@@ -140,8 +140,7 @@ def _trusted_file_problems(path: str, what: str, me: int, secret: bool) -> List[
         if readers:
             out.append(
                 f"{path}: {what} is readable or writable by {_join(readers)} (mode {mode}); "
-                f"it must be readable only by its owner. Fix: chmod 600 {quoted}"
-                + _acl_fix(readers, quoted)
+                f"it must be readable only by its owner. Fix: chmod 600 {quoted}" + _acl_fix(readers, quoted)
             )
     else:
         writers = _others_with(path, st, me, _WRITE)

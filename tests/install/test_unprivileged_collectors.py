@@ -59,12 +59,17 @@ NOT_SANDBOX = {
     "ConfigurationDirectory", "ConfigurationDirectoryMode", "LoadCredential",
 }  # fmt: skip
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="comparing with root and switching users needs root")
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="comparing with root and switching users needs root"
+)
 
 
 def normalise(stdout: str) -> Snapshot:
     raw = json.loads(stdout)
-    return {key: {tuple(item) if isinstance(item, list) else (item,) for item in values} for key, values in raw.items()}
+    return {
+        key: {tuple(item) if isinstance(item, list) else (item,) for item in values}
+        for key, values in raw.items()
+    }
 
 
 def setpriv_prefix() -> List[str]:
@@ -100,7 +105,9 @@ def systemd_run_prefix() -> List[str]:
 
 
 def take(prefix: List[str]) -> Snapshot:
-    result = subprocess.run([*prefix, *SNAPSHOT_ARGV], capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [*prefix, *SNAPSHOT_ARGV], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, f"{' '.join(prefix[:1])} snapshot failed: {result.stderr}"
     return normalise(result.stdout)
 
@@ -143,5 +150,7 @@ def test_unprivileged_sandboxed_snapshot_matches_root(runner: str, own_sockets: 
         missing = stable - unprivileged[key]
         extra = unprivileged[key] - seen_by_root
         assert not missing, f"{runner}: {key} hidden from the service user: {sorted(missing)[:10]}"
-        assert len(extra) <= max(5, len(seen_by_root) // 20), f"{runner}: {key} unexpected: {sorted(extra)[:10]}"
+        assert len(extra) <= max(5, len(seen_by_root) // 20), (
+            f"{runner}: {key} unexpected: {sorted(extra)[:10]}"
+        )
     assert unprivileged["nics"] == before["nics"]

@@ -50,7 +50,9 @@ def test_good_layout_has_no_problems(gw: GatewayFiles) -> None:
     assert audit(gw) == []
 
 
-@pytest.mark.parametrize(("mode", "who"), [(0o644, "its group and others"), (0o640, "its group"), (0o604, "others")])
+@pytest.mark.parametrize(
+    ("mode", "who"), [(0o644, "its group and others"), (0o640, "its group"), (0o604, "others")]
+)
 def test_key_readable_by_group_or_others_is_refused(gw: GatewayFiles, mode: int, who: str) -> None:
     os.chmod(gw.key, mode)
     [problem] = audit(gw)
@@ -94,7 +96,9 @@ def test_config_writable_by_others_is_refused(gw: GatewayFiles, mode: int, who: 
 def test_config_directory_writable_by_others_is_refused_unless_sticky(gw: GatewayFiles) -> None:
     os.chmod(gw.root, 0o777)
     [problem] = audit(gw)
-    assert f"{gw.root}: the config file's directory is writable by its group and others (mode 0777)" in problem
+    assert (
+        f"{gw.root}: the config file's directory is writable by its group and others (mode 0777)" in problem
+    )
     os.chmod(gw.root, 0o1777)
     assert audit(gw) == []
 
@@ -113,7 +117,16 @@ def test_all_problems_are_reported_together(gw: GatewayFiles) -> None:
 
 
 def test_acl_granting_another_user_read_is_refused(gw: GatewayFiles) -> None:
-    set_acl(gw.key, [(ACL_USER_OBJ, 6, 0), (ACL_USER, 4, 12345), (ACL_GROUP_OBJ, 0, 0), (ACL_MASK, 4, 0), (ACL_OTHER, 0, 0)])
+    set_acl(
+        gw.key,
+        [
+            (ACL_USER_OBJ, 6, 0),
+            (ACL_USER, 4, 12345),
+            (ACL_GROUP_OBJ, 0, 0),
+            (ACL_MASK, 4, 0),
+            (ACL_OTHER, 0, 0),
+        ],
+    )
     assert os.stat(gw.key).st_mode & 0o777 == 0o640  # what ls -l shows: the mask in the group bits
     [problem] = audit(gw)
     assert "uid 12345 (ACL)" in problem and "its group" not in problem
@@ -127,14 +140,32 @@ def test_systemd_credential_copy_is_accepted(gw: GatewayFiles, tmp_path: Path) -
     copy = creds / "private.pem.key"
     copy.write_bytes(gw.key.read_bytes())
     os.chmod(copy, 0o400)
-    set_acl(copy, [(ACL_USER_OBJ, 4, 0), (ACL_USER, 4, NOBODY), (ACL_GROUP_OBJ, 0, 0), (ACL_MASK, 4, 0), (ACL_OTHER, 0, 0)])
+    set_acl(
+        copy,
+        [
+            (ACL_USER_OBJ, 4, 0),
+            (ACL_USER, 4, NOBODY),
+            (ACL_GROUP_OBJ, 0, 0),
+            (ACL_MASK, 4, 0),
+            (ACL_OTHER, 0, 0),
+        ],
+    )
     assert os.stat(copy).st_mode & 0o777 == 0o440
     assert read_acl(str(copy)) is not None
     env = {"CREDENTIALS_DIRECTORY": str(creds)}
     assert resolve_credential(str(gw.key), env) == str(copy)
     assert audit(gw, env=env, uid=NOBODY) == []
     # The same copy with a real group read bit is refused.
-    set_acl(copy, [(ACL_USER_OBJ, 4, 0), (ACL_USER, 4, NOBODY), (ACL_GROUP_OBJ, 4, 0), (ACL_MASK, 4, 0), (ACL_OTHER, 0, 0)])
+    set_acl(
+        copy,
+        [
+            (ACL_USER_OBJ, 4, 0),
+            (ACL_USER, 4, NOBODY),
+            (ACL_GROUP_OBJ, 4, 0),
+            (ACL_MASK, 4, 0),
+            (ACL_OTHER, 0, 0),
+        ],
+    )
     [problem] = audit(gw, env=env, uid=NOBODY)
     assert f"{copy}: private key is readable or writable by its group" in problem
 
@@ -142,7 +173,9 @@ def test_systemd_credential_copy_is_accepted(gw: GatewayFiles, tmp_path: Path) -
 def test_resolve_credential_prefers_the_credentials_directory(tmp_path: Path) -> None:
     (tmp_path / "private.pem.key").write_text("x")
     env = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
-    assert resolve_credential("/etc/defender-agent/certs/private.pem.key", env) == str(tmp_path / "private.pem.key")
+    assert resolve_credential("/etc/defender-agent/certs/private.pem.key", env) == str(
+        tmp_path / "private.pem.key"
+    )
     assert resolve_credential("private.pem.key", env) == str(tmp_path / "private.pem.key")
     assert resolve_credential("/etc/x/other.key", env) == "/etc/x/other.key"
     assert resolve_credential("/etc/x/private.pem.key", {}) == "/etc/x/private.pem.key"

@@ -52,7 +52,9 @@ def run_check(
     argv = [*agent_command(), "check", "--config", str(gw.config), *extra]
     if as_user is not None:
         argv = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups", *argv]
-    full_env = {k: v for k, v in os.environ.items() if k not in ("CREDENTIALS_DIRECTORY", "DEFENDER_AGENT_CONFIG")}
+    full_env = {
+        k: v for k, v in os.environ.items() if k not in ("CREDENTIALS_DIRECTORY", "DEFENDER_AGENT_CONFIG")
+    }
     full_env.update(env or {})
     return subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=60, check=False)
 
@@ -122,7 +124,11 @@ def test_check_refuses_bad_files_without_leaking(
 def test_a_key_given_as_the_config_file_is_not_echoed(gw: GatewayFiles, headers: str) -> None:
     gw.key.write_text(pem("RSA PRIVATE KEY", gw.key_canary, headers), encoding="ascii")
     result = subprocess.run(
-        [*agent_command(), "check", "--config", str(gw.key)], capture_output=True, text=True, timeout=60, check=False
+        [*agent_command(), "check", "--config", str(gw.key)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == EX_CONFIG, result.stderr
     assert_no_secrets(gw, result)
@@ -149,7 +155,15 @@ def test_service_user_reads_the_key_through_a_credential_copy(gw: GatewayFiles) 
         os.setxattr(
             copy,
             "system.posix_acl_access",
-            encode_acl([(ACL_USER_OBJ, 4, 0), (ACL_USER, 4, NOBODY), (ACL_GROUP_OBJ, 0, 0), (ACL_MASK, 4, 0), (ACL_OTHER, 0, 0)]),
+            encode_acl(
+                [
+                    (ACL_USER_OBJ, 4, 0),
+                    (ACL_USER, 4, NOBODY),
+                    (ACL_GROUP_OBJ, 0, 0),
+                    (ACL_MASK, 4, 0),
+                    (ACL_OTHER, 0, 0),
+                ]
+            ),
         )
     except OSError:
         pytest.skip("no POSIX ACLs on /tmp")
