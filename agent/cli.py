@@ -21,7 +21,8 @@ COMMAND_MODULES = (
     "check",
     "validate",
     "sample_config",
-    "once",
+    "bootstrap",
+    "values",
 )
 
 EPILOG = """\

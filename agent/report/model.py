@@ -111,8 +111,12 @@ STANDARD_METRICS: Mapping[str, type] = {
 
 @dataclass(frozen=True)
 class Report:
-    """One report before encoding. ``custom`` maps metric name to (declared type, value)."""
+    """One report before encoding.
+
+    ``custom`` maps a custom metric name to its value; the encoder checks the value
+    against the metric's declared type in the catalog, never against the value itself.
+    """
 
     report_id: int
     standard: Mapping[str, StandardValue] = field(default_factory=dict)
-    custom: Mapping[str, Tuple[MetricType, CustomValue]] = field(default_factory=dict)
+    custom: Mapping[str, CustomValue] = field(default_factory=dict)

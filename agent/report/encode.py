@@ -1,0 +1,237 @@
+"""Turn a :class:`Report` into Device Defender bytes (JSON or CBOR, long or short keys).
+
+Every value is checked first (:mod:`agent.report.rules`). A custom metric that
+breaks a rule is dropped and reported in ``EncodedReport.dropped``; the rest of
+the report still goes. Lists longer than the cap keep a deterministic subset
+(ports ascending; connections by remote address, then local port) and keep
+``total`` as the true count. The payload is kept under 128 KiB.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import cbor2
+
+from agent.config.model import CustomMetricConfig
+from agent.errors import ReportError, Violation
+from agent.report import rules
+from agent.report.keys import MAX_PAYLOAD_BYTES, REPORT_VERSION, key_map
+from agent.report.model import (
+    Connections,
+    CustomValue,
+    ListeningPorts,
+    MetricType,
+    NetworkStats,
+    Report,
+    StandardValue,
+)
+
+FORMATS = ("json", "cbor")
+
+
+@dataclass(frozen=True)
+class EncodedReport:
+    report_id: int
+    payload: bytes
+    format: str
+    dropped: Tuple[Violation, ...] = ()  # custom metrics left out, with the broken rule
+    capped: Tuple[str, ...] = ()  # lists that were cut to the cap (JSON paths)
+    unusual_strings: Tuple[str, ...] = ()  # metrics sent with characters outside the set (opted in)
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def serialize(document: Mapping[str, Any], fmt: str) -> bytes:
+    if fmt == "cbor":
+        return bytes(cbor2.dumps(document))
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+class Encoder:
+    """Builds checked report documents for one configuration."""
+
+    def __init__(
+        self,
+        custom_metrics: Mapping[str, CustomMetricConfig],
+        fmt: str = "json",
+        key_names: str = "long",
+        max_list_items: int = 500,
+        max_payload: int = MAX_PAYLOAD_BYTES,
+    ) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be json or cbor, not {fmt!r}")
+        self.custom_metrics = custom_metrics
+        self.format = fmt
+        self.key_names = key_names
+        self.max_list_items = max_list_items
+        self.max_payload = max_payload
+        self._k = key_map(key_names)
+
+    def encode(self, report: Report) -> EncodedReport:
+        if isinstance(report.report_id, bool) or not isinstance(report.report_id, int) or report.report_id <= 0:
+            raise ReportError([Violation("header.report_id", "must be a positive integer", report.report_id)])
+        dropped: List[Violation] = []
+        unusual: List[str] = []
+        custom = self._custom_block(report.custom, dropped, unusual)
+        cap = self.max_list_items
+        while True:
+            capped: List[str] = []
+            metrics = self._metrics_block(report.standard, cap, capped)
+            document = self._document(report.report_id, metrics, custom)
+            payload = serialize(document, self.format)
+            if len(payload) <= self.max_payload:
+                break
+            if cap <= 1:
+                raise ReportError(
+                    [Violation("", f"report is {len(payload)} bytes; the limit is {self.max_payload}", None)]
+                )
+            cap //= 2
+        return EncodedReport(
+            report_id=report.report_id,
+            payload=payload,
+            format=self.format,
+            dropped=tuple(dropped),
+            capped=tuple(capped),
+            unusual_strings=tuple(unusual),
+            document=document,
+        )
+
+    # -- document parts --------------------------------------------------------------
+
+    def _document(self, report_id: int, metrics: Dict[str, Any], custom: Dict[str, Any]) -> Dict[str, Any]:
+        k = self._k
+        doc: Dict[str, Any] = {k["header"]: {k["report_id"]: report_id, k["version"]: REPORT_VERSION}}
+        if metrics or not custom:
+            doc[k["metrics"]] = metrics
+        if custom:
+            doc[k["custom_metrics"]] = custom
+        return doc
+
+    def _metrics_block(self, standard: Mapping[str, StandardValue], cap: int, capped: List[str]) -> Dict[str, Any]:
+        k = self._k
+        out: Dict[str, Any] = {}
+        for name, value in standard.items():
+            if name not in k:
+                raise ReportError([Violation(f"metrics.{name}", "not a standard Device Defender metric", name)])
+            if isinstance(value, ListeningPorts):
+                out[k[name]] = self._ports(name, value, cap, capped)
+            elif isinstance(value, Connections):
+                out[k[name]] = {k["established_connections"]: self._connections(name, value, cap, capped)}
+            elif isinstance(value, NetworkStats):
+                out[k[name]] = self._network(name, value)
+            else:
+                raise ReportError([Violation(f"metrics.{name}", "unknown standard value type", type(value).__name__)])
+        return out
+
+    def _ports(self, name: str, value: ListeningPorts, cap: int, capped: List[str]) -> Dict[str, Any]:
+        k = self._k
+        ports = sorted(value.ports, key=lambda p: (p.port, p.interface or ""))
+        total = max(value.true_total, len(ports))
+        if len(ports) > cap:
+            ports = ports[:cap]
+            capped.append(f"metrics.{name}.ports")
+        items = []
+        for index, port in enumerate(ports):
+            _require(rules.check_port(port.port), f"metrics.{name}.ports[{index}].port", port.port)
+            item: Dict[str, Any] = {k["port"]: port.port}
+            if port.interface:
+                item[k["interface"]] = port.interface
+            items.append(item)
+        _require(rules.check_count(total), f"metrics.{name}.total", total)
+        return {k["ports"]: items, k["total"]: total}
+
+    def _connections(self, name: str, value: Connections, cap: int, capped: List[str]) -> Dict[str, Any]:
+        k = self._k
+        conns = sorted(value.connections, key=lambda c: (c.remote_addr, c.local_port or 0, c.local_interface or ""))
+        total = max(value.true_total, len(conns))
+        if len(conns) > cap:
+            conns = conns[:cap]
+            capped.append(f"metrics.{name}.established_connections.connections")
+        items = []
+        for index, conn in enumerate(conns):
+            path = f"metrics.{name}.established_connections.connections[{index}]"
+            _require(rules.check_remote_addr(conn.remote_addr), f"{path}.remote_addr", conn.remote_addr)
+            item: Dict[str, Any] = {k["remote_addr"]: conn.remote_addr}
+            if conn.local_port is not None:
+                _require(rules.check_port(conn.local_port, low=0), f"{path}.local_port", conn.local_port)
+                item[k["local_port"]] = conn.local_port
+            if conn.local_interface:
+                item[k["local_interface"]] = conn.local_interface
+            items.append(item)
+        _require(rules.check_count(total), f"metrics.{name}.established_connections.total", total)
+        return {k["connections"]: items, k["total"]: total}
+
+    def _network(self, name: str, value: NetworkStats) -> Dict[str, Any]:
+        k = self._k
+        out: Dict[str, Any] = {}
+        for field_name in ("bytes_in", "bytes_out", "packets_in", "packets_out"):
+            number = getattr(value, field_name)
+            _require(rules.check_count(number), f"metrics.{name}.{field_name}", number)
+            out[k[field_name]] = number
+        return out
+
+    def _custom_block(
+        self, custom: Mapping[str, CustomValue], dropped: List[Violation], unusual: List[str]
+    ) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        for name in sorted(custom):
+            definition = self.custom_metrics.get(name)
+            path = f"custom_metrics.{name}"
+            if definition is None:
+                dropped.append(Violation(path, "not declared in custom_metrics", custom[name], name))
+                continue
+            try:
+                wrapped, odd = self._custom_value(definition, custom[name], path)
+            except ReportError as exc:
+                dropped.extend(Violation(v.path, v.rule, v.value, name) for v in exc.violations)
+                continue
+            if odd:
+                unusual.append(name)
+            out[name] = [wrapped]
+        return out
+
+    def _custom_value(self, definition: CustomMetricConfig, value: Any, path: str) -> Tuple[Dict[str, Any], bool]:
+        mtype = definition.type
+        key = mtype.value_key
+        if mtype is MetricType.NUMBER:
+            return {key: _number(value, f"{path}[0].number")}, False
+        if not isinstance(value, (list, tuple)):
+            raise ReportError([Violation(f"{path}[0].{key}", f"a {mtype.value} needs a list", value)])
+        if len(value) > self.max_list_items:
+            raise ReportError(
+                [Violation(f"{path}[0].{key}", f"list has {len(value)} items; the cap is {self.max_list_items}", len(value))]
+            )
+        items: List[Any] = []
+        odd = False
+        for index, item in enumerate(value):
+            item_path = f"{path}[0].{key}[{index}]"
+            if mtype is MetricType.NUMBER_LIST:
+                items.append(_number(item, item_path))
+            elif mtype is MetricType.STRING_LIST:
+                _require(rules.check_string(item, definition.allow_any_characters), item_path, item)
+                odd = odd or not rules.string_is_plain(item)
+                items.append(item)
+            else:
+                _require(rules.check_ip(item), item_path, item)
+                items.append(item)
+        return {key: items}, odd
+
+
+def _number(value: Any, path: str) -> Any:
+    if isinstance(value, float) and not isinstance(value, bool):
+        value = rules.round_significant(value)
+    _require(rules.check_number(value), path, value)
+    return value
+
+
+def _require(problem: Optional[str], path: str, value: Any) -> None:
+    if problem is not None:
+        raise ReportError([Violation(path, problem, value)])
+
+
+def first_violations(violations: Sequence[Violation], limit: int = 5) -> str:
+    shown = "; ".join(str(v) for v in violations[:limit])
+    more = len(violations) - limit
+    return shown + (f"; and {more} more" if more > 0 else "")
