@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "check",
     "validate",
     "sample_config",
+    "once",
     "bootstrap",
     "values",
 )

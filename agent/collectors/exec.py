@@ -170,6 +170,7 @@ SPEC = CollectorSpec(
     },
     build=_build,
     emits=_emits,
+    example_enabled=False,
     example={
         "command": ["/usr/local/lib/defender-agent/count-peers", "--json"],
         "metric": "mesh_peers",

@@ -120,6 +120,7 @@ SPEC = CollectorSpec(
     },
     build=_build,
     emits=_emits,
+    example_enabled=False,
     example={
         "path": "/sys/class/thermal/thermal_zone0/temp",
         "metric": "soc_temperature",

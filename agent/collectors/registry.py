@@ -46,6 +46,8 @@ class CollectorSpec:
     build: Callable[[BuildContext, Mapping[str, Any]], Collector]
     emits: Callable[[Mapping[str, Any]], Emits]
     example: Optional[Mapping[str, Any]] = None  # options shown in the example config
+    # False: the example needs a program or file of the operator's, so it is shown commented out
+    example_enabled: bool = True
     origin: str = "built-in"  # "entry point NAME from DIST VERSION" for plugins
 
 
@@ -141,6 +143,7 @@ def _load_plugin(ep: Any) -> CollectorSpec:
         build=spec.build,
         emits=spec.emits,
         example=spec.example,
+        example_enabled=spec.example_enabled,
         origin=origin,
     )
 
