@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "check",
     "validate",
     "sample_config",
+    "bootstrap",
+    "values",
 )
 
 EPILOG = """\
