@@ -25,6 +25,7 @@ def _start(python_aws: str) -> Dict[str, Worker]:
         ours = Worker("ours")
         probe = ours.sample(1)
         if probe.get("error"):
+            probe["error"] = probe["error"].split(" (after ", 1)[0]
             log(f"  ours: not measurable: {probe['error']}")
             ours.close()
             workers["ours_error"] = probe["error"]  # type: ignore[assignment]

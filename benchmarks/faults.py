@@ -449,9 +449,9 @@ def _missing(modules: Any) -> List[str]:
 def pending_scenario(name: str) -> Scenario:
     missing = _missing(NEEDS[name])
     reason = (
-        f"not run: needs {', '.join(missing)}, not on this branch yet"
+        f"needs {', '.join(missing)}, not on this branch yet"
         if missing
-        else "not run: the code exists now but this scenario's driver is not written yet"
+        else "the code exists now but this scenario's driver is not written yet"
     )
     return Scenario(name, PENDING[name], status="not run", reason=reason)
 

@@ -240,8 +240,11 @@ def render_reliability() -> Path:
             recovery = "-" if sc.get("recovery_seconds") is None else fmt_seconds(sc["recovery_seconds"])
             outcomes = ", ".join(f"{k}: {v:,}" for k, v in sc.get("outcomes", {}).items()) or "-"
             result = sc["status"] if sc["status"] != "failed" else "**FAILED**"
-            if sc.get("reason"):
-                result += f": {sc['reason']}"
+            reason = sc.get("reason", "")
+            if reason.startswith("not run: "):
+                reason = reason[len("not run: ") :]
+            if reason:
+                result += f": {reason}"
             runs = f"{sc['runs']:,}" if sc["status"] != "not run" else "-"
             lost = str(sc["lost"]) if sc["status"] != "not run" else "-"
             fails = str(sc["failures"]) if sc["status"] != "not run" else "-"
@@ -255,7 +258,10 @@ def render_reliability() -> Path:
         if not failed:
             lines.append("None: every scenario ran and lost nothing.\n")
         for sc in failed:
-            lines.append(f"- {sc['name']}: {sc['status']}. {sc.get('reason', '')}".rstrip())
+            reason = sc.get("reason", "")
+            if reason.startswith("not run: "):
+                reason = reason[len("not run: ") :]
+            lines.append(f"- {sc['name']}: {sc['status']}. {reason}".rstrip())
             for example in sc.get("examples", [])[:2]:
                 lines.append("\n  ```\n  " + example.strip().replace("\n", "\n  ")[:1500] + "\n  ```")
         lines.append("")
