@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install uninstall check-units docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
+.PHONY: faults install uninstall check-units docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
 
 help:
 	@echo "make demo    - the agent sending real reports over mTLS to a local broker and Device Defender responder"
@@ -42,8 +42,12 @@ test: $(STAMP) mosquitto lint
 sample-config: $(STAMP)
 	$(BIN)/defender-agent sample-config > config/agent.example.yaml
 
-bench: $(STAMP)
-	@echo "benchmarks: not yet (issue 8)"
+bench: $(STAMP) mosquitto
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks.run
+
+faults: $(STAMP) mosquitto
+	$(BIN)/python -m benchmarks.faults
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache .coverage
