@@ -21,7 +21,6 @@ COMMAND_MODULES = (
     "check",
     "validate",
     "sample_config",
-    "once",
 )
 
 EPILOG = """\

@@ -5,15 +5,17 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
-from agent.collectors.registry import PluginError, Registry, default_registry
 from agent.config.model import CollectorConfig, Config, CustomMetricConfig, MqttConfig, ReportConfig
 from agent.config.schema import Checker, Section, did_you_mean, format_duration, join
 from agent.config.spec import COLLECTOR_COMMON, CUSTOM_METRIC, LOOPBACK_HOSTS, METRIC_NAME, TOP_LEVEL
 from agent.config.yamlsrc import read_yaml
 from agent.errors import ConfigError, ConfigProblem
 from agent.report.model import MetricType
+
+if TYPE_CHECKING:
+    from agent.collectors.registry import Registry
 
 DEFAULT_CONFIG_PATH = "/etc/defender-agent/agent.yaml"
 CONFIG_ENV = "DEFENDER_AGENT_CONFIG"
@@ -49,9 +51,11 @@ def parse_config(text: str, file: str = "<string>", registry: Optional[Registry]
     top = Section(fields={**TOP_LEVEL})
     values = top.check_fields(data, "", checker, extra_known=("collectors", "custom_metrics"))
     metrics = _check_custom_metrics(data.get("custom_metrics"), checker)
-    collectors = _check_collectors(
-        data.get("collectors"), checker, registry or default_registry(), metrics, values.get("report")
-    )
+    if registry is None:
+        from agent.collectors.registry import default_registry  # the registry imports the schema
+
+        registry = default_registry()
+    collectors = _check_collectors(data.get("collectors"), checker, registry, metrics)
     _cross_checks(values, checker)
     if checker.problems:
         raise ConfigError(checker.problems)
@@ -75,12 +79,12 @@ def _check_custom_metrics(raw: Any, checker: Checker) -> Dict[str, CustomMetricC
     if not isinstance(raw, dict):
         checker.problem("custom_metrics", "expected a mapping of metric name to {type: ...}")
         return out
-    for name, body in raw.items():
+    for name, raw_body in raw.items():
         path = join("custom_metrics", name)
         before = len(checker.problems)
         METRIC_NAME.check(name, path, checker)
-        if isinstance(body, str) and body in {t.value for t in MetricType}:
-            body = {"type": body}  # shorthand: `cpu_usage: number`
+        shorthand = isinstance(raw_body, str) and raw_body in {t.value for t in MetricType}
+        body = {"type": raw_body} if shorthand else raw_body  # shorthand: `cpu_usage: number`
         values = CUSTOM_METRIC.check(body, path, checker)
         if len(checker.problems) != before or values is None:
             continue
@@ -104,8 +108,9 @@ def _check_collectors(
     checker: Checker,
     registry: Registry,
     metrics: Mapping[str, CustomMetricConfig],
-    report: Optional[ReportConfig],
 ) -> List[CollectorConfig]:
+    from agent.collectors.registry import PluginError
+
     out: List[CollectorConfig] = []
     if raw is None:
         return out

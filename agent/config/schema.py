@@ -98,7 +98,11 @@ class Node:
             return "required"
         if self.default is None:
             return "unset"
-        return render_scalar(self.default)
+        return self.render(self.default)
+
+    def render(self, value: Any) -> str:
+        """``value`` written as a user would write it in YAML."""
+        return render_scalar(value)
 
 
 def render_scalar(value: Any) -> str:
@@ -232,6 +236,9 @@ class Duration(Node):
     def type_name(self) -> str:
         return "duration"
 
+    def render(self, value: Any) -> str:
+        return format_duration(float(value))
+
     def convert(self, value: Any) -> Any:
         seconds: Optional[float]
         if isinstance(value, bool):
@@ -264,6 +271,13 @@ _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?", re.IGNORECASE
 _SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 10**6, "mib": 2**20, "gb": 10**9, "gib": 2**30}
 
 
+def format_size(size: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return str(size)
+
+
 @dataclass(frozen=True)
 class Size(Node):
     """A byte size: ``4096``, ``"64KiB"``, ``"10MiB"``, ``"1GB"``."""
@@ -273,6 +287,9 @@ class Size(Node):
 
     def type_name(self) -> str:
         return "size"
+
+    def render(self, value: Any) -> str:
+        return format_size(int(value))
 
     def convert(self, value: Any) -> Any:
         size: Optional[int] = None

@@ -15,7 +15,10 @@ from agent.errors import ConfigError, ConfigProblem
 
 def read_yaml(text: str, file: str) -> Tuple[Any, Dict[str, int]]:
     """Parse ``text``; raise ConfigError naming ``file`` and the line on bad YAML."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # the reader checks characters here already
+    except yaml.YAMLError as exc:
+        raise _syntax_error(exc, file) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -23,16 +26,33 @@ def read_yaml(text: str, file: str) -> Tuple[Any, Dict[str, int]]:
         lines: Dict[str, int] = {}
         problems: List[ConfigProblem] = []
         value = _build(loader, node, "", lines, problems, file)
+    except RecursionError:
+        raise ConfigError([ConfigProblem(file, "", "the document is nested too deeply")]) from None
+    except _TooLarge:
+        raise ConfigError(
+            [ConfigProblem(file, "", f"the document expands to more than {MAX_NODES} values (aliases?)")]
+        ) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError([ConfigProblem(file, "", f"not valid YAML: {reason}", line)]) from None
+        raise _syntax_error(exc, file) from None
     finally:
         loader.dispose()
     if problems:
         raise ConfigError(problems)
     return value, lines
+
+
+MAX_NODES = 100_000
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _syntax_error(exc: yaml.YAMLError, file: str) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    reason = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc).splitlines()[0]
+    return ConfigError([ConfigProblem(file, "", f"not valid YAML: {reason}", line)])
 
 
 def _build(
@@ -44,6 +64,8 @@ def _build(
     file: str,
 ) -> Any:
     lines[path] = node.start_mark.line + 1
+    if len(lines) > MAX_NODES:
+        raise _TooLarge
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: Dict[Any, Any] = {}

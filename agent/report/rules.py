@@ -48,7 +48,10 @@ def round_significant(value: float) -> float:
     """
     if not math.isfinite(value) or value == 0:
         return value
-    return float(f"{value:.{MAX_SIGNIFICANT_DIGITS}g}")
+    rounded = float(f"{value:.{MAX_SIGNIFICANT_DIGITS}g}")
+    if not math.isfinite(rounded):  # rounding up past the largest double: round to one digit less
+        rounded = float(f"{value:.{MAX_SIGNIFICANT_DIGITS - 1}g}")
+    return rounded
 
 
 def check_string(value: Any, allow_any: bool = False) -> Optional[str]:

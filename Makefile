@@ -1,0 +1,52 @@
+# defender-agent: developer entry points. Everything runs from a local .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
+
+help:
+	@echo "make demo    - the agent sending real reports over mTLS to a local broker and Device Defender responder"
+	@echo "make test    - lint, type check and the full test suite (starts its own mosquitto)"
+	@echo "make lint    - ruff and mypy only"
+	@echo "make bench   - benchmarks (docs/BENCHMARKS.md)"
+	@echo "make faults  - the fault campaign (docs/RELIABILITY.md)"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+mosquitto:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
+	  echo "Installing mosquitto (needed by the broker tests and the demo)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto openssl >/dev/null; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+demo: $(STAMP) mosquitto
+	$(BIN)/defender-agent once --config config/agent.example.yaml --state-dir .demo/state
+
+test: $(STAMP) mosquitto lint
+	$(BIN)/pytest --cov=agent --cov-report=term:skip-covered
+
+sample-config: $(STAMP)
+	$(BIN)/defender-agent sample-config > config/agent.example.yaml
+
+bench: $(STAMP)
+	@echo "benchmarks: not yet (issue 8)"
+
+clean:
+	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache .coverage
+
+docs: $(STAMP)
+	$(BIN)/defender-agent sample-config > config/agent.example.yaml
+	$(BIN)/python -c 'import agent.docs as d; d.main(["README.md"])'

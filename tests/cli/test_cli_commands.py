@@ -1,0 +1,135 @@
+"""The console script as an operator runs it: real subprocesses, exit codes, messages, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Optional
+
+import pytest
+
+from agent.collectors.registry import default_registry
+from agent.config.sample import render_example
+from agent.docs import update
+
+ROOT = Path(__file__).resolve().parents[2]
+MINIMAL = """\
+thing_name: gw-1
+mqtt:
+  endpoint: 127.0.0.1
+  cert: {d}/cert.pem
+  key: {d}/key.pem
+  ca: {d}/ca.pem
+state_dir: {d}/state
+"""
+
+
+def agent(*args: str, env: Optional[Dict[str, str]] = None, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", "from agent.cli import main; main()", *args],
+        input=stdin.decode(),
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    for name in ("cert.pem", "key.pem", "ca.pem"):
+        (tmp_path / name).write_text("-----BEGIN TEST-----\n")
+    (tmp_path / "key.pem").chmod(0o600)
+    (tmp_path / "agent.yaml").write_text(MINIMAL.format(d=tmp_path))
+    return tmp_path
+
+
+def test_help_lists_every_command_and_exit_codes() -> None:
+    result = agent("--help")
+    assert result.returncode == 0
+    for command in ("check", "validate", "sample-config"):
+        assert command in result.stdout
+    assert "78 configuration error" in result.stdout
+
+
+def test_check_valid_config(config_dir: Path) -> None:
+    result = agent("check", "--config", str(config_dir / "agent.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "OK (thing 'gw-1'" in result.stdout
+
+
+def test_check_uses_the_environment_variable(config_dir: Path) -> None:
+    result = agent("check", env={"DEFENDER_AGENT_CONFIG": str(config_dir / "agent.yaml")})
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_bad_config_exits_78_with_every_problem_and_no_traceback(config_dir: Path) -> None:
+    path = config_dir / "agent.yaml"
+    path.write_text(MINIMAL.format(d=config_dir) + "report:\n  interval: 5x\n  formt: json\n")
+    result = agent("check", "--config", str(path))
+    assert result.returncode == 78
+    assert f"{path}:9: report.interval: expected a duration" in result.stderr
+    assert f'{path}:10: report.formt: unknown key (did you mean "format"?)' in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_check_missing_key_file_exits_78(config_dir: Path) -> None:
+    (config_dir / "key.pem").unlink()
+    result = agent("check", "--config", str(config_dir / "agent.yaml"))
+    assert result.returncode == 78
+    assert f"mqtt.key: {config_dir}/key.pem: file not found" in result.stderr
+
+
+def test_check_missing_config_file_exits_78(tmp_path: Path) -> None:
+    result = agent("check", "--config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 78
+    assert f"{tmp_path}/nope.yaml: (top level): file not found" in result.stderr
+
+
+def test_validate_exit_codes_and_paths(tmp_path: Path) -> None:
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"header": {"report_id": 1, "version": "1.0"}, "custom_metrics": {"cpu": [{"number": 1}]}}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"header": {"report_id": 1, "version": "1.0"}, "custom_metrics": {"cpu": {"number": 1}}}))
+    ok = agent("validate", str(good))
+    assert ok.returncode == 0 and "good.json: valid (json, long keys" in ok.stdout
+    failed = agent("validate", str(good), str(bad), str(tmp_path / "missing.json"))
+    assert failed.returncode == 1
+    assert "bad.json: INVALID (json, long keys, 1 violation(s))" in failed.stdout
+    assert "custom_metrics.cpu: a custom value must be an array" in failed.stdout
+    assert "missing.json: cannot read" in failed.stdout
+    from_stdin = agent("validate", "-", stdin=good.read_bytes())
+    assert from_stdin.returncode == 0
+
+
+def test_validate_accepts_the_golden_cbor_files() -> None:
+    files = sorted(str(p) for p in (ROOT / "tests" / "fixtures" / "report").glob("*/expected.*"))
+    assert len(files) >= 10
+    result = agent("validate", *files)
+    assert result.returncode == 0, result.stdout
+
+
+def test_sample_config_is_the_checked_in_example() -> None:
+    result = agent("sample-config")
+    assert result.returncode == 0
+    assert result.stdout == (ROOT / "config" / "agent.example.yaml").read_text(), (
+        "config/agent.example.yaml drifted from the schema: run `make docs`"
+    )
+    assert result.stdout == render_example(default_registry())
+
+
+def test_readme_generated_sections_are_current() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert update(readme) == readme, "README.md tables drifted from the code: run `make docs`"
+
+
+def test_example_config_is_valid() -> None:
+    from agent.config import load_config
+
+    config = load_config(str(ROOT / "config" / "agent.example.yaml"))
+    assert config.thing_name == "gateway-01"

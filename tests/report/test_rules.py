@@ -1,0 +1,97 @@
+"""The per-value rules shared by the encoder and `validate`."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.report import rules
+
+
+@pytest.mark.parametrize("value", [0, 1, -1, 37.5, -0.001, 10**14, 999999999999999, 1e300, 1.5e-300])
+def test_numbers_accepted(value: float) -> None:
+    assert rules.check_number(value) is None
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (True, "a boolean is not a number"),
+        (False, "a boolean is not a number"),
+        (math.nan, "finite"),
+        (math.inf, "finite"),
+        (-math.inf, "finite"),
+        (10**15 + 1, "more than 15 significant digits"),
+        (0.1 + 0.2, "more than 15 significant digits"),
+        ("1", "expected a number, got str"),
+        (None, "expected a number, got NoneType"),
+    ],
+)
+def test_numbers_refused(value: object, reason: str) -> None:
+    problem = rules.check_number(value)
+    assert problem is not None and reason in problem
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_round_significant_always_gives_an_acceptable_number(value: float) -> None:
+    rounded = rules.round_significant(value)
+    assert rules.check_number(rounded) is None
+    if value != 0:
+        assert abs(rounded - value) <= abs(value) * 1e-14
+
+
+@pytest.mark.parametrize("text", ["sshd", "value_1", "a:b/c.d-e_f", "/usr/bin/x"])
+def test_strings_in_the_documented_set(text: str) -> None:
+    assert rules.check_string(text) is None
+    assert rules.string_is_plain(text)
+
+
+@pytest.mark.parametrize("text, char", [("a b", "' '"), ("café", "'é'"), ("x,y", "','"), ("tab\t", "'\\t'")])
+def test_strings_outside_the_set_name_the_character(text: str, char: str) -> None:
+    problem = rules.check_string(text)
+    assert problem is not None and f"character {char}" in problem
+    assert rules.check_string(text, allow_any=True) is None
+
+
+def test_empty_and_non_strings() -> None:
+    assert rules.check_string("") == "must not be empty"
+    assert rules.check_string(5) == "expected a string, got int"
+
+
+@pytest.mark.parametrize("ip", ["10.0.0.2", "fd00::1", "::", "255.255.255.255", "::ffff:1.2.3.4"])
+def test_ip_addresses(ip: str) -> None:
+    assert rules.check_ip(ip) is None
+
+
+@pytest.mark.parametrize("ip", ["10.0.0.256", "10.0.0.0/8", "host", "", "1.2.3", 7])
+def test_bad_ip_addresses(ip: object) -> None:
+    assert rules.check_ip(ip) is not None
+
+
+@pytest.mark.parametrize("addr", ["1.2.3.4:80", "[fd00::1]:443", "[::1]:0", "0.0.0.0:65535"])
+def test_remote_addr_ok(addr: str) -> None:
+    assert rules.check_remote_addr(addr) is None
+
+
+@pytest.mark.parametrize("addr", ["1.2.3.4", "fd00::1:443", "[fd00::1]443", "1.2.3.4:70000", "[x]:1", 5, "a.b:1"])
+def test_remote_addr_bad(addr: object) -> None:
+    assert rules.check_remote_addr(addr) is not None
+
+
+def test_ports_and_counts() -> None:
+    assert rules.check_port(22) is None
+    assert rules.check_port(0) is not None
+    assert rules.check_port(0, low=0) is None
+    assert rules.check_port(65536) is not None
+    assert rules.check_port(True) is not None
+    assert rules.check_count(0) is None
+    assert rules.check_count(-1) == "must not be negative"
+    assert rules.check_count(1.0) is not None
+
+
+def test_format_remote_addr() -> None:
+    assert rules.format_remote_addr("10.0.0.1", 22) == "10.0.0.1:22"
+    assert rules.format_remote_addr("fd00::1", 22) == "[fd00::1]:22"
