@@ -21,6 +21,10 @@ COMMAND_MODULES = (
     "check",
     "validate",
     "sample_config",
+    "run",
+    "status",
+    "emulator",
+    "demo",
 )
 
 EPILOG = """\

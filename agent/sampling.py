@@ -9,6 +9,7 @@ intervals) replaces it by providing the same three methods, wired in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence
@@ -80,8 +81,39 @@ class CollectorsSource:
                 self.log.warning("Closing collector %r failed: %s", collector.name, exc)
 
 
+class SamplerSource:
+    """Adapts the collectors' ``Sampler`` (agent.collectors.sampler) to :class:`SampleSource`."""
+
+    def __init__(self, sampler: Any) -> None:
+        self.sampler = sampler
+
+    def sample(self) -> Sequence[Sample]:
+        return tuple(self.sampler.sample_all().samples)
+
+    def stats(self) -> Mapping[str, Mapping[str, Any]]:
+        return {
+            name: {"ok": s.successes, "failed": s.failures, "no_data": s.no_data,
+                   "last_duration": s.last_duration, "last_error": s.last_error}
+            for name, s in self.sampler.stats().items()
+        }
+
+    def close(self) -> None:
+        self.sampler.close()
+
+
 def build_source(config: Config, logger: logging.Logger, registry: Optional[Registry] = None) -> SampleSource:
-    """The sample source for ``config``: every configured collector, built once."""
+    """The sample source for ``config``: the collectors' Sampler when present, else :class:`CollectorsSource`."""
+    try:
+        from agent.collectors.build import build_collectors  # type: ignore[import-not-found,unused-ignore]
+        from agent.collectors.sampler import Sampler  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return _plain_source(config, logger, registry)
+    jobs = build_collectors(config, registry, logger)
+    declared = {name: m.type for name, m in config.custom_metrics.items()}
+    return SamplerSource(Sampler(jobs, config.report.interval, declared, logger=logger))
+
+
+def _plain_source(config: Config, logger: logging.Logger, registry: Optional[Registry]) -> SampleSource:
     registry = registry or default_registry()
     collectors: List[Collector] = []
     types = {name: m.type for name, m in config.custom_metrics.items()}
@@ -100,9 +132,7 @@ def build_source(config: Config, logger: logging.Logger, registry: Optional[Regi
         )
         collector = spec.build(context, entry.options)
         if getattr(collector, "name", None) != entry.name:
-            try:
+            with contextlib.suppress(AttributeError):
                 collector.name = entry.name
-            except AttributeError:
-                pass
         collectors.append(collector)
     return CollectorsSource(collectors, logger)

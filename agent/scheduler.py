@@ -19,6 +19,7 @@ from agent.collectors.base import Sample
 from agent.config.model import Config
 from agent.delivery import events as ev
 from agent.delivery.backlog import Backlog
+from agent.delivery.connection import Connection
 from agent.delivery.ids import ReportIds
 from agent.delivery.mqtt import Link, make_link
 from agent.delivery.outbox import Outbox, Pending
@@ -31,7 +32,6 @@ from agent.report.encode import first_violations
 from agent.report.model import NetworkStats
 from agent.sampling import SampleSource
 from agent.security import audit_files
-from agent.delivery.connection import Connection
 
 LinkFactory = Callable[[Config, "queue.SimpleQueue[object]", logging.Logger], Link]
 SourceFactory = Callable[[Config], SampleSource]
@@ -139,7 +139,7 @@ class Service:
     def _next_deadline(self) -> float:
         deadline = min(self.next_report, self.next_watchdog)
         if self.conn.ready and self.retry_at:
-            deadline = min(deadline, min(self.retry_at.values()))
+            deadline = min(deadline, *self.retry_at.values())
         return deadline
 
     def _tick(self, now: float) -> None:

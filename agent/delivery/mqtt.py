@@ -18,8 +18,8 @@ from typing import Any, Protocol, Sequence
 
 from agent.config.model import MqttConfig
 from agent.delivery.events import (
-    ConnectFailed,
     Connected,
+    ConnectFailed,
     Disconnected,
     Message,
     PublishDone,
@@ -27,7 +27,6 @@ from agent.delivery.events import (
     Subscribed,
 )
 from agent.security import resolve_credential
-
 
 
 class Link(Protocol):
