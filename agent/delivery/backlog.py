@@ -1,10 +1,13 @@
 """Backlog policy: how a new report enters the outbox and what it replaces.
 
-``newest``: the new report supersedes every pending one; the network deltas of
-superseded reports that never reached the broker are added to its own, so no
-bytes or packets vanish from the sums. A report that was already published is
-never changed under its id: if it must absorb deltas, the sum goes out under a
-new id and the old one ends ``superseded`` too.
+``newest``: the new report supersedes every pending report that never reached
+the broker (no PUBACK), and their network deltas are added to its own, so no
+bytes or packets vanish from the sums. Reports the broker acknowledged but the
+service did not answer stay pending and are resent unchanged until a reply comes
+(their deltas are already on the service's side; folding them would count them
+twice). A report that was already published is never changed under its id: if
+it must absorb deltas, the sum goes out under a new id and the old one ends
+``superseded`` too. The byte bound below applies in both modes.
 
 ``all``: every report is kept and drained in id order; the outbox stays under
 ``delivery.max_outbox_bytes`` by dropping the oldest (counted, one log line per
@@ -63,15 +66,17 @@ class Backlog:
 
     def store(self, new: Pending, delivery: DeliveryConfig) -> Change:
         if delivery.backlog == "newest":
-            return self._fold(self.outbox.pending(), new)
+            change = self._fold([p for p in self.outbox.pending() if not p.delivered], new)
+            trimmed = self._append(None, delivery)
+            return Change(change.stored, change.removed + trimmed.removed)
         return self._append(new, delivery)
 
     def fold_pending(self) -> Change:
-        """Apply ``newest`` to what is already pending (start-up, reload): keep one report."""
-        pending = self.outbox.pending()
-        if len(pending) <= 1:
+        """Apply ``newest`` to what is already pending (start-up, reload): one unacknowledged report."""
+        waiting = [p for p in self.outbox.pending() if not p.delivered]
+        if len(waiting) <= 1:
             return Change(None, [])
-        return self._fold(pending[:-1], pending[-1])
+        return self._fold(waiting[:-1], waiting[-1])
 
     def _fold(self, olds: Sequence[Pending], target: Pending) -> Change:
         now = self.clock()
@@ -107,9 +112,13 @@ class Backlog:
         )
         return Change(stored, ids)
 
-    def _append(self, new: Pending, delivery: DeliveryConfig) -> Change:
-        size = len(new.payload)
+    def _append(self, new: Optional[Pending], delivery: DeliveryConfig) -> Change:
+        """Store ``new`` (or only enforce the bound when ``None``), dropping the oldest to stay in bounds."""
+        size = len(new.payload) if new is not None else 0
         pending = self.outbox.pending()
+        if new is None and pending:
+            newest = pending.pop()
+            size = len(newest.payload)
         total = sum(len(p.payload) for p in pending)
         cap = delivery.max_outbox_bytes
         reason = f"outbox full (cap {cap} bytes)"
@@ -122,7 +131,10 @@ class Backlog:
                 break
             drop.append(old.report_id)
             total -= len(old.payload)
-        self.outbox.add(new, drop, reason)
+        if new is not None:
+            self.outbox.add(new, drop, reason)
+        elif drop:
+            self.outbox.drop(drop, reason, self.clock())
         if drop and not self._dropping:
             self.log.warning("Dropped %d oldest pending report(s) (%s): %s; further drops in this burst "
                              "are counted, not logged", len(drop), _span(drop), reason)

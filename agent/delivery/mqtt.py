@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, Protocol, Sequence
+from typing import Any, List, Protocol, Sequence
 
 from agent.config.model import MqttConfig
 from agent.delivery.events import (
@@ -215,20 +215,25 @@ class Mqtt311Link:
         future.add_done_callback(done)
 
     def subscribe(self, topics: Sequence[str]) -> None:
-        future, _ = self.conn.subscribe_multiple(
-            [(t, self._mqtt.QoS.AT_LEAST_ONCE) for t in topics], callback=self._on_message
-        )
+        results: List[str] = []
+        lock = threading.Lock()
 
         def done(fut: Any) -> None:
             try:
-                result = fut.result(0)
-                granted = [q for (_t, q) in result.get("topics", [])]
-                ok = all(q is not None for q in granted)
-                self.events.put(Subscribed(ok, f"granted {granted}"))
+                granted = fut.result(0).get("qos")
+                outcome = "ok" if granted is not None else "refused"
             except Exception as exc:
-                self.events.put(Subscribed(False, _err(exc)))
+                outcome = _err(exc)
+            with lock:
+                results.append(outcome)
+                if len(results) < len(topics):
+                    return
+            bad = [r for r in results if r != "ok"]
+            self.events.put(Subscribed(not bad, "; ".join(bad) or f"{len(topics)} topic(s)"))
 
-        future.add_done_callback(done)
+        for topic in topics:
+            future, _ = self.conn.subscribe(topic, self._mqtt.QoS.AT_LEAST_ONCE, callback=self._on_message)
+            future.add_done_callback(done)
 
     def publish(self, topic: str, payload: bytes, report_id: int) -> None:
         future, _ = self.conn.publish(topic, payload, self._mqtt.QoS.AT_LEAST_ONCE)

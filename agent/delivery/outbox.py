@@ -160,6 +160,11 @@ class Outbox:
                 self._finish(rid, "dropped", None, drop_reason, report.created_at)
             self._insert(report)
 
+    def drop(self, report_ids: Iterable[int], reason: str, now: float) -> None:
+        with self._tx():
+            for rid in report_ids:
+                self._finish(rid, "dropped", None, reason, now)
+
     def supersede_into(self, replaced: Iterable[Tuple[int, str]], new: Optional[Pending], now: float) -> None:
         """Mark ``replaced`` (id, reason) superseded and store ``new`` (if given), in one transaction."""
         with self._tx():
