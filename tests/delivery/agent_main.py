@@ -8,10 +8,10 @@ from typing import Any, List, Mapping
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import agent.collectors.builtin as builtin  # noqa: E402
-from agent.collectors.base import Sample, SampleKind  # noqa: E402
-from agent.collectors.registry import BuildContext, CollectorSpec  # noqa: E402
-from agent.report.model import NetworkStats  # noqa: E402
+from agent.collectors import builtin
+from agent.collectors.base import Sample, SampleKind
+from agent.collectors.registry import BuildContext, CollectorSpec
+from agent.report.model import NetworkStats
 
 
 class Counter:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading

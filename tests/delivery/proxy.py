@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -47,6 +48,8 @@ class Proxy:
                 if self.mode == "stall":
                     select.select([], [], [], 0.05)
                     continue
+                if a.fileno() < 0 or b.fileno() < 0:
+                    return
                 readable, _, _ = select.select([a, b], [], [], 0.1)
                 for sock in readable:
                     data = sock.recv(65536)
@@ -66,10 +69,8 @@ class Proxy:
             pairs, self._pairs = self._pairs, []
         for a, b in pairs:
             for sock in (a, b):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 sock.close()
 
     def stall(self) -> None:
