@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
+.PHONY: faults install uninstall check-units docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
 
 help:
 	@echo "make demo    - the agent sending real reports over mTLS to a local broker and Device Defender responder"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint    - ruff and mypy only"
 	@echo "make bench   - benchmarks (docs/BENCHMARKS.md)"
 	@echo "make faults  - the fault campaign (docs/RELIABILITY.md)"
+	@echo "make install - install on this gateway (as root): user, /opt venv, systemd units (docs/INSTALL.md)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,8 +42,12 @@ test: $(STAMP) mosquitto lint
 sample-config: $(STAMP)
 	$(BIN)/defender-agent sample-config > config/agent.example.yaml
 
-bench: $(STAMP)
-	@echo "benchmarks: not yet (issue 8)"
+bench: $(STAMP) mosquitto
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks.run
+
+faults: $(STAMP) mosquitto
+	$(BIN)/python -m benchmarks.faults
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache .coverage
@@ -50,3 +55,13 @@ clean:
 docs: $(STAMP)
 	$(BIN)/defender-agent sample-config > config/agent.example.yaml
 	$(BIN)/python -c 'import agent.docs as d; d.main(["README.md"])'
+
+install:  ## install on this gateway (run as root): user, /opt venv, systemd units
+	scripts/install.sh $(INSTALL_ARGS)
+
+uninstall:  ## keeps /etc/defender-agent and /var/lib/defender-agent; INSTALL_ARGS=--purge removes them
+	scripts/install.sh --uninstall $(INSTALL_ARGS)
+
+check-units:
+	systemd-analyze security --offline=yes --threshold=20 systemd/defender-agent.service
+	systemd-analyze security --offline=yes --threshold=20 systemd/defender-agent-bootstrap.service

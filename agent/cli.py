@@ -21,8 +21,11 @@ COMMAND_MODULES = (
     "check",
     "validate",
     "sample_config",
+    "once",
     "run",
     "status",
+    "bootstrap",
+    "values",
     "emulator",
     "demo",
 )

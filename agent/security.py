@@ -1,40 +1,89 @@
 """Checks on the files the agent trusts: certificate, private key, CA bundle, config.
 
-Every finding is a :class:`ConfigProblem` naming the path and the fix; key
-material is never read into a message.
+:func:`audit_files` is the single entry point (``check`` and ``run`` call it);
+every finding is a :class:`ConfigProblem` naming the path, the mode in octal
+and the fix. Files are only ``stat``-ed and opened for one byte: their
+contents never reach a message.
+
+The trust rule, for every file the agent trusts:
+
+- it is owned by root or by the user the agent runs as (any other owner can
+  rewrite it or chmod it at will);
+- nobody else can write it (group, others, or a POSIX ACL entry), because an
+  editable config runs commands as the agent (exec collectors) and an editable
+  CA bundle lets a man in the middle in;
+- the private key, in addition, is readable by nobody but its owner and the
+  agent's own user (``chmod 600``).
+
+Files under ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``) look like
+this on systemd 252: owned by root, mode 0400, plus an ACL entry that lets the
+service user read them, so ``stat`` shows mode 0440 (the group bits of a file
+with an ACL are the ACL mask). The ACL is read and judged entry by entry, so
+those files pass, while a real group-readable key does not.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
+import shlex
+import stat
+import struct
 from pathlib import Path
-from typing import List, Mapping, Optional
+from typing import List, Mapping, Optional, Tuple
 
 from agent.config.model import Config
 from agent.errors import ConfigProblem
 
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 
+# Linux POSIX ACL extended attribute (see acl(5), linux/posix_acl_xattr.h).
+_ACL_XATTR = "system.posix_acl_access"
+_ACL_VERSION = 2
+ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+_READ, _WRITE = 4, 2
+
 
 def resolve_credential(path: str, env: Mapping[str, str] = os.environ) -> str:
-    """A relative key path is looked up in $CREDENTIALS_DIRECTORY (systemd LoadCredential=) first."""
+    """The key file to read: a copy in $CREDENTIALS_DIRECTORY (systemd LoadCredential=) wins.
+
+    A relative ``path`` is looked up in that directory as is; an absolute one by
+    its file name, so ``key: /etc/defender-agent/certs/private.pem.key`` works
+    both from a shell (``defender-agent check``) and under systemd with
+    ``LoadCredential=private.pem.key:/etc/defender-agent/certs/private.pem.key``.
+    """
     creds = env.get(CREDENTIALS_ENV)
-    if creds and not os.path.isabs(path):
-        candidate = Path(creds) / path
-        if candidate.exists():
+    if creds:
+        name = Path(path).name if os.path.isabs(path) else path
+        candidate = Path(creds) / name
+        if name and candidate.is_file():
             return str(candidate)
     return path
 
 
-def audit_files(config: Config, env: Mapping[str, str] = os.environ) -> List[ConfigProblem]:
-    """Every certificate/key/CA file must exist and be readable by this process."""
+def audit_files(
+    config: Config, env: Mapping[str, str] = os.environ, uid: Optional[int] = None
+) -> List[ConfigProblem]:
+    """Every problem with the files the agent trusts; empty when it may start.
+
+    ``uid`` is the user the agent runs as (default: the effective uid).
+    """
+    me = os.geteuid() if uid is None else uid
     problems: List[ConfigProblem] = []
+    source = config.source
+    if os.path.isfile(source):
+        for message in _config_file_problems(source, me):
+            problems.append(ConfigProblem(source, "", message))
     for key in ("cert", "key", "ca"):
         raw = getattr(config.mqtt, key)
         path = resolve_credential(raw, env) if key == "key" else raw
         problem = _readable(path)
         if problem:
-            problems.append(ConfigProblem(config.source, f"mqtt.{key}", f"{path}: {problem}"))
+            problems.append(ConfigProblem(source, f"mqtt.{key}", f"{path}: {problem}"))
+            continue
+        what = {"cert": "certificate", "key": "private key", "ca": "CA bundle"}[key]
+        for message in _trusted_file_problems(path, what, me, secret=(key == "key")):
+            problems.append(ConfigProblem(source, f"mqtt.{key}", message))
     return problems
 
 
@@ -51,3 +100,122 @@ def _readable(path: str) -> Optional[str]:
     except OSError as exc:
         return f"cannot read it: {exc.strerror}"
     return None
+
+
+def _config_file_problems(path: str, me: int) -> List[str]:
+    out = _trusted_file_problems(path, "config file", me, secret=False)
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        st = os.stat(parent)
+    except OSError:
+        return out
+    others = _others_with(parent, st, me, _WRITE)
+    if others and not st.st_mode & stat.S_ISVTX:
+        out.append(
+            f"{parent}: the config file's directory is writable by {_join(others)} "
+            f"(mode {_mode(st.st_mode)}), so the config can be replaced. "
+            f"Fix: chmod go-w {shlex.quote(parent)}"
+        )
+    return out
+
+
+def _trusted_file_problems(path: str, what: str, me: int, secret: bool) -> List[str]:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return [f"{path}: cannot stat it: {exc.strerror}"]
+    out: List[str] = []
+    quoted = shlex.quote(path)
+    mode = _mode(st.st_mode)
+    if st.st_uid not in (me, 0):
+        fix = f"chown {_user(me) if secret and me != 0 else 'root'} {quoted}"
+        if secret:
+            fix += " && chmod 600 " + quoted
+        out.append(
+            f"{path}: {what} is owned by {_describe_uid(st.st_uid)}, not by root or the user the agent "
+            f"runs as ({_describe_uid(me)}); that user can read or replace it. Fix: {fix}"
+        )
+    if secret:
+        readers = _others_with(path, st, me, _READ | _WRITE)
+        if readers:
+            out.append(
+                f"{path}: {what} is readable or writable by {_join(readers)} (mode {mode}); "
+                f"it must be readable only by its owner. Fix: chmod 600 {quoted}" + _acl_fix(readers, quoted)
+            )
+    else:
+        writers = _others_with(path, st, me, _WRITE)
+        if writers:
+            consequence = (
+                "anyone who can edit it can run commands as the agent (exec collectors)"
+                if what == "config file"
+                else "anyone who can edit it can redirect or impersonate the agent's connection"
+            )
+            out.append(
+                f"{path}: {what} is writable by {_join(writers)} (mode {mode}); {consequence}. "
+                f"Fix: chmod go-w {quoted}" + _acl_fix(writers, quoted)
+            )
+    return out
+
+
+def _others_with(path: str, st: os.stat_result, me: int, bits: int) -> List[str]:
+    """Who, besides the file's owner and the agent's own user, has any of ``bits`` (r=4, w=2)."""
+    acl = read_acl(path)
+    if acl is None:
+        out = []
+        if (st.st_mode >> 3) & bits:
+            out.append("its group")
+        if st.st_mode & bits:
+            out.append("others")
+        return out
+    mask = next((perm for tag, perm, _ in acl if tag == ACL_MASK), 7)
+    out = []
+    for tag, perm, ident in acl:
+        if tag == ACL_GROUP_OBJ and perm & mask & bits:
+            out.append("its group")
+        elif tag == ACL_USER and perm & mask & bits and ident not in (me, st.st_uid):
+            out.append(f"{_describe_uid(ident)} (ACL)")
+        elif tag == ACL_GROUP and perm & mask & bits:
+            out.append(f"group {ident} (ACL)")
+        elif tag == ACL_OTHER and perm & bits:
+            out.append("others")
+    return out
+
+
+def read_acl(path: str) -> Optional[List[Tuple[int, int, int]]]:
+    """The POSIX access ACL of ``path`` as (tag, perm, id) entries, or None when it has none."""
+    try:
+        raw = os.getxattr(path, _ACL_XATTR)
+    except OSError:  # ENODATA (no ACL), ENOTSUP (filesystem without ACLs)
+        return None
+    if len(raw) < 4 or (len(raw) - 4) % 8 or struct.unpack_from("<I", raw)[0] != _ACL_VERSION:
+        return None
+    return [struct.unpack_from("<HHI", raw, offset) for offset in range(4, len(raw), 8)]
+
+
+def encode_acl(entries: List[Tuple[int, int, int]]) -> bytes:
+    """The xattr value for ``entries``; the inverse of :func:`read_acl` (used by tests)."""
+    return struct.pack("<I", _ACL_VERSION) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
+
+
+def _acl_fix(who: List[str], quoted: str) -> str:
+    return f" && setfacl -b {quoted}" if any("(ACL)" in w for w in who) else ""
+
+
+def _mode(st_mode: int) -> str:
+    return f"{stat.S_IMODE(st_mode):04o}"
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _describe_uid(uid: int) -> str:
+    name = _user(uid)
+    return f"uid {uid}" if name == str(uid) else f"uid {uid} ({name})"
+
+
+def _join(items: List[str]) -> str:
+    return " and ".join(items) if len(items) <= 2 else ", ".join(items[:-1]) + " and " + items[-1]

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from agent.collectors.base import Collector
-from agent.config.schema import Node
 from agent.report.model import MetricType
+
+if TYPE_CHECKING:  # a runtime import would be circular: agent.config.load imports this module
+    from agent.config.schema import Node
 
 ENTRY_POINT_GROUP = "defender_agent.collectors"
 
@@ -33,6 +35,7 @@ class BuildContext:
     max_list_items: int
     logger: logging.Logger
     custom_metric_types: Mapping[str, MetricType] = field(default_factory=dict)
+    persist_state: bool = True  # False: read state files but never write them (one-off runs)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class CollectorSpec:
     build: Callable[[BuildContext, Mapping[str, Any]], Collector]
     emits: Callable[[Mapping[str, Any]], Emits]
     example: Optional[Mapping[str, Any]] = None  # options shown in the example config
+    # False: the example needs a program or file of the operator's, so it is shown commented out
+    example_enabled: bool = True
     origin: str = "built-in"  # "entry point NAME from DIST VERSION" for plugins
 
 
@@ -138,6 +143,7 @@ def _load_plugin(ep: Any) -> CollectorSpec:
         build=spec.build,
         emits=spec.emits,
         example=spec.example,
+        example_enabled=spec.example_enabled,
         origin=origin,
     )
 

@@ -56,17 +56,19 @@ def _render_fields(fields: Mapping[str, Node], indent: str) -> List[str]:
     return out
 
 
-def example_collectors(registry: Registry) -> Tuple[List[Dict[str, Any]], Dict[str, Dict[str, Any]]]:
-    """Example collector entries (built-ins with an example) and the custom metrics they need."""
-    entries: List[Dict[str, Any]] = []
-    metrics: Dict[str, Dict[str, Any]] = {}
+def example_collectors(
+    registry: Registry,
+) -> Tuple[List[Tuple[bool, Dict[str, Any]]], Dict[str, Tuple[bool, str]]]:
+    """Example collector entries as (enabled, entry), and the custom metrics they need as (enabled, type)."""
+    entries: List[Tuple[bool, Dict[str, Any]]] = []
+    metrics: Dict[str, Tuple[bool, str]] = {}
     for spec in registry.builtin_specs():
         if spec.example is None:
             continue
-        entries.append({"type": spec.type, **dict(spec.example)})
+        entries.append((spec.example_enabled, {"type": spec.type, **dict(spec.example)}))
         for name, mtype in spec.emits(_with_defaults(spec.options, spec.example)).items():
             if mtype is not None:
-                metrics[name] = {"type": mtype.value}
+                metrics[name] = (spec.example_enabled, mtype.value)
     return entries, metrics
 
 
@@ -91,9 +93,12 @@ def render_example(registry: Registry) -> str:
         )
     )
     lines.append("collectors:")
-    for entry in entries:
+    for enabled, entry in sorted(entries, key=lambda e: not e[0]):
+        if not enabled and not any(line.startswith("  ## Examples") for line in lines):
+            lines.append("  ## Examples to adapt: they need a program or file of yours, so they start commented out.")
         dumped = yaml.safe_dump([entry], sort_keys=False, default_flow_style=False, width=100)
-        lines.extend("  " + line for line in dumped.rstrip("\n").splitlines())
+        prefix = "  " if enabled else "  # "
+        lines.extend(prefix + line for line in dumped.rstrip("\n").splitlines())
     lines.extend(
         _doc_lines(
             "Custom metrics this config emits, by name. `defender-agent bootstrap` registers them in your "
@@ -101,12 +106,9 @@ def render_example(registry: Registry) -> str:
             "",
         )
     )
-    if metrics:
-        lines.append("custom_metrics:")
-        for name, body in metrics.items():
-            lines.append(f"  {name}: {{type: {body['type']}}}")
-    else:
-        lines.append("custom_metrics: {}")
+    lines.append("custom_metrics:" if any(on for on, _ in metrics.values()) else "custom_metrics: {}")
+    for name, (enabled, mtype) in sorted(metrics.items(), key=lambda m: not m[1][0]):
+        lines.append(f"  {'' if enabled else '# '}{name}: {{type: {mtype}}}")
     return "\n".join(lines) + "\n"
 
 

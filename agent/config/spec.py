@@ -49,8 +49,8 @@ MQTT = Section(
             example="/etc/defender-agent/certs/device.pem.crt",
         ),
         "key": PathStr(
-            doc="Device private key (PEM); mode 600, owned by the agent's user. "
-            "Relative names are looked up in $CREDENTIALS_DIRECTORY first.",
+            doc="Device private key (PEM); mode 600, owned by root or the agent's user. Under systemd "
+            "(LoadCredential=) the copy in $CREDENTIALS_DIRECTORY with the same file name is used.",
             default=REQUIRED,
             example="/etc/defender-agent/certs/private.pem.key",
         ),

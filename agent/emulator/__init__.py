@@ -1,1 +1,1 @@
-"""A local stand-in for AWS IoT Device Defender: the MQTT responder (and, later, the control plane)."""
+"""Local stand-ins for AWS IoT: the Device Defender responder and the control plane."""

@@ -31,7 +31,7 @@ def decode(payload: bytes) -> Tuple[Any, str]:
     if head in (b"{", b"["):
         try:
             return json.loads(payload.decode("utf-8")), "json"
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
             raise DecodeError(f"not valid JSON: {exc}") from None
     try:
         return cbor2.loads(payload), "cbor"

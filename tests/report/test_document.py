@@ -122,3 +122,9 @@ def test_decode_detects_json_and_cbor() -> None:
 def test_validator_never_crashes_on_arbitrary_documents(document: Any) -> None:
     for violation in validate_document(document):
         assert isinstance(violation.path, str) and violation.rule
+
+
+def test_deeply_nested_json_is_a_decode_error_not_a_recursion_error() -> None:
+    # Found by the fault campaign (benchmarks/faults.py, generated malformed replies).
+    with pytest.raises(DecodeError):
+        decode(b"[" * 100_000)

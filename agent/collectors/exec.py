@@ -1,0 +1,179 @@
+"""The ``exec`` collector: run a program and parse its stdout as one custom metric value.
+
+Safe by default: absolute path and an argv list (no shell); the program file must
+not be group- or world-writable nor owned by a user other than root or the
+agent's (checked at build and before every run); a fixed minimal environment
+(plus ``env``); cwd ``/``; stdin empty; a timeout (the collector's ``timeout``,
+default 10 s) that kills the whole process group; stdout capped by ``max_output``
+and stderr by 4 KiB; never two runs of one collector at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass
+from typing import Any, List, Mapping, Optional, Tuple
+
+from agent.collectors.base import Sample
+from agent.collectors.process import describe_exit, program_problem, run_bounded
+from agent.collectors.registry import BuildContext, CollectorSpec, Emits
+from agent.collectors.values import FORMATS, ValueParseError, parse_value
+from agent.config.schema import REQUIRED, Checker, Enum, ListOf, MapOf, Size, Str, join
+from agent.config.spec import METRIC_NAME
+from agent.errors import CollectorError
+from agent.report.model import MetricType
+
+METRIC_TYPES = tuple(t.value for t in MetricType)
+
+
+@dataclass(frozen=True)
+class Argv(ListOf):
+    """A non-empty argv list whose first item is an absolute path."""
+
+    def check(self, value: Any, path: str, checker: Checker) -> Any:
+        items = super().check(value, path, checker)
+        if items is None:
+            return None
+        if not items:
+            checker.problem(path, "must name the program to run, e.g. [/usr/local/bin/probe, --json]")
+        elif isinstance(items[0], str) and not items[0].startswith("/"):
+            checker.problem(
+                join(path, 0), f"{items[0]!r} must be an absolute path (no PATH lookup, no shell)"
+            )
+        return items
+
+
+class ExecCollector:
+    def __init__(
+        self,
+        name: str,
+        *,
+        argv: Tuple[str, ...],
+        metric: str,
+        mtype: MetricType,
+        fmt: str,
+        timeout: float,
+        max_output: int,
+        env: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        self.name = name
+        self._argv = argv
+        self._metric = metric
+        self._type = mtype
+        self._format = fmt
+        self._timeout = timeout
+        self._max_output = max_output
+        self._env = dict(env or {})
+        self._running = threading.Lock()
+
+    def collect(self) -> List[Sample]:
+        if not self._running.acquire(blocking=False):
+            raise CollectorError(f"{self._argv[0]} is still running from the previous sample")
+        try:
+            return self._run()
+        finally:
+            self._running.release()
+
+    def _run(self) -> List[Sample]:
+        prog = self._argv[0]
+        problem = program_problem(prog)
+        if problem:
+            raise CollectorError(f"refusing to run it: {problem}")
+        try:
+            result = run_bounded(self._argv, self._timeout, self._max_output, env=self._env)
+        except OSError as exc:
+            raise CollectorError(f"cannot start {prog}: {exc.strerror or exc}") from exc
+        stderr = result.stderr_line()
+        tail = f": {stderr}" if stderr else ""
+        if result.timed_out:
+            raise CollectorError(
+                f"{prog} timed out after {self._timeout:g}s; its process group was killed{tail}"
+            )
+        if result.overflow:
+            raise CollectorError(
+                f"{prog} wrote more than {self._max_output} bytes to stdout (max_output); "
+                "its process group was killed"
+            )
+        assert result.returncode is not None
+        if result.returncode != 0:
+            raise CollectorError(f"{prog} {describe_exit(result.returncode)}{tail}")
+        try:
+            text = result.stdout.decode("utf-8")
+            value = parse_value(text, self._type, self._format)
+        except UnicodeDecodeError:
+            raise CollectorError(f"{prog} output is not UTF-8 text{tail}") from None
+        except ValueParseError as exc:
+            raise CollectorError(f"{prog} output is not a {self._type.value}: {exc}{tail}") from None
+        return [Sample(self._metric, value)]
+
+
+def _emits(options: Mapping[str, Any]) -> Emits:
+    return {options["metric"]: MetricType(options["metric_type"])}
+
+
+def _build(ctx: BuildContext, options: Mapping[str, Any]) -> ExecCollector:
+    argv = tuple(options["command"])
+    problem = program_problem(argv[0])
+    if problem:
+        raise CollectorError(f"command: {problem}")
+    return ExecCollector(
+        ctx.name,
+        argv=argv,
+        metric=options["metric"],
+        mtype=MetricType(options["metric_type"]),
+        fmt=options["format"],
+        timeout=ctx.timeout,
+        max_output=options["max_output"],
+        env=options["env"],
+    )
+
+
+def metric_options(kind: str) -> Mapping[str, Any]:
+    """Options shared by ``exec`` and ``file``: which metric, its type, how to parse."""
+    return {
+        "metric": dataclasses.replace(
+            METRIC_NAME,
+            doc="Custom metric name the value is sent as (declare it under custom_metrics).",
+            default=REQUIRED,
+        ),
+        "metric_type": Enum(
+            doc="Declared type of the metric; must match custom_metrics.",
+            default=REQUIRED,
+            choices=METRIC_TYPES,
+        ),
+        "format": Enum(
+            doc=f"How the {kind} holds the value: one value per line, JSON, "
+            'or auto (JSON when it starts with [ { or ").',
+            default="auto",
+            choices=FORMATS,
+        ),
+    }
+
+
+SPEC = CollectorSpec(
+    type="exec",
+    summary="Run a program (absolute path, argv list, no shell) and parse its stdout as one custom metric.",
+    options={
+        "command": Argv(
+            doc="Program and arguments; the program must be an absolute path, not group/world-writable, "
+            "owned by root or the agent's user.",
+            item=Str(),
+            default=REQUIRED,
+            example=["/usr/local/lib/defender-agent/count-peers", "--json"],
+        ),
+        **metric_options("output"),
+        "env": MapOf(doc="Extra environment variables (the base is PATH, LANG and LC_ALL only).", default={}),
+        "max_output": Size(
+            doc="Largest stdout accepted; more kills the run.", default=65536, min=1, max=16 * 2**20
+        ),
+    },
+    build=_build,
+    emits=_emits,
+    example_enabled=False,
+    example={
+        "command": ["/usr/local/lib/defender-agent/count-peers", "--json"],
+        "metric": "mesh_peers",
+        "metric_type": "ip-address-list",
+    },
+)

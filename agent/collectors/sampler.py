@@ -1,0 +1,302 @@
+"""Failure isolation: run every due collector with its own timeout, check what it returns, keep stats.
+
+Use (the scheduler or ``once``)::
+
+    jobs = build_collectors(config)                      # agent.collectors.build
+    sampler = Sampler(jobs, config.report.interval,
+                      {n: m.type for n, m in config.custom_metrics.items()})
+    round_ = sampler.sample_all()                        # once per report
+    round_.samples     # every good Sample of this round (standard and custom)
+    round_.failures    # who failed, how long it took, why
+    sampler.stats()    # per collector: successes, failures, no_data, last duration, last error
+    sampler.close()
+
+Each due collector runs in its own daemon thread; the round waits for each at
+most ``timeout + GRACE`` seconds after it started, so a hung collector costs
+only its own metrics. A collector whose previous run is still going is not
+started again (that counts as a failure). A collector that raises, times out,
+or returns a sample that is undeclared or of the wrong type loses all of its
+samples for the round. A failure is logged once per streak (warning, with name,
+duration and reason) and recovery once (info). :class:`NoData` is not a failure:
+counted apart and logged once per streak at info level.
+
+A collector with ``interval`` runs every ``ceil(interval / report_interval)``
+rounds, the first round included.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from agent.collectors.base import Collector, Sample, SampleKind, close_collector
+from agent.collectors.values import shape_problem
+from agent.errors import AgentError, NoData
+from agent.report.model import STANDARD_METRICS, MetricType
+
+GRACE = 0.5  # seconds beyond a collector's timeout before the round gives up on it
+
+
+@dataclass(frozen=True)
+class CollectorJob:
+    """A built collector plus what the sampler needs to run and check it."""
+
+    name: str
+    type: str
+    collector: Collector
+    timeout: float
+    interval: Optional[float] = None
+    emits: Mapping[str, Optional[MetricType]] = field(default_factory=dict)
+    origin: str = "built-in"
+
+
+@dataclass(frozen=True)
+class CollectorStats:
+    name: str
+    type: str
+    successes: int = 0
+    failures: int = 0
+    no_data: int = 0
+    consecutive_failures: int = 0
+    last_duration: Optional[float] = None
+    last_error: Optional[str] = None
+    last_run: Optional[float] = None  # wall-clock start of the last finished run
+    running: bool = False
+
+
+@dataclass(frozen=True)
+class Failure:
+    collector: str
+    duration: float
+    reason: str
+    kind: str  # error | timeout | busy | bad_value
+
+
+@dataclass(frozen=True)
+class SampleRound:
+    samples: Tuple[Sample, ...]
+    failures: Tuple[Failure, ...]
+    no_data: Mapping[str, str]  # collector -> reason
+    not_due: Tuple[str, ...]
+    stats: Mapping[str, CollectorStats]
+
+
+class _Run:
+    """One collect() call in a worker thread."""
+
+    def __init__(self, collector: Collector, clock: Callable[[], float]) -> None:
+        self.started = clock()
+        self.finished: Optional[float] = None
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self._clock = clock
+        self.thread = threading.Thread(target=self._target, args=(collector,), daemon=True)
+
+    def _target(self, collector: Collector) -> None:
+        try:
+            self.result = collector.collect()
+        except BaseException as exc:  # reported to the sampler, never lost
+            self.error = exc
+        finally:
+            self.finished = self._clock()
+
+
+@dataclass
+class _State:
+    job: CollectorJob
+    every: int
+    last_round: Optional[int] = None
+    run: Optional[_Run] = None
+    successes: int = 0
+    failures: int = 0
+    no_data: int = 0
+    consecutive_failures: int = 0
+    last_duration: Optional[float] = None
+    last_error: Optional[str] = None
+    last_run: Optional[float] = None
+    no_data_logged: bool = False
+
+
+class Sampler:
+    def __init__(
+        self,
+        jobs: Sequence[CollectorJob],
+        report_interval: float,
+        declared: Mapping[str, MetricType],
+        *,
+        logger: Optional[logging.Logger] = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        names = [j.name for j in jobs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"collector names must be unique, got {names}")
+        self._declared = dict(declared)
+        self._logger = logger or logging.getLogger("agent.collectors.sampler")
+        self._clock = clock
+        self._wall = wall
+        self._round = 0
+        self._states: Dict[str, _State] = {
+            j.name: _State(j, _every(j.interval, report_interval)) for j in jobs
+        }
+
+    def sample_all(self) -> SampleRound:
+        """Run the due collectors concurrently and gather their checked samples."""
+        self._round += 1
+        started: List[_State] = []
+        failures: List[Failure] = []
+        not_due: List[str] = []
+        for state in self._states.values():
+            if state.last_round is not None and self._round - state.last_round < state.every:
+                not_due.append(state.job.name)
+                continue
+            state.last_round = self._round
+            if state.run is not None and state.run.thread.is_alive():
+                busy = self._clock() - state.run.started
+                failures.append(self._fail(state, 0.0, f"previous run still going after {busy:.1f}s", "busy"))
+                continue
+            state.run = _Run(state.job.collector, self._clock)
+            state.run.thread.start()
+            started.append(state)
+        samples: List[Sample] = []
+        no_data: Dict[str, str] = {}
+        for state in started:
+            run = state.run
+            assert run is not None
+            run.thread.join(max(0.0, run.started + state.job.timeout + GRACE - self._clock()))
+            if run.thread.is_alive():
+                duration = self._clock() - run.started
+                failures.append(
+                    self._fail(state, duration, f"timed out after {state.job.timeout:g}s", "timeout")
+                )
+                continue
+            duration = (run.finished or self._clock()) - run.started
+            if isinstance(run.error, NoData):
+                no_data[state.job.name] = str(run.error) or "no data"
+                self._no_data(state, duration, no_data[state.job.name])
+            elif run.error is not None:
+                reason = str(run.error) or type(run.error).__name__
+                if not isinstance(run.error, AgentError):
+                    reason = f"{type(run.error).__name__}: {reason}"
+                failures.append(self._fail(state, duration, reason, "error"))
+            else:
+                checked, problem = self._check(state.job, run.result)
+                if problem is not None:
+                    failures.append(self._fail(state, duration, problem, "bad_value"))
+                else:
+                    samples.extend(checked)
+                    self._succeed(state, duration)
+        return SampleRound(tuple(samples), tuple(failures), no_data, tuple(not_due), self.stats())
+
+    def _check(self, job: CollectorJob, result: Any) -> Tuple[List[Sample], Optional[str]]:
+        if not isinstance(result, (list, tuple)):
+            return [], f"collect() returned {type(result).__name__}, expected a list of Sample"
+        out: List[Sample] = []
+        seen = set()
+        for item in result:
+            if not isinstance(item, Sample):
+                return [], f"collect() returned a {type(item).__name__} in its list, expected Sample"
+            if item.name in seen:
+                return [], f"sample {item.name!r} returned twice"
+            seen.add(item.name)
+            if item.name not in job.emits:
+                return (
+                    [],
+                    f"sample {item.name!r} is not one of the metrics it declared ({', '.join(job.emits)})",
+                )
+            declared = job.emits[item.name]
+            if declared is None:
+                expected = STANDARD_METRICS.get(item.name)
+                if (
+                    item.kind is not SampleKind.STANDARD
+                    or expected is None
+                    or not isinstance(item.value, expected)
+                ):
+                    want = expected.__name__ if expected else "a standard value"
+                    return [], f"sample {item.name!r} is a {type(item.value).__name__}, expected {want}"
+                out.append(item)
+                continue
+            mtype = self._declared.get(item.name, declared)
+            problem = (
+                shape_problem(item.value, mtype) if item.kind is SampleKind.CUSTOM else "not a custom sample"
+            )
+            if problem:
+                return [], f"sample {item.name!r} ({mtype.value}): {problem}"
+            value = tuple(item.value) if isinstance(item.value, list) else item.value
+            out.append(item if value is item.value else Sample(item.name, value, item.kind))
+        return out, None
+
+    def _fail(self, state: _State, duration: float, reason: str, kind: str) -> Failure:
+        if state.consecutive_failures == 0:
+            self._logger.warning(
+                "Collector %r (%s) failed after %.3fs: %s", state.job.name, state.job.type, duration, reason
+            )
+        else:
+            self._logger.debug("Collector %r still failing after %.3fs: %s", state.job.name, duration, reason)
+        state.failures += 1
+        state.consecutive_failures += 1
+        state.last_error = reason
+        self._finish(state, duration, kind not in ("busy", "timeout"))
+        return Failure(state.job.name, duration, reason, kind)
+
+    def _succeed(self, state: _State, duration: float) -> None:
+        self._recovered(state)
+        state.successes += 1
+        state.no_data_logged = False
+        self._finish(state, duration, True)
+
+    def _no_data(self, state: _State, duration: float, reason: str) -> None:
+        self._recovered(state)
+        if not state.no_data_logged:
+            self._logger.info("Collector %r has no data: %s", state.job.name, reason)
+            state.no_data_logged = True
+        state.no_data += 1
+        self._finish(state, duration, True)
+
+    def _recovered(self, state: _State) -> None:
+        if state.consecutive_failures:
+            self._logger.info(
+                "Collector %r recovered after %d failed sample(s)", state.job.name, state.consecutive_failures
+            )
+        state.consecutive_failures = 0
+
+    def _finish(self, state: _State, duration: float, finished: bool) -> None:
+        state.last_duration = duration
+        if finished and state.run is not None:
+            state.last_run = self._wall() - (self._clock() - state.run.started)
+
+    def stats(self) -> Dict[str, CollectorStats]:
+        """A snapshot per collector, for ``status``."""
+        return {
+            name: CollectorStats(
+                name=name,
+                type=s.job.type,
+                successes=s.successes,
+                failures=s.failures,
+                no_data=s.no_data,
+                consecutive_failures=s.consecutive_failures,
+                last_duration=s.last_duration,
+                last_error=s.last_error,
+                last_run=s.last_run,
+                running=s.run is not None and s.run.thread.is_alive(),
+            )
+            for name, s in self._states.items()
+        }
+
+    def close(self) -> None:
+        """Close every collector (``close()`` where it has one); errors are logged, not raised."""
+        for state in self._states.values():
+            try:
+                close_collector(state.job.collector)
+            except Exception as exc:
+                self._logger.warning("Collector %r failed to close: %s", state.job.name, exc)
+
+
+def _every(interval: Optional[float], report_interval: float) -> int:
+    if not interval or report_interval <= 0:
+        return 1
+    return max(1, math.ceil(interval / report_interval - 1e-9))

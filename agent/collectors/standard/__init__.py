@@ -1,0 +1,1 @@
+"""Standard Device Defender metrics: listening ports, TCP connections, network counters."""

@@ -1,0 +1,199 @@
+"""The network delta engine: counters -> deltas since the previous sample, persisted across restarts.
+
+State is a JSON file in ``state_dir`` written atomically (temporary file, fsync,
+rename). It holds the boot id and the counters of *every* interface, so the first
+sample after an agent restart is a true delta against the last sample before it.
+
+When a true delta cannot be known, the interval is skipped (``None`` plus a
+reason) and the new counters become the baseline:
+- the boot id changed (a reboot);
+- an included interface disappeared, or was re-created (new ifindex);
+- a counter went backwards (a reset, or a 32-bit counter that wrapped).
+An interface that is new in the same boot was created after the previous
+sample, so its counters are its traffic in this interval and are counted.
+Without any state (first run, state lost) the baseline is the agent's start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+from agent.collectors.standard.counters import IfCounters
+from agent.report.model import NetworkStats
+
+STATE_VERSION = 1
+_FIELDS = ("bytes_in", "bytes_out", "packets_in", "packets_out")
+_U32 = 2**32
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    boot_id: Optional[str]
+    interfaces: Mapping[str, IfCounters]
+
+
+@dataclass(frozen=True)
+class Delta:
+    """``stats`` is the delta, or ``None`` with ``skipped`` saying why."""
+
+    stats: Optional[NetworkStats]
+    skipped: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class InterfaceFilter:
+    include: Tuple[str, ...] = ("*",)
+    exclude: Tuple[str, ...] = ("lo",)
+
+    def __call__(self, name: str) -> bool:
+        return any(fnmatchcase(name, p) for p in self.include) and not any(
+            fnmatchcase(name, p) for p in self.exclude
+        )
+
+
+def compute_delta(prev: Snapshot, cur: Snapshot, wanted: InterfaceFilter) -> Delta:
+    """The summed delta of the wanted interfaces between two snapshots (pure)."""
+    if prev.boot_id and cur.boot_id and prev.boot_id != cur.boot_id:
+        return Delta(None, "the system rebooted since the previous sample")
+    total = NetworkStats(0, 0, 0, 0)
+    for name in sorted(set(prev.interfaces) | set(cur.interfaces)):
+        if not wanted(name):
+            continue
+        old, new = prev.interfaces.get(name), cur.interfaces.get(name)
+        if new is None:
+            return Delta(None, f"interface {name!r} disappeared since the previous sample")
+        if old is None:
+            total = total + NetworkStats(new.bytes_in, new.bytes_out, new.packets_in, new.packets_out)
+            continue
+        if old.ifindex is not None and new.ifindex is not None and old.ifindex != new.ifindex:
+            return Delta(None, f"interface {name!r} was re-created (ifindex {old.ifindex} -> {new.ifindex})")
+        parts = []
+        for field in _FIELDS:
+            before, after = getattr(old, field), getattr(new, field)
+            if after < before:
+                kind = "a counter reset or a 32-bit wrap" if before < _U32 else "a counter reset"
+                return Delta(None, f"{name} {field} went backwards ({before} -> {after}): {kind}")
+            parts.append(after - before)
+        total = total + NetworkStats(*parts)
+    return Delta(total)
+
+
+class StateFile:
+    """The persisted snapshot. ``load()`` returns (snapshot or None, problem or None)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> Tuple[Optional[Snapshot], Optional[str]]:
+        try:
+            raw = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            return None, f"cannot read {self.path}: {exc.strerror}"
+        try:
+            data = json.loads(raw)
+            if data.get("version") != STATE_VERSION:
+                return None, f"{self.path} has unknown version {data.get('version')!r}"
+            interfaces = {
+                str(name): IfCounters(
+                    _nonneg(c["bytes_in"]),
+                    _nonneg(c["bytes_out"]),
+                    _nonneg(c["packets_in"]),
+                    _nonneg(c["packets_out"]),
+                    _ifindex(c.get("ifindex")),
+                )
+                for name, c in data["interfaces"].items()
+            }
+            boot_id = data.get("boot_id")
+            return Snapshot(str(boot_id) if boot_id else None, interfaces), None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return None, f"{self.path} is not a valid counter state ({type(exc).__name__}: {exc})"
+
+    def save(self, snap: Snapshot, now: float) -> None:
+        """Write atomically: a crash leaves the old file or the new one, never half of one."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        data: Dict[str, Any] = {
+            "version": STATE_VERSION,
+            "boot_id": snap.boot_id,
+            "time": now,
+            "interfaces": {name: asdict(c) for name, c in sorted(snap.interfaces.items())},
+        }
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, indent=1)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _ifindex(value: Any) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _nonneg(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"counter {value!r} is not a whole number >= 0")
+    return value
+
+
+class DeltaEngine:
+    """Turns successive snapshots into deltas; the previous snapshot survives restarts in ``state``.
+
+    ``baseline`` (taken when the agent starts) is used only when no usable state exists.
+    ``persist=False`` reads the state but never writes it (for one-off runs beside a daemon).
+    """
+
+    def __init__(
+        self,
+        state: StateFile,
+        wanted: InterfaceFilter,
+        baseline: Snapshot,
+        persist: bool = True,
+    ) -> None:
+        self._state = state
+        self._wanted = wanted
+        self._persist = persist
+        self._lock = threading.Lock()
+        loaded, self.load_problem = state.load()
+        self._prev: Snapshot = loaded if loaded is not None else baseline
+        self.from_state = loaded is not None
+
+    @property
+    def state_path(self) -> Path:
+        return self._state.path
+
+    def advance(self, cur: Snapshot, now: float) -> Tuple[Delta, Optional[str]]:
+        """Delta against the previous snapshot, then ``cur`` becomes the previous one.
+
+        Returns the delta and a problem saving the state (None when saved or not persisting).
+        """
+        with self._lock:
+            delta = compute_delta(self._prev, cur, self._wanted)
+            self._prev = cur
+            if not self._persist:
+                return delta, None
+            try:
+                self._state.save(cur, now)
+            except OSError as exc:
+                return delta, f"cannot save counter state to {self._state.path}: {exc.strerror or exc}"
+            return delta, None
+
+
+def filter_from(include: Sequence[str], exclude: Sequence[str]) -> InterfaceFilter:
+    return InterfaceFilter(tuple(include) or ("*",), tuple(exclude))

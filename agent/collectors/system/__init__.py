@@ -1,0 +1,1 @@
+"""System custom metrics (cpu, memory, swap, load, temperature, uptime, processes, users, fds, disk)."""

@@ -1,0 +1,207 @@
+"""The ``system`` collector: built-in host metrics, each emitted under a configurable custom metric name.
+
+``metrics`` is a list of built-in names (each emitted under its own name) or a
+mapping ``built-in name: custom metric name``. A metric with nothing to read
+this time (no temperature sensor) is left out; when every selected metric is
+left out the collector reports "no data". Any other read error fails the whole
+collector for this report: put metrics in separate ``system`` collectors (with
+distinct ``name:``) to isolate them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from agent.collectors.base import Sample
+from agent.collectors.registry import BuildContext, CollectorSpec, Emits
+from agent.collectors.system import cpu, host
+from agent.collectors.system.source import PsutilSystem, SystemSource
+from agent.config.schema import REQUIRED, Checker, ListOf, Node, Str, did_you_mean, join
+from agent.config.spec import METRIC_NAME
+from agent.errors import CollectorError, NoData
+from agent.report.model import CustomValue, MetricType
+
+MIN_CPU_WINDOW = 0.25  # seconds; a first sample right after start waits this long for a meaningful cpu %
+
+
+@dataclass(frozen=True)
+class SystemMetric:
+    type: MetricType
+    unit: str
+    description: str
+
+
+CATALOG: Mapping[str, SystemMetric] = {
+    "cpu_usage": SystemMetric(
+        MetricType.NUMBER, "percent", "CPU busy time since the previous sample, all cores"
+    ),
+    "cpu_core_usage": SystemMetric(
+        MetricType.NUMBER_LIST, "percent", "CPU busy time per core since the previous sample"
+    ),
+    "load_average": SystemMetric(
+        MetricType.NUMBER_LIST, "processes", "Load averages over 1, 5 and 15 minutes"
+    ),
+    "memory_used_percent": SystemMetric(
+        MetricType.NUMBER, "percent", "Memory in use (total - available) / total"
+    ),
+    "memory_available_bytes": SystemMetric(MetricType.NUMBER, "bytes", "Memory available to new programs"),
+    "swap_used_percent": SystemMetric(MetricType.NUMBER, "percent", "Swap in use; 0 without swap"),
+    "swap_used_bytes": SystemMetric(MetricType.NUMBER, "bytes", "Swap in use"),
+    "temperature": SystemMetric(MetricType.NUMBER, "celsius", "Highest reading of the selected sensors"),
+    "uptime_seconds": SystemMetric(MetricType.NUMBER, "seconds", "Time since boot"),
+    "process_count": SystemMetric(MetricType.NUMBER, "processes", "Number of processes"),
+    "logged_in_users": SystemMetric(
+        MetricType.STRING_LIST, "names", "Distinct names of logged-in users (utmp)"
+    ),
+    "agent_open_fds": SystemMetric(
+        MetricType.NUMBER, "descriptors", "Open file descriptors of the agent itself"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class MetricSelection(Node):
+    """A list of built-in metric names, or a mapping of built-in name to custom metric name."""
+
+    def type_name(self) -> str:
+        return "list of metric names, or mapping of metric name to custom metric name"
+
+    def check(self, value: Any, path: str, checker: Checker) -> Any:
+        pairs: List[Tuple[str, Any, str]] = []
+        if isinstance(value, list):
+            pairs = [(item, item, join(path, i)) for i, item in enumerate(value)]
+        elif isinstance(value, dict):
+            pairs = [(key, target, join(path, key)) for key, target in value.items()]
+        else:
+            checker.problem(
+                path, "expected a list of metric names or a mapping of metric name to custom metric name"
+            )
+            return None
+        out: Dict[str, str] = {}
+        before = len(checker.problems)
+        for builtin, target, sub in pairs:
+            if not isinstance(builtin, str) or builtin not in CATALOG:
+                hint = did_you_mean(str(builtin), list(CATALOG))
+                checker.problem(sub, f"unknown system metric {builtin!r}{hint}; known: {', '.join(CATALOG)}")
+                continue
+            name = METRIC_NAME.check(target, sub, checker)
+            if name is None:
+                continue
+            if name in out.values():
+                checker.problem(sub, f"custom metric name {name!r} is used twice")
+                continue
+            out[builtin] = name
+        if not out and len(checker.problems) == before:
+            checker.problem(path, "select at least one metric")
+        return out
+
+
+class SystemCollector:
+    def __init__(
+        self,
+        name: str,
+        *,
+        metrics: Mapping[str, str],
+        sensors: Tuple[str, ...] = ("*",),
+        source: Optional[SystemSource] = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self._metrics = dict(metrics)
+        self._sensors = sensors
+        self._source: SystemSource = source or PsutilSystem()
+        self._clock, self._monotonic, self._sleep = clock, monotonic, sleep
+        self._lock = threading.Lock()
+        self._cpu_prev: Optional[Tuple[float, Any, Any]] = None
+        if "cpu_usage" in self._metrics or "cpu_core_usage" in self._metrics:
+            self._cpu_prev = self._cpu_sample()
+
+    def _cpu_sample(self) -> Tuple[float, Any, Any]:
+        return (self._monotonic(), self._source.cpu_times(False), self._source.cpu_times(True))
+
+    def collect(self) -> List[Sample]:
+        with self._lock:
+            return self._collect()
+
+    def _collect(self) -> List[Sample]:
+        values: Dict[str, Optional[CustomValue]] = {}
+        if self._cpu_prev is not None:
+            since = self._monotonic() - self._cpu_prev[0]
+            if since < MIN_CPU_WINDOW:
+                self._sleep(MIN_CPU_WINDOW - since)
+            cur = self._cpu_sample()
+            values["cpu_usage"] = cpu.busy_percent(self._cpu_prev[1], cur[1])
+            values["cpu_core_usage"] = cpu.per_core_percent(self._cpu_prev[2], cur[2])
+            self._cpu_prev = cur
+        samples: List[Sample] = []
+        for builtin, metric in self._metrics.items():
+            try:
+                value = values[builtin] if builtin in values else self._read(builtin)
+            except (OSError, RuntimeError, AttributeError, ValueError) as exc:
+                raise CollectorError(f"cannot read {builtin}: {type(exc).__name__}: {exc}") from exc
+            if value is not None:
+                samples.append(Sample(metric, value))
+        if not samples:
+            raise NoData(f"nothing to read for {', '.join(self._metrics)}")
+        return samples
+
+    def _read(self, builtin: str) -> Optional[CustomValue]:
+        src = self._source
+        if builtin == "load_average":
+            return host.load_average(src.getloadavg())
+        if builtin == "memory_used_percent":
+            return round(float(src.virtual_memory().percent), 2)
+        if builtin == "memory_available_bytes":
+            return int(src.virtual_memory().available)
+        if builtin == "swap_used_percent":
+            return round(float(src.swap_memory().percent), 2)
+        if builtin == "swap_used_bytes":
+            return int(src.swap_memory().used)
+        if builtin == "temperature":
+            return host.max_temperature(src.sensors_temperatures(), self._sensors)
+        if builtin == "uptime_seconds":
+            return host.uptime_seconds(src.boot_time(), self._clock())
+        if builtin == "process_count":
+            return len(src.pids())
+        if builtin == "logged_in_users":
+            return host.user_names(src.users())
+        if builtin == "agent_open_fds":
+            return src.own_fds()
+        raise ValueError(f"unknown metric {builtin!r}")  # unreachable: checked at load
+
+
+def _emits(options: Mapping[str, Any]) -> Emits:
+    return {name: CATALOG[builtin].type for builtin, name in options["metrics"].items()}
+
+
+def _build(ctx: BuildContext, options: Mapping[str, Any]) -> SystemCollector:
+    return SystemCollector(
+        ctx.name, metrics=options["metrics"], sensors=tuple(options["temperature_sensors"])
+    )
+
+
+SPEC = CollectorSpec(
+    type="system",
+    summary="Host metrics: " + ", ".join(f"{k} ({v.type.value})" for k, v in CATALOG.items()) + ".",
+    options={
+        "metrics": MetricSelection(
+            doc="Built-in metrics to emit: a list (emitted under their own names) "
+            "or a mapping of built-in name to custom metric name.",
+            default=REQUIRED,
+            example=list(CATALOG),
+        ),
+        "temperature_sensors": ListOf(
+            doc="Sensor chips (or chip/label) to read for `temperature`, by name or glob, e.g. cpu_thermal.",
+            item=Str(),
+            default=["*"],
+        ),
+    },
+    build=_build,
+    emits=_emits,
+    example={"metrics": list(CATALOG)},
+)

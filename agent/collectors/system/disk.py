@@ -1,0 +1,73 @@
+"""The ``disk`` collector: one number metric per configured mount point."""
+
+from __future__ import annotations
+
+from typing import Any, List, Mapping, Optional
+
+from agent.collectors.base import Sample
+from agent.collectors.registry import BuildContext, CollectorSpec, Emits
+from agent.collectors.system.source import PsutilSystem, SystemSource
+from agent.config.schema import REQUIRED, Enum, MapOf, Str
+from agent.config.spec import METRIC_NAME
+from agent.errors import CollectorError
+from agent.report.model import MetricType
+
+
+def usage_value(usage: Any, value: str) -> float:
+    """``used_percent`` as the ``df`` command shows it (used / (used + free), root reserve excluded)."""
+    if value == "used_bytes":
+        return int(usage.used)
+    if value == "free_bytes":
+        return int(usage.free)
+    return round(float(usage.percent), 2)
+
+
+class DiskCollector:
+    def __init__(
+        self, name: str, mounts: Mapping[str, str], value: str, source: Optional[SystemSource] = None
+    ) -> None:
+        self.name = name
+        self._mounts = dict(mounts)
+        self._value = value
+        self._source: SystemSource = source or PsutilSystem()
+
+    def collect(self) -> List[Sample]:
+        samples = []
+        for path, metric in self._mounts.items():
+            try:
+                usage = self._source.disk_usage(path)
+            except OSError as exc:
+                raise CollectorError(f"cannot stat the filesystem at {path}: {exc.strerror or exc}") from exc
+            samples.append(Sample(metric, usage_value(usage, self._value)))
+        return samples
+
+
+def _emits(options: Mapping[str, Any]) -> Emits:
+    return {metric: MetricType.NUMBER for metric in options["mounts"].values()}
+
+
+def _build(ctx: BuildContext, options: Mapping[str, Any]) -> DiskCollector:
+    return DiskCollector(ctx.name, mounts=options["mounts"], value=options["value"])
+
+
+SPEC = CollectorSpec(
+    type="disk",
+    summary="Disk usage per mount point, one number metric each (used percent by default).",
+    options={
+        "mounts": MapOf(
+            doc="Mount point (absolute path) -> custom metric name.",
+            key=Str(pattern=r"/.*", pattern_hint="must be an absolute path"),
+            value=METRIC_NAME,
+            default=REQUIRED,
+            example={"/": "disk_root_used_percent"},
+        ),
+        "value": Enum(
+            doc="What to report for each mount.",
+            default="used_percent",
+            choices=("used_percent", "used_bytes", "free_bytes"),
+        ),
+    },
+    build=_build,
+    emits=_emits,
+    example={"mounts": {"/": "disk_root_used_percent"}},
+)

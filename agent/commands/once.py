@@ -1,0 +1,75 @@
+"""`defender-agent once`: sample every collector once, build one report, print it, exit.
+
+Needs no network, no AWS and no root. State files (network counters) are
+read but never written, so a running service's next delta stays whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, List
+
+from agent.collectors.base import Sample
+from agent.collectors.build import build_collectors
+from agent.collectors.sampler import Sampler
+from agent.commands.common import add_config_argument, load_from_args
+from agent.report.builder import ReportBuilder
+from agent.report.document import decode
+
+LOG = logging.getLogger("agent.once")
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "once",
+        help="sample every collector once and print one report (no network, no AWS, no root)",
+        description="Sample every configured collector once, build one report and write it: pretty JSON "
+        "on a terminal, the raw payload (JSON or CBOR, as configured) into a pipe or --output FILE. "
+        "Collectors that need two samples (network_stats) get a baseline first.",
+    )
+    add_config_argument(parser)
+    parser.add_argument("--output", "-o", metavar="FILE", help="write the raw report payload to FILE")
+    parser.add_argument(
+        "--baseline",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="pause between the baseline and the real sample for collectors that report deltas (default 1)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_from_args(args)
+    jobs = build_collectors(config, persist_state=False)
+    sampler = Sampler(jobs, config.report.interval, {n: m.type for n, m in config.custom_metrics.items()})
+    try:
+        samples = _sample(sampler, args.baseline)
+    finally:
+        sampler.close()
+    encoded = ReportBuilder(config, logging.getLogger("agent.report")).build(int(time.time()), samples)
+    if args.output:
+        Path(args.output).write_bytes(encoded.payload)
+        print(f"Wrote report {encoded.report_id} ({encoded.format}, {len(encoded.payload)} bytes) to {args.output}",
+              file=sys.stderr)
+    elif sys.stdout.isatty():
+        document, _ = decode(encoded.payload)
+        print(json.dumps(document, indent=2))
+    else:
+        sys.stdout.buffer.write(encoded.payload)
+        sys.stdout.buffer.flush()
+    return 0
+
+
+def _sample(sampler: Sampler, baseline: float) -> List[Sample]:
+    first = sampler.sample_all()
+    if not first.no_data:
+        return list(first.samples)
+    LOG.info("Taking a %.1f s baseline for %s", baseline, ", ".join(sorted(first.no_data)))
+    time.sleep(max(0.0, baseline))
+    return list(sampler.sample_all().samples)

@@ -1,0 +1,332 @@
+"""A local AWS IoT control plane for the custom-metric operations, spoken as boto3 speaks it.
+
+moto implements none of these operations, so the emulator serves them itself
+over the IoT REST API (protocol ``rest-json``)::
+
+    POST|GET|PATCH|DELETE /custom-metric/{metricName}   create / describe / update / delete
+    GET /custom-metrics                                  list_custom_metrics
+    GET /metric-values?thingName=..&metricName=..        list_metric_values
+    GET /security-profiles?metricName=..                 list_security_profiles
+
+Errors are the modelled ones (``x-amzn-ErrorType`` header and a JSON
+``message``) so boto3 raises its real exception classes. Input is validated
+against botocore's service model (:mod:`agent.emulator.apimodel`). Lists page
+with a small page size so that clients exercise pagination.
+
+Test hooks: :meth:`ControlPlaneServer.inject_errors` makes the next N requests
+fail with ThrottlingException (or another modelled error), and
+``POST /_emulator/inject?code=ThrottlingException&count=N`` does the same over HTTP.
+``requests`` records (operation, status) of every request served.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from agent.emulator.apimodel import ServiceModel
+from agent.emulator.store import ApiError, Datum, MetricDefinition, Store, invalid, not_found, token_digest
+
+log = logging.getLogger("agent.emulator.controlplane")
+
+PAGE_SIZE = 2
+_METRIC_PATH = re.compile(r"^/custom-metric/(?P<name>[^/]+)$")
+_ROUTES = {
+    "POST": "CreateCustomMetric",
+    "GET": "DescribeCustomMetric",
+    "PATCH": "UpdateCustomMetric",
+    "DELETE": "DeleteCustomMetric",
+}
+_LISTS = {
+    "/custom-metrics": "ListCustomMetrics",
+    "/metric-values": "ListMetricValues",
+    "/security-profiles": "ListSecurityProfiles",
+}
+
+
+class ControlPlaneServer:
+    """The control plane on a loopback port. ``port=0`` picks a free one; see :attr:`url`."""
+
+    def __init__(
+        self,
+        store: Store,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        page_size: int = PAGE_SIZE,
+        model: Optional[ServiceModel] = None,
+    ) -> None:
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError(f"the emulator binds loopback only, not {host!r}")
+        self.store = store
+        self.page_size = page_size
+        self.model = model or ServiceModel()  # loading it takes ~0.4 s; tests share one
+        self._lock = threading.Lock()
+        self._injected: List[Tuple[str, Optional[str]]] = []
+        self.requests: List[Tuple[str, int]] = []
+        handler = _make_handler(self)
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        text = host.decode() if isinstance(host, bytes) else str(host)
+        shown = f"[{text}]" if ":" in text else text
+        return f"http://{shown}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    def start(self) -> ControlPlaneServer:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="controlplane", daemon=True
+        )
+        self._thread.start()
+        log.info("Control plane listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> ControlPlaneServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- test hooks -----------------------------------------------------------------
+
+    def inject_errors(
+        self, count: int, code: str = "ThrottlingException", operation: Optional[str] = None
+    ) -> None:
+        """Fail the next ``count`` requests (of ``operation``, or any) with the modelled error ``code``."""
+        self.model.error_status(code)  # KeyError for a code the model does not know
+        with self._lock:
+            self._injected.extend([(code, operation)] * count)
+
+    def calls(self, operation: Optional[str] = None) -> List[Tuple[str, int]]:
+        with self._lock:
+            return [r for r in self.requests if operation is None or r[0] == operation]
+
+    def _take_injected(self, operation: str) -> Optional[str]:
+        with self._lock:
+            for index, (code, only) in enumerate(self._injected):
+                if only is None or only == operation:
+                    del self._injected[index]
+                    return code
+        return None
+
+    def _record(self, operation: str, status: int) -> None:
+        with self._lock:
+            self.requests.append((operation, status))
+
+    # -- dispatch -------------------------------------------------------------------
+
+    def handle(self, method: str, raw_path: str, body: bytes) -> Tuple[int, Dict[str, str], Dict[str, Any]]:
+        """One request -> (status, extra headers, JSON body). Never raises."""
+        split = urlsplit(raw_path)
+        query = parse_qs(split.query, keep_blank_values=True)
+        operation = "Unknown"
+        try:
+            if method == "POST" and split.path == "/_emulator/inject":
+                count = int(query.get("count", ["1"])[-1])
+                self.inject_errors(
+                    count, query.get("code", ["ThrottlingException"])[-1], query.get("operation", [None])[-1]
+                )
+                return 200, {}, {"injected": count}
+            operation, uri = _route(method, split.path)
+            injected = self._take_injected(operation)
+            if injected is not None:
+                raise ApiError(
+                    injected,
+                    self.model.error_status(injected),
+                    "Rate exceeded" if injected == "ThrottlingException" else "Injected by the emulator",
+                )
+            try:
+                document = json.loads(body.decode("utf-8")) if body.strip() else {}
+            except (UnicodeDecodeError, ValueError):
+                raise invalid("The request body is not valid JSON") from None
+            if not isinstance(document, dict):
+                raise invalid("The request body must be a JSON object")
+            params, problems = self.model.parse_input(operation, uri, query, document)
+            if problems:
+                count = len(problems)
+                raise invalid(
+                    f"{count} validation error{'s' if count > 1 else ''} detected: " + "; ".join(problems)
+                )
+            result = _OPERATIONS[operation](self, params)
+            self._record(operation, 200)
+            return 200, {}, result
+        except ApiError as exc:
+            self._record(operation, exc.status)
+            log.debug("%s %s -> %s %s", method, raw_path, exc.code, exc.message)
+            return exc.status, {"x-amzn-ErrorType": exc.code}, {"message": exc.message, **exc.extra}
+        except Exception as exc:  # a bug in the emulator: report it the way the service would
+            log.exception("Control plane failed on %s %s", method, raw_path)
+            self._record(operation, 500)
+            return (
+                500,
+                {"x-amzn-ErrorType": "InternalFailureException"},
+                {"message": f"emulator error: {exc}"},
+            )
+
+    # -- operations -----------------------------------------------------------------
+
+    def _create(self, p: Mapping[str, Any]) -> Dict[str, Any]:
+        tags = [(t["Key"], t.get("Value", "")) for t in p.get("tags") or ()]
+        d = self.store.create_metric(
+            p["metricName"], p["metricType"], p.get("displayName"), tags, p["clientRequestToken"]
+        )
+        return {"metricName": d.name, "metricArn": d.arn}
+
+    def _describe(self, p: Mapping[str, Any]) -> Dict[str, Any]:
+        return _definition(self.store.describe_metric(p["metricName"]))
+
+    def _update(self, p: Mapping[str, Any]) -> Dict[str, Any]:
+        return _definition(self.store.update_display_name(p["metricName"], p["displayName"]))
+
+    def _delete(self, p: Mapping[str, Any]) -> Dict[str, Any]:
+        self.store.delete_metric(p["metricName"])
+        return {}
+
+    def _list_metrics(self, p: Mapping[str, Any]) -> Dict[str, Any]:
+        names, token = self._page(self.store.metric_names(), p, "metrics")
+        return _with_token({"metricNames": names}, token)
+
+    def _list_profiles(self, p: Mapping[str, Any]) -> Dict[str, Any]:
+        if p.get("metricName") and p.get("dimensionName"):
+            raise invalid("Only one of metricName and dimensionName may be given")
+        names = self.store.security_profiles(p.get("metricName"))
+        page, token = self._page(names, p, "profiles")
+        arn = "arn:aws:iot:local:123456789012:securityprofile/"
+        return _with_token({"securityProfileIdentifiers": [{"name": n, "arn": arn + n} for n in page]}, token)
+
+    def _list_values(self, p: Mapping[str, Any]) -> Dict[str, Any]:
+        metric = p["metricName"]
+        if not metric.startswith("aws:"):
+            self.store.describe_metric(metric)  # ResourceNotFoundException for an unknown custom metric
+        start, end = p["startTime"], p["endTime"]
+        if end < start:
+            raise invalid("endTime must not be before startTime")
+        data = self.store.metric_values(
+            p["thingName"], metric, int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        )
+        dimension = p.get("dimensionName")
+        if dimension is not None:
+            if not self.store.has_dimension(dimension):
+                raise not_found(f"Dimension {dimension} does not exist")
+            # Stored values carry no dimension: IN matches none, NOT_IN (the service's other choice) all.
+            if p.get("dimensionValueOperator", "IN") == "IN":
+                data = []
+        scope = f"values:{p['thingName']}:{metric}:{start.isoformat()}:{end.isoformat()}"
+        page, token = self._page(data, p, scope)
+        return _with_token({"metricDatumList": [_datum(d) for d in page]}, token)
+
+    def _page(self, items: List[Any], p: Mapping[str, Any], scope: str) -> Tuple[List[Any], Optional[str]]:
+        size = min(int(p.get("maxResults") or self.page_size), self.page_size)
+        offset = _decode_token(p.get("nextToken"), scope)
+        page = items[offset : offset + size]
+        following = offset + size
+        return page, _encode_token(following, scope) if following < len(items) else None
+
+
+_OPERATIONS: Dict[str, Callable[[ControlPlaneServer, Mapping[str, Any]], Dict[str, Any]]] = {
+    "CreateCustomMetric": ControlPlaneServer._create,
+    "DescribeCustomMetric": ControlPlaneServer._describe,
+    "UpdateCustomMetric": ControlPlaneServer._update,
+    "DeleteCustomMetric": ControlPlaneServer._delete,
+    "ListCustomMetrics": ControlPlaneServer._list_metrics,
+    "ListMetricValues": ControlPlaneServer._list_values,
+    "ListSecurityProfiles": ControlPlaneServer._list_profiles,
+}
+
+
+def _route(method: str, path: str) -> Tuple[str, Dict[str, str]]:
+    match = _METRIC_PATH.match(path)
+    if match and method in _ROUTES:
+        return _ROUTES[method], {"metricName": unquote(match.group("name"))}
+    if method == "GET" and path in _LISTS:
+        return _LISTS[path], {}
+    raise ApiError("UnknownOperationException", 404, f"No operation for {method} {path} in this emulator")
+
+
+def _definition(d: MetricDefinition) -> Dict[str, Any]:
+    out: Dict[str, Any] = {
+        "metricName": d.name,
+        "metricArn": d.arn,
+        "metricType": d.type,
+        "creationDate": d.created,
+        "lastModifiedDate": d.modified,
+    }
+    if d.display_name is not None:
+        out["displayName"] = d.display_name
+    return out
+
+
+def _datum(d: Datum) -> Dict[str, Any]:
+    return {"timestamp": d.timestamp_ms / 1000.0, "value": dict(d.value)}
+
+
+def _with_token(body: Dict[str, Any], token: Optional[str]) -> Dict[str, Any]:
+    if token is not None:
+        body["nextToken"] = token
+    return body
+
+
+def _encode_token(offset: int, scope: str) -> str:
+    raw = json.dumps({"o": offset, "s": token_digest(scope)}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_token(token: Optional[str], scope: str) -> int:
+    if not token:
+        return 0
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        offset = int(data["o"])
+        same_query = data["s"] == token_digest(scope)
+    except (ValueError, KeyError, TypeError):
+        raise invalid("The nextToken is not valid") from None
+    if not same_query or offset < 0:
+        raise invalid("The nextToken belongs to a different request")
+    return offset
+
+
+def _make_handler(server: ControlPlaneServer) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: avoid the 40 ms delayed-ACK stall
+        server_version = "defender-agent-emulator"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            status, headers, document = server.handle(self.command, self.path, body)
+            payload = json.dumps(document).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("%s %s", self.address_string(), format % args)
+
+    return Handler

@@ -1,0 +1,299 @@
+"""What the local emulator knows: custom metric definitions, security profiles and stored values.
+
+Thread-safe (one lock); shared by the control-plane HTTP server and the MQTT
+responder. :meth:`Store.record_report` keeps values the way the service does
+(SPEC.md, "Control plane"): a custom metric's value is stored only when the
+metric is defined with the matching type and the value keeps the value rules;
+everything else is dropped silently, as the real service drops it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+
+from agent.report import rules
+from agent.report.document import key_style, to_long
+
+log = logging.getLogger("agent.emulator.store")
+
+ACCOUNT = "123456789012"
+METRIC_TYPES = ("string-list", "ip-address-list", "number-list", "number")
+
+# Report value key -> (declared type, key in the stored MetricValue, rule for one item).
+_CUSTOM = {
+    "number": ("number", "number", rules.check_number),
+    "number_list": ("number-list", "numbers", rules.check_number),
+    "string_list": ("string-list", "strings", rules.check_string),
+    "ip_list": ("ip-address-list", "cidrs", rules.check_ip),
+}
+
+# network_stats field -> standard metric name (Device Defender developer guide, "Device-side metrics").
+_NETWORK = {
+    "bytes_in": "aws:all-bytes-in",
+    "bytes_out": "aws:all-bytes-out",
+    "packets_in": "aws:all-packets-in",
+    "packets_out": "aws:all-packets-out",
+}
+
+
+class ApiError(Exception):
+    """A modelled IoT error: ``code`` is the exception shape name, ``status`` its HTTP status."""
+
+    def __init__(self, code: str, status: int, message: str, **extra: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError("ResourceNotFoundException", 404, message)
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError("InvalidRequestException", 400, message)
+
+
+@dataclass(frozen=True)
+class MetricDefinition:
+    name: str
+    type: str
+    display_name: Optional[str]
+    tags: Tuple[Tuple[str, str], ...]
+    token: str
+    created: float
+    modified: float
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:iot:local:{ACCOUNT}:custommetric/{self.name}"
+
+
+@dataclass(frozen=True)
+class Datum:
+    timestamp_ms: int
+    value: Mapping[str, Any]  # one MetricValue member: {"number": 1.0}, {"cidrs": [...]}, ...
+
+
+@dataclass
+class _State:
+    metrics: Dict[str, MetricDefinition] = field(default_factory=dict)
+    profiles: Dict[str, Set[str]] = field(default_factory=dict)
+    dimensions: Set[str] = field(default_factory=set)
+    values: Dict[Tuple[str, str], List[Datum]] = field(default_factory=dict)
+    dropped: int = 0
+
+
+class Store:
+    """In-memory state of one emulated account and region."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._lock = threading.Lock()
+        self._state = _State()
+        self._clock = clock
+
+    # -- custom metric definitions -------------------------------------------------
+
+    def create_metric(
+        self,
+        name: str,
+        metric_type: str,
+        display_name: Optional[str],
+        tags: Sequence[Tuple[str, str]],
+        token: str,
+    ) -> MetricDefinition:
+        """Create a definition. The same name with the same token returns the existing one (idempotent)."""
+        if name.startswith("aws:"):
+            raise invalid(f"Custom metric name {name} must not begin with the reserved prefix aws:")
+        with self._lock:
+            existing = self._state.metrics.get(name)
+            if existing is not None:
+                if existing.token == token:
+                    return existing
+                raise ApiError(
+                    "ResourceAlreadyExistsException",
+                    409,
+                    f"Custom metric {name} already exists",
+                    resourceId=name,
+                    resourceArn=existing.arn,
+                )
+            now = self._clock()
+            definition = MetricDefinition(name, metric_type, display_name, tuple(tags), token, now, now)
+            self._state.metrics[name] = definition
+            return definition
+
+    def describe_metric(self, name: str) -> MetricDefinition:
+        with self._lock:
+            definition = self._state.metrics.get(name)
+        if definition is None:
+            raise not_found(f"Custom metric {name} does not exist")
+        return definition
+
+    def update_display_name(self, name: str, display_name: str) -> MetricDefinition:
+        with self._lock:
+            definition = self._state.metrics.get(name)
+            if definition is None:
+                raise not_found(f"Custom metric {name} does not exist")
+            definition = replace(definition, display_name=display_name, modified=self._clock())
+            self._state.metrics[name] = definition
+            return definition
+
+    def delete_metric(self, name: str) -> None:
+        """Delete a definition and its values; refused while a security profile uses it. Missing: no-op."""
+        with self._lock:
+            users = sorted(p for p, metrics in self._state.profiles.items() if name in metrics)
+            if users:
+                raise invalid(
+                    f"Custom metric {name} is used by security profile(s) {', '.join(users)}; "
+                    "remove it from them first"
+                )
+            self._state.metrics.pop(name, None)
+            for key in [k for k in self._state.values if k[1] == name]:
+                del self._state.values[key]
+
+    def metric_names(self) -> List[str]:
+        with self._lock:
+            return sorted(self._state.metrics)
+
+    # -- security profiles and dimensions (set from tests) ---------------------------
+
+    def put_security_profile(self, name: str, metrics: Sequence[str]) -> None:
+        with self._lock:
+            self._state.profiles[name] = set(metrics)
+
+    def remove_security_profile(self, name: str) -> None:
+        with self._lock:
+            self._state.profiles.pop(name, None)
+
+    def security_profiles(self, metric: Optional[str] = None) -> List[str]:
+        with self._lock:
+            return sorted(p for p, m in self._state.profiles.items() if metric is None or metric in m)
+
+    def add_dimension(self, name: str) -> None:
+        with self._lock:
+            self._state.dimensions.add(name)
+
+    def has_dimension(self, name: str) -> bool:
+        with self._lock:
+            return name in self._state.dimensions
+
+    # -- values ------------------------------------------------------------------------
+
+    def record_value(self, thing: str, metric: str, timestamp_ms: int, value: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._state.values.setdefault((thing, metric), []).append(Datum(timestamp_ms, dict(value)))
+
+    def metric_values(self, thing: str, metric: str, start_ms: int, end_ms: int) -> List[Datum]:
+        """Values with ``start_ms <= timestamp < end_ms``, oldest first."""
+        with self._lock:
+            data = list(self._state.values.get((thing, metric), ()))
+        return sorted((d for d in data if start_ms <= d.timestamp_ms < end_ms), key=lambda d: d.timestamp_ms)
+
+    @property
+    def dropped(self) -> int:
+        """Custom values dropped silently (undefined metric, other type, value outside the rules)."""
+        with self._lock:
+            return self._state.dropped
+
+    def record_report(self, thing_name: str, document: Mapping[str, Any], received_at_ms: int) -> None:
+        """Store what the service would store from one accepted report (long or short key names)."""
+        doc: Mapping[str, Any] = to_long(document) if key_style(document) == "short" else document
+        stored: List[Tuple[str, Dict[str, Any]]] = []
+        metrics = doc.get("metrics")
+        if isinstance(metrics, Mapping):
+            stored.extend(standard_values(metrics))
+        custom = doc.get("custom_metrics")
+        dropped = 0
+        if isinstance(custom, Mapping):
+            with self._lock:
+                types = {name: d.type for name, d in self._state.metrics.items()}
+            for name, raw in custom.items():
+                value = self._custom_value(raw, types.get(name))
+                if value is None:
+                    dropped += 1
+                    log.info(
+                        "Dropped custom metric %r of thing %r (not defined with that type, or invalid)",
+                        name,
+                        thing_name,
+                    )
+                else:
+                    stored.append((name, value))
+        with self._lock:
+            self._state.dropped += dropped
+            for metric, value in stored:
+                self._state.values.setdefault((thing_name, metric), []).append(Datum(received_at_ms, value))
+
+    @staticmethod
+    def _custom_value(raw: Any, defined_type: Optional[str]) -> Optional[Dict[str, Any]]:
+        if defined_type is None or not isinstance(raw, list) or len(raw) != 1:
+            return None
+        entry = raw[0]
+        if not isinstance(entry, Mapping) or len(entry) != 1:
+            return None
+        ((key, value),) = entry.items()
+        spec = _CUSTOM.get(key)
+        if spec is None or spec[0] != defined_type:
+            return None
+        _, out_key, check = spec
+        if key == "number":
+            return None if check(value) else {out_key: float(value)}
+        if not isinstance(value, list) or any(check(item) for item in value):
+            return None
+        items = [float(v) for v in value] if key == "number_list" else list(value)
+        return {out_key: items}
+
+
+def standard_values(metrics: Mapping[str, Any]) -> List[Tuple[str, Dict[str, Any]]]:
+    """Standard metrics of a long-key ``metrics`` object under their cloud names."""
+    out: List[Tuple[str, Dict[str, Any]]] = []
+    stats = metrics.get("network_stats")
+    if isinstance(stats, Mapping):
+        for field_name, cloud_name in _NETWORK.items():
+            if isinstance(stats.get(field_name), int):
+                out.append((cloud_name, {"count": stats[field_name]}))
+    for proto in ("tcp", "udp"):
+        listening = metrics.get(f"listening_{proto}_ports")
+        if isinstance(listening, Mapping):
+            ports = [p.get("port") for p in listening.get("ports") or () if isinstance(p, Mapping)]
+            ports = [p for p in ports if isinstance(p, int)]
+            total = listening.get("total")
+            out.append((f"aws:listening-{proto}-ports", {"ports": ports}))
+            out.append(
+                (
+                    f"aws:num-listening-{proto}-ports",
+                    {"count": total if isinstance(total, int) else len(ports)},
+                )
+            )
+    tcp = metrics.get("tcp_connections")
+    established = tcp.get("established_connections") if isinstance(tcp, Mapping) else None
+    if isinstance(established, Mapping):
+        conns = [c for c in established.get("connections") or () if isinstance(c, Mapping)]
+        total = established.get("total")
+        out.append(
+            (
+                "aws:num-established-tcp-connections",
+                {"count": total if isinstance(total, int) else len(conns)},
+            )
+        )
+        addrs = sorted({_remote_ip(c.get("remote_addr")) for c in conns} - {""})
+        out.append(("aws:destination-ip-addresses", {"cidrs": addrs}))
+    return out
+
+
+def _remote_ip(addr: Any) -> str:
+    if not isinstance(addr, str) or rules.check_remote_addr(addr):
+        return ""
+    if addr.startswith("["):
+        return addr[1:].split("]", 1)[0]
+    return addr.rpartition(":")[0]
+
+
+def token_digest(*parts: str) -> str:
+    """A short stable digest, used for opaque pagination tokens."""
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]

@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# Install defender-agent on Debian / Raspberry Pi OS: system user, directories,
+# a virtualenv under /opt, hardened systemd units. Idempotent: run it again to
+# upgrade. `--uninstall` removes what it added and keeps config and state
+# unless `--purge` is given. See docs/INSTALL.md.
+set -euo pipefail
+
+NAME=defender-agent
+MARKER="(installed by scripts/install.sh)"
+
+usage() {
+    cat <<EOF
+usage: scripts/install.sh [options]
+       scripts/install.sh --uninstall [--purge] [options]
+
+  --from PATH              source checkout or wheel to install (default: this repository)
+  --prefix DIR             install under DIR instead of / (a staging root, used by the tests);
+                           users are created in DIR/etc/passwd, systemctl is never called
+  --user NAME              service user and group (default: $NAME)
+  --python PATH            interpreter for the virtualenv (default: python3, needs >= 3.9)
+  --with-bootstrap         also install the 'bootstrap' extra (boto3) for defender-agent bootstrap
+  --system-site-packages   let the virtualenv use Debian packages (python3-psutil, ...),
+                           for 32-bit Raspberry Pi OS where PyPI has no psutil/awscrt wheel
+  --pip-args "ARGS"        extra arguments for pip install (e.g. "--no-deps")
+  --skip-venv              do not create or update the virtualenv
+  --no-systemctl           do not call systemctl (implied by --prefix)
+  --uninstall              remove the program, units and symlink; keep /etc/$NAME and /var/lib/$NAME
+  --purge                  with --uninstall: also remove config, certificates, state and the user
+  -h, --help               this text
+EOF
+}
+
+die() { echo "install.sh: error: $*" >&2; exit 1; }
+say() { echo "install.sh: $*"; }
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+FROM=$(cd "$HERE/.." && pwd)
+PREFIX=/
+SERVICE_USER=$NAME
+PYTHON=python3
+EXTRAS=
+SITE=
+PIP_ARGS=
+SKIP_VENV=0
+SYSTEMCTL=1
+UNINSTALL=0
+PURGE=0
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --from) FROM=${2:?--from needs a path}; shift 2 ;;
+        --prefix) PREFIX=${2:?--prefix needs a directory}; shift 2 ;;
+        --user) SERVICE_USER=${2:?--user needs a name}; shift 2 ;;
+        --python) PYTHON=${2:?--python needs a path}; shift 2 ;;
+        --with-bootstrap) EXTRAS="[bootstrap]"; shift ;;
+        --system-site-packages) SITE=--system-site-packages; shift ;;
+        --pip-args) PIP_ARGS=${2?--pip-args needs a value}; shift 2 ;;
+        --skip-venv) SKIP_VENV=1; shift ;;
+        --no-systemctl) SYSTEMCTL=0; shift ;;
+        --uninstall) UNINSTALL=1; shift ;;
+        --purge) PURGE=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown option: $1" ;;
+    esac
+done
+
+[ "$(id -u)" = 0 ] || die "run as root (sudo scripts/install.sh ...)"
+[ "$PURGE" = 0 ] || [ "$UNINSTALL" = 1 ] || die "--purge only goes with --uninstall"
+case "$SERVICE_USER" in
+    ''|*[!a-z0-9_-]*) die "--user: use lower-case letters, digits, - and _ only" ;;
+esac
+[ -d "$PREFIX" ] || die "--prefix $PREFIX: no such directory"
+PREFIX=$(cd "$PREFIX" && pwd)
+if [ "$PREFIX" = / ]; then
+    R=""
+else
+    R=$PREFIX
+    SYSTEMCTL=0
+fi
+# Only call systemctl where systemd is the running init.
+[ -d /run/systemd/system ] || SYSTEMCTL=0
+
+OPT=/opt/$NAME
+VENV=$OPT/venv
+ETC=/etc/$NAME
+CERTS=$ETC/certs
+STATE=/var/lib/$NAME
+UNITDIR=/etc/systemd/system
+UNITS="$NAME.service $NAME-bootstrap.service"
+LINK=/usr/local/bin/$NAME
+
+# --- helpers -------------------------------------------------------------
+
+# Numeric ids from the target root's own passwd/group, so a --prefix install
+# never depends on (or changes) the host's users.
+uid_of() { awk -F: -v n="$1" '$1 == n { print $3; exit }' "$R/etc/passwd" 2>/dev/null; }
+gid_of() { awk -F: -v n="$1" '$1 == n { print $3; exit }' "$R/etc/group" 2>/dev/null; }
+
+# mkdir + owner + mode, applied every run (idempotent).
+ensure_dir() { # path mode owner group
+    mkdir -p "$R$1"
+    chown "$3:$4" "$R$1"
+    chmod "$2" "$R$1"
+}
+
+create_user() {
+    if [ -n "$(uid_of "$SERVICE_USER")" ]; then
+        say "user $SERVICE_USER exists (uid $(uid_of "$SERVICE_USER"))"
+        return
+    fi
+    if command -v systemd-sysusers >/dev/null 2>&1; then
+        local root_opt=()
+        [ -z "$R" ] || root_opt=(--root="$R")
+        systemd-sysusers "${root_opt[@]}" --inline \
+            "u $SERVICE_USER - \"AWS IoT Device Defender agent\" $STATE /usr/sbin/nologin"
+    elif [ -z "$R" ]; then
+        useradd --system --user-group --home-dir "$STATE" --no-create-home \
+            --shell /usr/sbin/nologin --comment "AWS IoT Device Defender agent" "$SERVICE_USER"
+    else
+        useradd --prefix "$R" --system --user-group --home-dir "$STATE" --no-create-home \
+            --shell /usr/sbin/nologin --comment "AWS IoT Device Defender agent" "$SERVICE_USER"
+    fi
+    [ -n "$(uid_of "$SERVICE_USER")" ] || die "could not create user $SERVICE_USER in $R/etc/passwd"
+    say "created system user $SERVICE_USER (uid $(uid_of "$SERVICE_USER"))"
+}
+
+remove_user() {
+    [ -n "$(uid_of "$SERVICE_USER")" ] || return 0
+    if [ -z "$R" ]; then userdel "$SERVICE_USER"; else userdel --prefix "$R" "$SERVICE_USER"; fi
+    if [ -n "$(gid_of "$SERVICE_USER")" ]; then
+        if [ -z "$R" ]; then groupdel "$SERVICE_USER"; else groupdel --prefix "$R" "$SERVICE_USER"; fi
+    fi
+    say "removed user and group $SERVICE_USER"
+}
+
+ours() { [ -f "$1" ] && grep -qF "$MARKER" "$1"; }
+
+# The units, with the service user substituted when --user is not the default.
+install_units() {
+    mkdir -p "$R$UNITDIR"
+    local unit
+    for unit in $UNITS; do
+        local src=$FROM/systemd/$unit
+        [ -f "$src" ] || src=$HERE/../systemd/$unit
+        [ -f "$src" ] || die "unit file $unit not found next to the script or in --from"
+        if [ -e "$R$UNITDIR/$unit" ] && ! ours "$R$UNITDIR/$unit"; then
+            die "$UNITDIR/$unit exists and was not installed by this script; move it away first"
+        fi
+        sed -e "s/^User=$NAME\$/User=$SERVICE_USER/" -e "s/^Group=$NAME\$/Group=$SERVICE_USER/" \
+            "$src" > "$R$UNITDIR/$unit.tmp"
+        chmod 0644 "$R$UNITDIR/$unit.tmp"
+        chown 0:0 "$R$UNITDIR/$unit.tmp"
+        mv -f "$R$UNITDIR/$unit.tmp" "$R$UNITDIR/$unit"
+    done
+    say "installed units in $UNITDIR: $UNITS"
+}
+
+write_config() {
+    local cfg=$R$ETC/agent.yaml
+    if [ -e "$cfg" ]; then
+        say "kept existing $ETC/agent.yaml"
+        return
+    fi
+    local tmp=$cfg.tmp
+    if [ "$SKIP_VENV" = 0 ] && [ -z "$R" ] && "$VENV/bin/$NAME" sample-config > "$tmp" 2>/dev/null; then
+        :
+    else
+        cat > "$tmp" <<EOF
+## defender-agent configuration. The full list of options with their defaults:
+## \`defender-agent sample-config\`. Check with \`sudo defender-agent check\`.
+##
+## This file holds no secrets and must not: the private key stays in
+## $CERTS (root only, mode 600) and systemd hands the service a copy
+## through LoadCredential= (see $UNITDIR/$NAME.service).
+thing_name: CHANGE-ME
+mqtt:
+  ## aws iot describe-endpoint --endpoint-type iot:Data-ATS
+  endpoint: CHANGE-ME-ats.iot.REGION.amazonaws.com
+  cert: $CERTS/device.pem.crt
+  key: $CERTS/private.pem.key
+  ca: $CERTS/AmazonRootCA1.pem
+EOF
+    fi
+    chown "0:$GID" "$tmp"
+    chmod 0640 "$tmp"
+    mv "$tmp" "$cfg"
+    say "wrote $ETC/agent.yaml (edit thing_name and mqtt.endpoint)"
+}
+
+build_venv() {
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' \
+        || die "$PYTHON is older than 3.9"
+    "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null \
+        || die "$PYTHON cannot create virtualenvs: apt-get install python3-venv"
+    if [ ! -x "$R$VENV/bin/python" ]; then
+        # shellcheck disable=SC2086
+        "$PYTHON" -m venv $SITE "$R$VENV"
+        say "created virtualenv $VENV"
+    fi
+    case "$(uname -m)" in
+        armv6l|armv7l)
+            say "note: 32-bit ARM: PyPI has no awscrt/psutil wheels here; pip builds them from source" \
+                "(needs cmake, build-essential, python3-dev; awscrt takes a long time). See docs/INSTALL.md." ;;
+    esac
+    # shellcheck disable=SC2086
+    "$R$VENV/bin/python" -m pip install --disable-pip-version-check --quiet --upgrade $PIP_ARGS "$FROM$EXTRAS"
+    say "installed $("$R$VENV/bin/python" -c 'import agent; print("defender-agent", agent.__version__)') into $VENV"
+}
+
+# --- uninstall -----------------------------------------------------------
+
+if [ "$UNINSTALL" = 1 ]; then
+    if [ "$SYSTEMCTL" = 1 ]; then
+        systemctl disable --now $UNITS 2>/dev/null || true
+    fi
+    for unit in $UNITS; do
+        if ours "$R$UNITDIR/$unit"; then
+            rm -f "$R$UNITDIR/$unit"
+            say "removed $UNITDIR/$unit"
+        elif [ -e "$R$UNITDIR/$unit" ]; then
+            say "left $UNITDIR/$unit in place: not installed by this script"
+        fi
+    done
+    [ "$SYSTEMCTL" = 0 ] || systemctl daemon-reload
+    if [ -L "$R$LINK" ] && [ "$(readlink "$R$LINK")" = "$VENV/bin/$NAME" ]; then
+        rm -f "$R$LINK"
+    fi
+    rm -rf "$R$OPT"
+    say "removed $OPT and $LINK"
+    if [ "$PURGE" = 1 ]; then
+        rm -rf "$R$ETC" "$R$STATE" "$R/var/lib/private/$NAME"
+        say "purged $ETC (config and certificates) and $STATE (outbox and counters)"
+        remove_user
+    else
+        say "kept $ETC (config, certificates), $STATE (state) and user $SERVICE_USER; --purge removes them"
+    fi
+    exit 0
+fi
+
+# --- install -------------------------------------------------------------
+
+[ -e "$FROM" ] || die "--from $FROM: not found"
+create_user
+UID_=$(uid_of "$SERVICE_USER")
+GID=$(gid_of "$SERVICE_USER")
+[ -n "$GID" ] || die "group $SERVICE_USER missing from $R/etc/group"
+
+ensure_dir "$OPT" 0755 0 0
+ensure_dir "$ETC" 0755 0 0
+ensure_dir "$CERTS" 0750 0 "$GID"
+ensure_dir "$STATE" 0700 "$UID_" "$GID"
+
+[ "$SKIP_VENV" = 1 ] || build_venv
+mkdir -p "$R$(dirname "$LINK")"
+if [ -L "$R$LINK" ] || [ ! -e "$R$LINK" ]; then
+    ln -sfn "$VENV/bin/$NAME" "$R$LINK"
+else
+    say "left $LINK alone: it is not a symlink"
+fi
+
+write_config
+# The private key, when already present: root only. LoadCredential= reads it
+# as root and gives the service its own copy.
+if [ -f "$R$CERTS/private.pem.key" ]; then
+    chown 0:0 "$R$CERTS/private.pem.key"
+    chmod 0600 "$R$CERTS/private.pem.key"
+fi
+install_units
+[ "$SYSTEMCTL" = 0 ] || systemctl daemon-reload
+
+cat <<EOF
+
+defender-agent is installed. Next steps:
+  1. Copy the device certificate, private key and Amazon root CA:
+       sudo install -m 644 -o root -g $SERVICE_USER device.pem.crt   $CERTS/device.pem.crt
+       sudo install -m 600 -o root -g root     private.pem.key  $CERTS/private.pem.key
+       sudo install -m 644 -o root -g $SERVICE_USER AmazonRootCA1.pem $CERTS/AmazonRootCA1.pem
+  2. Edit $ETC/agent.yaml: thing_name, mqtt.endpoint (no secrets in this file).
+  3. Check it:        sudo $NAME check
+  4. Start it:        sudo systemctl enable --now $NAME
+     Watch it:        journalctl -u $NAME -f
+  Custom metrics must exist in AWS IoT first: run \`$NAME bootstrap\` once with
+  admin credentials (docs/INSTALL.md), or enable $NAME-bootstrap.service.
+EOF
