@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 demo: $(STAMP) mosquitto
-	$(BIN)/defender-agent once --config config/agent.example.yaml --state-dir .demo/state
+	$(BIN)/defender-agent demo
 
 test: $(STAMP) mosquitto lint
 	$(BIN)/pytest --cov=agent --cov-report=term:skip-covered

@@ -1,4 +1,4 @@
-"""`defender-agent emulator`: a local Device Defender responder against a broker (tests, demos)."""
+"""`defender-agent emulator`: a local Device Defender (responder on a broker + control-plane API), loopback only."""
 
 from __future__ import annotations
 
@@ -8,15 +8,19 @@ import signal
 import threading
 from typing import Any
 
+from agent.emulator.controlplane import ControlPlaneServer
 from agent.emulator.responder import MODES, Responder, ResponderOptions
+from agent.emulator.store import Store
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "emulator",
-        help="run a local Device Defender responder: validate reports on a broker and reply accepted/rejected",
+        help="run a local Device Defender: reply to reports on a broker and serve the custom-metric API",
         description="Connect to an MQTT broker with a client certificate, subscribe to "
-        "$aws/things/+/defender/metrics/+, validate each report like `validate` and publish the reply. "
+        "$aws/things/+/defender/metrics/+, validate each report like `validate` and publish the reply; "
+        "serve the AWS IoT custom-metric and list_metric_values API on a loopback HTTP port for "
+        "`bootstrap`/`values --endpoint-url`, returning the values of accepted reports. "
         "Runs until SIGTERM/SIGINT.",
     )
     parser.add_argument("--endpoint", default="127.0.0.1", help="broker host (default 127.0.0.1)")
@@ -27,23 +31,31 @@ def register(sub: Any) -> None:
     parser.add_argument("--client-id", default="defender-emulator", help="MQTT client id")
     parser.add_argument("--mode", choices=MODES, default="normal", help="reply behaviour (tests)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each reply")
+    parser.add_argument("--control-port", type=int, default=0,
+                        help="loopback port of the control-plane API (default: a free one, printed)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
+    log = logging.getLogger("agent.emulator")
+    store = Store()
+    control = ControlPlaneServer(store, port=args.control_port)
     options = ResponderOptions(args.endpoint, args.port, args.cert, args.key, args.ca, client_id=args.client_id,
-                               mode=args.mode, delay=args.delay)
-    responder = Responder(options, logging.getLogger("agent.emulator"))
+                               mode=args.mode, delay=args.delay, on_accepted=store.record_report)
+    responder = Responder(options, log)
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        control.start()
         responder.start()
-        logging.getLogger("agent.emulator").info("Responder running against %s:%d (mode %s)",
-                                                  args.endpoint, args.port, args.mode)
+        log.info("Responder running against %s:%d (mode %s)", args.endpoint, args.port, args.mode)
+        print(f"Control plane: {control.url} (use --endpoint-url {control.url} with bootstrap and values)",
+              flush=True)
         while not stop.wait(1.0):
             pass
     finally:
         responder.stop()
+        control.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return 0

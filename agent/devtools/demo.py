@@ -20,11 +20,26 @@ from agent.config import parse_config
 from agent.delivery.status import format_status, read_status
 from agent.devtools.broker import Broker
 from agent.devtools.certs import make_pki
+from agent.emulator.controlplane import ControlPlaneServer
 from agent.emulator.responder import Responder, ResponderOptions
+from agent.emulator.store import Store
 from agent.errors import ConfigError
 
 THING = "demo-gateway"
 STANDARD_COLLECTORS = ("listening_ports", "tcp_connections", "network_stats")
+# The demo's custom metrics: defined in the local control plane by `bootstrap`, read back by `values`.
+DEMO_SYSTEM_METRICS = ("cpu_usage", "memory_used_percent", "load_average", "process_count", "uptime_seconds")
+DEMO_CUSTOM = """  - type: system
+    metrics: [{metrics}]
+custom_metrics:
+  cpu_usage: {{type: number, display_name: CPU usage (%)}}
+  memory_used_percent: {{type: number, display_name: Memory used (%)}}
+  load_average: {{type: number-list, display_name: Load average 1/5/15 min}}
+  process_count: number
+  uptime_seconds: number
+""".format(metrics=", ".join(DEMO_SYSTEM_METRICS))
+# Dummy credentials: boto3 signs requests, the local control plane does not check signatures.
+DEMO_AWS_ENV = {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_DEFAULT_REGION": "eu-west-1"}
 
 CONFIG = """\
 thing_name: {thing}
@@ -48,7 +63,7 @@ def agent_config(base: Path, port: int, cert: Path, key: Path, ca: Path, interva
     available = set(default_registry().available())
     chosen = [c for c in STANDARD_COLLECTORS if c in available]
     if chosen:
-        with_collectors = text + "collectors:\n" + "".join(f"  - type: {c}\n" for c in chosen)
+        with_collectors = text + "collectors:\n" + "".join(f"  - type: {c}\n" for c in chosen) + DEMO_CUSTOM
         try:
             parse_config(with_collectors, "demo.yaml")
             return with_collectors
@@ -64,6 +79,7 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
     base.mkdir(parents=True, exist_ok=True)
     broker: Optional[Broker] = None
     responder: Optional[Responder] = None
+    control: Optional[ControlPlaneServer] = None
     try:
         pki = make_pki(base / "pki")
         device = pki.client(THING)
@@ -72,13 +88,19 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
         broker.start()
         print(f"Broker: mosquitto with mutual TLS on 127.0.0.1:{broker.port} (throwaway CA in {pki.directory})",
               file=out)
+        store = Store()
+        control = ControlPlaneServer(store)
+        control.start()
         responder = Responder(ResponderOptions("127.0.0.1", broker.port, str(emulator.cert), str(emulator.key),
-                                               str(pki.ca)), log.getChild("responder"))
+                                               str(pki.ca), on_accepted=store.record_report),
+                              log.getChild("responder"))
         responder.start()
         print("Responder: subscribed to $aws/things/+/defender/metrics/+", file=out)
+        print(f"Control plane: AWS IoT custom-metric API on {control.url}", file=out)
         config_path = base / "agent.yaml"
         config_path.write_text(agent_config(base, broker.port, device.cert, device.key, pki.ca, interval))
-        print(f"Agent: {reports} report(s), one every {interval} s, thing {THING!r}", file=out, flush=True)
+        bootstrapped = _agent_cli(out, "bootstrap", "--config", str(config_path), "--endpoint-url", control.url) == 0
+        print(f"\nAgent: {reports} report(s), one every {interval} s, thing {THING!r}", file=out, flush=True)
         command = [sys.executable, "-m", "agent", "run", "--config", str(config_path), "--reports", str(reports)]
         result = subprocess.run(command, timeout=60 + reports * (interval + 10), check=False,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -90,18 +112,33 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
         status = read_status(base / "state")
         print("\n$ defender-agent status", file=out)
         print(format_status(status), file=out)
+        for metric in ("cpu_usage", "load_average", "aws:all-bytes-in"):
+            _agent_cli(out, "values", "--config", str(config_path), "--endpoint-url", control.url,
+                       "--metric", metric, "--since", "10m")
         accepted = status["outcomes"]["accepted"]
-        ok = result.returncode == 0 and accepted >= reports and not responder.conflicts
+        ok = result.returncode == 0 and accepted >= reports and not responder.conflicts and bootstrapped
         print(f"\nDemo {'passed' if ok else 'FAILED'}: {accepted} of {reports} report(s) accepted over mTLS"
               + ("" if result.returncode == 0 else f"; agent exited with status {result.returncode}"), file=out)
         return 0 if ok else 1
     finally:
         if responder is not None:
             responder.stop()
+        if control is not None:
+            control.stop()
         if broker is not None:
             broker.stop()
         if owned:
             _remove(base)
+
+
+def _agent_cli(out: TextIO, *args: str) -> int:
+    """Run one `defender-agent` command as a person would, echoing it and its output."""
+    shown = " ".join(Path(a).name if a.startswith("/") else a for a in args)
+    print(f"\n$ defender-agent {shown}", file=out, flush=True)
+    result = subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, timeout=60,
+                            check=False, env={**os.environ, **DEMO_AWS_ENV})
+    print((result.stdout + result.stderr).rstrip("\n"), file=out, flush=True)
+    return result.returncode
 
 
 def _remove(path: Path) -> None:
