@@ -4,12 +4,14 @@ Every value is checked first (:mod:`agent.report.rules`). A custom metric that
 breaks a rule is dropped and reported in ``EncodedReport.dropped``; the rest of
 the report still goes. Lists longer than the cap keep a deterministic subset
 (ports ascending; connections by remote address, then local port) and keep
-``total`` as the true count. The payload is kept under 128 KiB.
+``total`` as the true count; lists under the cap keep the collector's order (the
+built-in collectors sort already). The payload is kept under 128 KiB.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -20,8 +22,10 @@ from agent.errors import ReportError, Violation
 from agent.report import rules
 from agent.report.keys import MAX_PAYLOAD_BYTES, REPORT_VERSION, key_map
 from agent.report.model import (
+    Connection,
     Connections,
     CustomValue,
+    ListeningPort,
     ListeningPorts,
     MetricType,
     NetworkStats,
@@ -127,41 +131,67 @@ class Encoder:
 
     def _ports(self, name: str, value: ListeningPorts, cap: int, capped: List[str]) -> Dict[str, Any]:
         k = self._k
-        ports = sorted(value.ports, key=lambda p: (p.port, p.interface or ""))
+        ports: Sequence[ListeningPort] = value.ports
         total = max(value.true_total, len(ports))
         if len(ports) > cap:
-            ports = ports[:cap]
+            ports = sorted(ports, key=_port_order)[:cap]
             capped.append(f"metrics.{name}.ports")
+        port_key, if_key = k["port"], k["interface"]
         items = []
-        for index, port in enumerate(ports):
-            _require(rules.check_port(port.port), f"metrics.{name}.ports[{index}].port", port.port)
-            item: Dict[str, Any] = {k["port"]: port.port}
+        for port in ports:
+            number = port.port
+            if type(number) is not int or not 0 < number <= 65535:
+                index = ports.index(port)
+                _require(rules.check_port(number), f"metrics.{name}.ports[{index}].port", number)
+            item: Dict[str, Any] = {port_key: number}
             if port.interface:
-                item[k["interface"]] = port.interface
+                item[if_key] = port.interface
             items.append(item)
         _require(rules.check_count(total), f"metrics.{name}.total", total)
         return {k["ports"]: items, k["total"]: total}
 
     def _connections(self, name: str, value: Connections, cap: int, capped: List[str]) -> Dict[str, Any]:
         k = self._k
-        conns = sorted(value.connections, key=lambda c: (c.remote_addr, c.local_port or 0, c.local_interface or ""))
+        conns: Sequence[Connection] = value.connections
         total = max(value.true_total, len(conns))
         if len(conns) > cap:
-            conns = conns[:cap]
+            conns = sorted(conns, key=_connection_order)[:cap]
             capped.append(f"metrics.{name}.established_connections.connections")
+        rad_key, lp_key, li_key = k["remote_addr"], k["local_port"], k["local_interface"]
+        addrs_ok = rules.all_valid_remote_addrs([conn.remote_addr for conn in conns])
+        if addrs_ok and all(
+            type(c.local_port) is int and 0 <= c.local_port <= 65535 and c.local_interface for c in conns
+        ):  # the common case: every field present and valid, built in one comprehension
+            items = [{rad_key: c.remote_addr, lp_key: c.local_port, li_key: c.local_interface} for c in conns]
+            _require(rules.check_count(total), f"metrics.{name}.established_connections.total", total)
+            return {k["connections"]: items, k["total"]: total}
+        check_addr = rules.check_remote_addr
         items = []
         for index, conn in enumerate(conns):
-            path = f"metrics.{name}.established_connections.connections[{index}]"
-            _require(rules.check_remote_addr(conn.remote_addr), f"{path}.remote_addr", conn.remote_addr)
-            item: Dict[str, Any] = {k["remote_addr"]: conn.remote_addr}
-            if conn.local_port is not None:
-                _require(rules.check_port(conn.local_port, low=0), f"{path}.local_port", conn.local_port)
-                item[k["local_port"]] = conn.local_port
-            if conn.local_interface:
-                item[k["local_interface"]] = conn.local_interface
-            items.append(item)
+            addr, port, interface = conn.remote_addr, conn.local_port, conn.local_interface
+            if (not addrs_ok and check_addr(addr) is not None) or (
+                port is not None and (type(port) is not int or not 0 <= port <= 65535)
+            ):
+                items.append(self._connection_item(name, conns, index))  # raises with the precise path
+            elif port is not None and interface:
+                items.append({rad_key: addr, lp_key: port, li_key: interface})
+            else:
+                items.append(self._connection_item(name, conns, index))
         _require(rules.check_count(total), f"metrics.{name}.established_connections.total", total)
         return {k["connections"]: items, k["total"]: total}
+
+    def _connection_item(self, name: str, conns: Sequence[Connection], index: int) -> Dict[str, Any]:
+        k = self._k
+        conn = conns[index]
+        path = f"metrics.{name}.established_connections.connections[{index}]"
+        _require(rules.check_remote_addr(conn.remote_addr), f"{path}.remote_addr", conn.remote_addr)
+        item: Dict[str, Any] = {k["remote_addr"]: conn.remote_addr}
+        if conn.local_port is not None:
+            _require(rules.check_port(conn.local_port, low=0), f"{path}.local_port", conn.local_port)
+            item[k["local_port"]] = conn.local_port
+        if conn.local_interface:
+            item[k["local_interface"]] = conn.local_interface
+        return item
 
     def _network(self, name: str, value: NetworkStats) -> Dict[str, Any]:
         k = self._k
@@ -203,27 +233,44 @@ class Encoder:
             raise ReportError(
                 [Violation(f"{path}[0].{key}", f"list has {len(value)} items; the cap is {self.max_list_items}", len(value))]
             )
-        items: List[Any] = []
-        odd = False
+        if mtype is MetricType.NUMBER_LIST:
+            return {key: [_number(item, f"{path}[0].{key}[{i}]") for i, item in enumerate(value)]}, False
+        if mtype is MetricType.STRING_LIST:
+            allow_any = definition.allow_any_characters
+            odd = False
+            for index, item in enumerate(value):
+                if type(item) is str and item and rules.string_is_plain(item):
+                    continue
+                _require(rules.check_string(item, allow_any), f"{path}[0].{key}[{index}]", item)
+                odd = True
+            return {key: list(value)}, odd
         for index, item in enumerate(value):
-            item_path = f"{path}[0].{key}[{index}]"
-            if mtype is MetricType.NUMBER_LIST:
-                items.append(_number(item, item_path))
-            elif mtype is MetricType.STRING_LIST:
-                _require(rules.check_string(item, definition.allow_any_characters), item_path, item)
-                odd = odd or not rules.string_is_plain(item)
-                items.append(item)
-            else:
-                _require(rules.check_ip(item), item_path, item)
-                items.append(item)
-        return {key: items}, odd
+            if type(item) is not str or not rules.is_ip(item):
+                _require(rules.check_ip(item) or "is not a valid IPv4 or IPv6 address", f"{path}[0].{key}[{index}]", item)
+        return {key: list(value)}, False
+
+
+def _port_order(port: Any) -> Tuple[int, str]:
+    return (port.port, port.interface or "")
+
+
+def _connection_order(conn: Any) -> Tuple[str, int, str]:
+    return (conn.remote_addr, conn.local_port or 0, conn.local_interface or "")
 
 
 def _number(value: Any, path: str) -> Any:
-    if isinstance(value, float) and not isinstance(value, bool):
+    kind = type(value)
+    if kind is float:
         value = rules.round_significant(value)
-    _require(rules.check_number(value), path, value)
+        if math.isfinite(value):
+            return value
+    elif kind is int and -_INT_LIMIT < value < _INT_LIMIT:
+        return value
+    _require(rules.check_number(value) or "is not an acceptable number", path, value)
     return value
+
+
+_INT_LIMIT = 10**rules.MAX_SIGNIFICANT_DIGITS
 
 
 def _require(problem: Optional[str], path: str, value: Any) -> None:

@@ -7,11 +7,11 @@ both use these, so there is one definition of "valid".
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
+import socket
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any, List, Optional, Sequence
 
 MAX_SIGNIFICANT_DIGITS = 15
 _ALLOWED_STRING = re.compile(r"[A-Za-z0-9:_\-/.]+")
@@ -74,12 +74,28 @@ def string_is_plain(value: str) -> bool:
     return bool(_ALLOWED_STRING.fullmatch(value))
 
 
+_AF_INET = socket.AF_INET
+_AF_INET6 = socket.AF_INET6
+_pton = socket.inet_pton
+
+
+def is_ip(text: str) -> bool:
+    """A plain IPv4 or IPv6 address (no zone id, no prefix length, no leading zeros).
+
+    ``inet_pton`` agrees with :mod:`ipaddress` on these (a property test pins it)
+    and is about 20 times faster, which matters for thousands of connections.
+    """
+    try:
+        _pton(_AF_INET6 if ":" in text else _AF_INET, text)
+    except (OSError, ValueError):  # ValueError: embedded NUL or non-ASCII text
+        return False
+    return True
+
+
 def check_ip(value: Any) -> Optional[str]:
     if not isinstance(value, str):
         return f"expected an IP address string, got {type(value).__name__}"
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
+    if not is_ip(value):
         return "is not a valid IPv4 or IPv6 address"
     return None
 
@@ -100,27 +116,68 @@ def check_count(value: Any) -> Optional[str]:
     return None
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)"
+_IPV4_ADDR_PORT_TEXT = rf"{_OCTET}(?:\.{_OCTET}){{3}}:{_PORT}"
+_IPV4_ADDR_PORT = re.compile(_IPV4_ADDR_PORT_TEXT)
+_IPV4_ADDR_PORT_LINES = re.compile(rf"(?:{_IPV4_ADDR_PORT_TEXT}\n)*")
+
+
+def all_plain_ipv4_remote_addrs(values: Sequence[Any]) -> bool:
+    """True when every value is an ``IPv4:port`` string: one regex pass in C for the whole list.
+
+    The encoder's fast path for the common case; anything else (IPv6, a bad
+    value) falls back to :func:`check_remote_addr` per item for a precise message.
+    """
+    if not values:
+        return True
+    try:
+        text = "\n".join(values) + "\n"
+    except TypeError:
+        return False
+    return _IPV4_ADDR_PORT_LINES.fullmatch(text) is not None
+
+
+def all_valid_remote_addrs(values: Sequence[Any]) -> bool:
+    """True when :func:`check_remote_addr` would pass every value; IPv4 ones in one regex pass."""
+    plain: List[Any] = []
+    for value in values:
+        if type(value) is not str:
+            return False
+        if value[:1] != "[":
+            plain.append(value)
+            continue
+        end = value.find("]:")
+        port = value[end + 2 :]
+        if end < 2 or not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
+            return False
+        try:
+            _pton(_AF_INET6, value[1:end])
+        except (OSError, ValueError):
+            return False
+    return all_plain_ipv4_remote_addrs(plain)
+
+
 def check_remote_addr(value: Any) -> Optional[str]:
     """``ip:port`` with IPv6 written ``[addr]:port``."""
-    if not isinstance(value, str):
+    if type(value) is not str:
         return f"expected a string 'ip:port', got {type(value).__name__}"
-    if value.startswith("["):
-        host, sep, port = value[1:].partition("]:")
-        if not sep:
+    if _IPV4_ADDR_PORT.fullmatch(value) is not None:  # the common case, without building objects
+        return None
+    if value[:1] == "[":
+        end = value.find("]:")
+        if end < 0:
             return "IPv6 remote_addr must be written [addr]:port"
-        try:
-            ipaddress.IPv6Address(host.split("%", 1)[0])
-        except ValueError:
+        host, port = value[1:end], value[end + 2 :]
+        if ":" not in host or not is_ip(host):
             return "is not [IPv6]:port"
     else:
         host, sep, port = value.rpartition(":")
         if not sep:
             return "must be 'ip:port'"
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
+        if ":" in host or not is_ip(host):
             return "is not IPv4:port (write IPv6 as [addr]:port)"
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
         return "port part must be 0..65535"
     return None
 

@@ -95,3 +95,36 @@ def test_ports_and_counts() -> None:
 def test_format_remote_addr() -> None:
     assert rules.format_remote_addr("10.0.0.1", 22) == "10.0.0.1:22"
     assert rules.format_remote_addr("fd00::1", 22) == "[fd00::1]:22"
+
+
+@given(st.lists(st.one_of(
+    st.tuples(st.ip_addresses(v=4).map(str), st.integers(0, 70000)).map(lambda t: f"{t[0]}:{t[1]}"),
+    st.tuples(st.ip_addresses(v=6).map(str), st.integers(0, 65535)).map(lambda t: f"[{t[0]}]:{t[1]}"),
+    st.text(max_size=25),
+), max_size=8))
+def test_batch_remote_addr_check_agrees_with_the_single_check(values: list) -> None:
+    assert rules.all_plain_ipv4_remote_addrs(values) == all(
+        rules.check_remote_addr(v) is None and "[" not in v for v in values
+    )
+
+
+@given(st.one_of(st.ip_addresses().map(str), st.text(max_size=45)))
+def test_fast_ip_check_agrees_with_ipaddress(text: str) -> None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+        expected = "%" not in text  # zone ids are refused: the service wants plain addresses
+    except ValueError:
+        expected = False
+    assert rules.is_ip(text) is expected
+
+
+@given(st.lists(st.one_of(
+    st.tuples(st.ip_addresses(v=4).map(str), st.integers(0, 70000)).map(lambda t: f"{t[0]}:{t[1]}"),
+    st.tuples(st.ip_addresses(v=6).map(str), st.integers(0, 70000)).map(lambda t: f"[{t[0]}]:{t[1]}"),
+    st.text(max_size=25),
+    st.integers(),
+), max_size=8))
+def test_all_valid_remote_addrs_agrees_with_the_single_check(values: list) -> None:
+    assert rules.all_valid_remote_addrs(values) == all(rules.check_remote_addr(v) is None for v in values)
