@@ -116,6 +116,7 @@ def _custom_figures(costs: Dict[str, Dict[int, float]], outbox: bool) -> List[Fi
             "per_metric_0_10": per_low,
             "per_metric_10_100": per_high,
             "superlinear": superlinear,
+            "includes_outbox_write": outbox,
         },
     )
     growth.status = "missed" if superlinear else "met"

@@ -34,7 +34,10 @@ STATUS_MARK = {
 
 def _partial(fig: Dict[str, Any]) -> Dict[str, Any]:
     """A figure whose goal includes a step not yet measurable (the outbox write) is never "met"."""
-    if fig.get("status") == "met" and fig.get("extra", {}).get("includes_outbox_write") is False:
+    no_outbox = fig.get("extra", {}).get("includes_outbox_write") is False or str(fig.get("reason", "")).startswith(
+        "collect + encode only"
+    )
+    if fig.get("status") == "met" and no_outbox:
         return {**fig, "status": "partial"}
     return fig
 
