@@ -22,8 +22,12 @@ COMMAND_MODULES = (
     "validate",
     "sample_config",
     "once",
+    "run",
+    "status",
     "bootstrap",
     "values",
+    "emulator",
+    "demo",
 )
 
 EPILOG = """\

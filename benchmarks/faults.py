@@ -282,6 +282,14 @@ def scenario_configs(short: bool) -> Scenario:
 
 def _reply_target() -> Any:
     """The agent's reply parser when delivery has landed, else the report document decoder + validator."""
+    try:
+        from agent.delivery.replies import parse_reply
+        from agent.delivery.topics import reply_topic
+
+        topic = reply_topic("fault-gw", "json", "accepted")
+        return (lambda payload: parse_reply(topic, payload, "fault-gw")), "agent.delivery.replies.parse_reply"
+    except ImportError:
+        pass
     for module, attr in (
         ("agent.delivery.replies", "parse_reply"),
         ("agent.delivery.reply", "parse_reply"),

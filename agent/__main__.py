@@ -1,0 +1,5 @@
+"""``python -m agent`` runs the command line (same as the ``defender-agent`` script)."""
+
+from agent.cli import main
+
+main()

@@ -1,0 +1,63 @@
+"""`defender-agent run`: the service. Samples on schedule, delivers over MQTT mTLS, answers systemd."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from typing import Any, Optional
+
+from agent.commands.common import add_config_argument, load_from_args
+from agent.config import Config
+from agent.delivery.events import SignalEvent
+from agent.errors import ConfigError
+from agent.notify import Notifier
+from agent.security import audit_files
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="run the agent: sample on schedule and deliver reports over MQTT mTLS (the systemd service)",
+        description="Run until SIGTERM/SIGINT. SIGHUP reloads the config (an invalid one keeps the old running). "
+        "Speaks the systemd notify protocol when NOTIFY_SOCKET is set.",
+    )
+    add_config_argument(parser)
+    parser.add_argument("--reports", type=int, metavar="N", help="stop once N reports were built and settled")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.sampling import build_source
+    from agent.scheduler import Service
+
+    config = load_from_args(args)
+    problems = audit_files(config)
+    if problems:
+        raise ConfigError(problems)
+    logging.getLogger().setLevel(config.log_level.upper())
+    log = logging.getLogger("agent")
+    service = Service(
+        config,
+        source_factory=lambda cfg: build_source(cfg, logging.getLogger("agent.collectors")),
+        logger=log,
+        reload_config=lambda: load_from_args(args),
+        notifier=Notifier(logger=logging.getLogger("agent.notify")),
+        max_reports=args.reports,
+    )
+    return serve(service, config)
+
+
+def serve(service: Any, config: Optional[Config] = None) -> int:
+    """Route SIGTERM/SIGINT/SIGHUP to the loop as events, then run it."""
+
+    def on_signal(signum: int, frame: Any) -> None:
+        service.events.put(SignalEvent(signal.Signals(signum).name[3:]))
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        code: int = service.run()
+        return code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

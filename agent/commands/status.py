@@ -1,0 +1,34 @@
+"""`defender-agent status`: what the agent has done, read from its state directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from agent.commands.common import add_config_argument, load_from_args
+from agent.delivery.status import format_status, read_status
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "status",
+        help="show the last report, outcomes, pending reports and collector health (no broker needed)",
+        description="Read the agent's state directory and print the last report id and time, counts by outcome, "
+        "pending reports, the last rejection reasons and per-collector success, failure and duration.",
+    )
+    add_config_argument(parser)
+    parser.add_argument("--state-dir", metavar="DIR", help="read this state directory instead of the config's")
+    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir) if args.state_dir else load_from_args(args).state_dir
+    status = read_status(state_dir)
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        print(format_status(status))
+    return 0

@@ -1,0 +1,1 @@
+"""Delivery: the durable outbox and ledger, report ids, reply parsing and the MQTT link."""

@@ -1,0 +1,150 @@
+"""Backlog policy: how a new report enters the outbox and what it replaces.
+
+``newest``: the new report supersedes every pending report that never reached
+the broker (no PUBACK), and their network deltas are added to its own, so no
+bytes or packets vanish from the sums. Reports the broker acknowledged but the
+service did not answer stay pending and are resent unchanged until a reply comes
+(their deltas are already on the service's side; folding them would count them
+twice). A report that was already published is never changed under its id: if
+it must absorb deltas, the sum goes out under a new id and the old one ends
+``superseded`` too. The byte bound below applies in both modes.
+
+``all``: every report is kept and drained in id order; the outbox stays under
+``delivery.max_outbox_bytes`` by dropping the oldest (counted, one log line per
+burst), and stops growing while the filesystem has less than
+``delivery.min_free_disk`` free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from agent.config.model import DeliveryConfig
+from agent.delivery.fold import rewrite, sum_network
+from agent.delivery.ids import ReportIds
+from agent.delivery.outbox import Outbox, Pending
+
+
+def free_disk(path: Path) -> int:
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return 1 << 62
+    return int(stat.f_bavail * stat.f_frsize)
+
+
+@dataclasses.dataclass
+class Change:
+    """What a store or fold did: the report now pending (if any) and the ids that left the outbox."""
+
+    stored: Optional[Pending]
+    removed: List[int]
+
+
+class Backlog:
+    def __init__(
+        self,
+        outbox: Outbox,
+        ids: ReportIds,
+        state_dir: Path,
+        logger: logging.Logger,
+        clock: Callable[[], float] = time.time,
+        disk_free: Callable[[Path], int] = free_disk,
+    ) -> None:
+        self.outbox = outbox
+        self.ids = ids
+        self.state_dir = state_dir
+        self.log = logger
+        self.clock = clock
+        self.disk_free = disk_free
+        self._dropping = False
+
+    def store(self, new: Pending, delivery: DeliveryConfig) -> Change:
+        if delivery.backlog == "newest":
+            change = self._fold([p for p in self.outbox.pending() if not p.delivered], new)
+            trimmed = self._append(None, delivery)
+            return Change(change.stored, change.removed + trimmed.removed)
+        return self._append(new, delivery)
+
+    def fold_pending(self) -> Change:
+        """Apply ``newest`` to what is already pending (start-up, reload): one unacknowledged report."""
+        waiting = [p for p in self.outbox.pending() if not p.delivered]
+        if len(waiting) <= 1:
+            return Change(None, [])
+        return self._fold(waiting[:-1], waiting[-1])
+
+    def _fold(self, olds: Sequence[Pending], target: Pending) -> Change:
+        now = self.clock()
+        fold_from = [o for o in olds if o.network is not None and not o.delivered]
+        replaced: List[Pending] = list(olds)
+        stored: Optional[Pending] = target if target.attempts == 0 else None
+        if fold_from:
+            folded = sum_network([target.network, *(o.network for o in fold_from)])
+            rid = target.report_id
+            if target.attempts > 0:  # already published under its id: the sum needs a new id
+                rid = self.ids.next()
+                replaced.append(target)
+            target = dataclasses.replace(
+                target, report_id=rid, payload=rewrite(target.payload, rid, folded), network=folded,
+                attempts=0, first_sent_at=None, delivered=False, next_attempt_at=now, created_at=now,
+            )
+            stored = target
+        if not replaced:
+            if stored is not None:
+                self.outbox.add(stored)
+            return Change(stored, [])
+        folded_ids = {o.report_id for o in fold_from}
+        reasons: List[Tuple[int, str]] = []
+        for old in replaced:
+            how = ("network deltas folded in" if old.report_id in folded_ids
+                   else "reached the broker, no reply" if old.delivered else "nothing to fold")
+            reasons.append((old.report_id, f"superseded by report {target.report_id} ({how})"))
+        self.outbox.supersede_into(reasons, stored, now)
+        ids = [r for r, _ in reasons]
+        self.log.info(
+            "Report %d supersedes %d pending report(s) (%s); network deltas of %d folded in",
+            target.report_id, len(ids), _span(ids), len(folded_ids),
+        )
+        return Change(stored, ids)
+
+    def _append(self, new: Optional[Pending], delivery: DeliveryConfig) -> Change:
+        """Store ``new`` (or only enforce the bound when ``None``), dropping the oldest to stay in bounds."""
+        size = len(new.payload) if new is not None else 0
+        pending = self.outbox.pending()
+        if new is None and pending:
+            newest = pending.pop()
+            size = len(newest.payload)
+        total = sum(len(p.payload) for p in pending)
+        cap = delivery.max_outbox_bytes
+        reason = f"outbox full (cap {cap} bytes)"
+        if self.disk_free(self.state_dir) < delivery.min_free_disk:
+            cap = min(cap, max(total, size))  # stop growing; one report always fits
+            reason = f"disk nearly full (under {delivery.min_free_disk} bytes free in {self.state_dir})"
+        drop: List[int] = []
+        for old in pending:
+            if total + size <= cap:
+                break
+            drop.append(old.report_id)
+            total -= len(old.payload)
+        if new is not None:
+            self.outbox.add(new, drop, reason)
+        elif drop:
+            self.outbox.drop(drop, reason, self.clock())
+        if drop and not self._dropping:
+            self.log.warning("Dropped %d oldest pending report(s) (%s): %s; further drops in this burst "
+                             "are counted, not logged", len(drop), _span(drop), reason)
+        self._dropping = bool(drop)
+        return Change(new, drop)
+
+
+def _span(ids: Sequence[int]) -> str:
+    if not ids:
+        return "none"
+    if len(ids) == 1:
+        return f"id {ids[0]}"
+    return f"ids {min(ids)}..{max(ids)}"

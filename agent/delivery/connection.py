@@ -1,0 +1,109 @@
+"""Connection state as the scheduler sees it, with state changes logged once (not once per retry)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+
+class Connection:
+    def __init__(self, address: str, logger: logging.Logger) -> None:
+        self.address = address
+        self.log = logger
+        self.state = "connecting"
+        self.ready = False  # connected and subscribed to the reply topics
+        self.subscribing = False
+        self.since = 0.0
+        self.down_since: Optional[float] = None
+        self.failures = 0
+        self.last_error: Optional[str] = None
+        self.restart_at: Optional[float] = None
+        self.resubscribe_at: Optional[float] = None
+        self._warned_slow = False
+        self._last_limited = -1e9
+        self._suppressed = 0
+
+    def starting(self, now: float) -> None:
+        self.state = "connecting"
+        self.ready = False
+        self.subscribing = False
+        self.since = now
+        self._warned_slow = False
+
+    def connected(self, now: float, session_present: bool) -> None:
+        if self.down_since is not None:
+            self.log.info("Reconnected to %s after %.1f s (session present: %s)",
+                          self.address, now - self.down_since, session_present)
+        else:
+            self.log.info("Connected to %s over mutual TLS in %.2f s", self.address, now - self.since)
+        self.state = "connected"
+        self.down_since = None
+        self.failures = 0
+        self.last_error = None
+        self.subscribing = False
+        self.ready = False
+
+    def subscribed(self, now: float, ok: bool, detail: str) -> None:
+        self.subscribing = False
+        if ok:
+            self.ready = self.state == "connected"
+            self.resubscribe_at = None
+            self.log.debug("Subscribed to the reply topics (%s)", detail)
+        else:
+            self.resubscribe_at = now + 5.0
+            self.log.error("Subscribing to the reply topics failed (%s); retrying in 5 s, reports wait in "
+                           "the outbox", detail)
+
+    def lost(self, now: float, error: str) -> None:
+        if self.state == "connected":
+            self.log.warning("Connection to %s lost (%s); reports stay in the outbox until it is back",
+                             self.address, error)
+            self.down_since = now
+        self.state = "disconnected"
+        self.ready = False
+        self.subscribing = False
+
+    def failed(self, now: float, error: str, retry_by_caller: bool) -> None:
+        if self.down_since is None:
+            self.down_since = now
+        if error != self.last_error:
+            self.log.warning("Cannot connect to %s: %s (retrying with backoff; repeats are not logged)",
+                             self.address, error)
+            self.last_error = error
+        self.failures += 1
+        self.state = "disconnected"
+        self.ready = False
+        if retry_by_caller:
+            self.restart_at = now + min(60.0, 2.0 ** min(self.failures, 6))
+
+    def restart_due(self, now: float) -> bool:
+        if self.restart_at is not None and now >= self.restart_at:
+            self.restart_at = None
+            return True
+        return False
+
+    def resubscribe_due(self, now: float) -> bool:
+        due = (self.state == "connected" and not self.ready and not self.subscribing
+               and self.resubscribe_at is not None and now >= self.resubscribe_at)
+        if due:
+            self.resubscribe_at = None
+        return due
+
+    def check_slow(self, now: float, limit: float) -> None:
+        if self.state == "connecting" and not self._warned_slow and now - self.since > limit:
+            self._warned_slow = True
+            self.log.warning("Still connecting to %s after %.0f s (TLS errors such as a wrong CA or host name "
+                             "take 10-30 s to surface)", self.address, now - self.since)
+
+    def limited_warning(self, message: str, every: float = 10.0, now: Optional[float] = None) -> None:
+        """Log ``message`` unless another limited warning went out in the last ``every`` seconds."""
+        import time
+
+        now = time.monotonic() if now is None else now
+        if now - self._last_limited >= every:
+            more = f" ({self._suppressed} similar message(s) not logged)" if self._suppressed else ""
+            self.log.warning("%s%s", message, more)
+            self._last_limited = now
+            self._suppressed = 0
+        else:
+            self._suppressed += 1

@@ -1,0 +1,302 @@
+"""The durable outbox and the ledger: SQLite in WAL mode in ``state_dir``.
+
+A report enters ``pending`` before its first publish and leaves it in the same
+transaction that writes its one final outcome to ``ledger`` and bumps the
+outcome's counter: ``accepted``, ``rejected`` (with the service's code and
+message), ``superseded`` or ``dropped`` (with the reason). Counters survive
+restarts. An unreadable database file is moved aside as ``*.corrupt`` and a
+fresh one is started (counted as ``outbox_corrupt``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from agent.report.model import NetworkStats
+
+DB_NAME = "outbox.sqlite3"
+OUTCOMES = ("accepted", "rejected", "superseded", "dropped")
+LEDGER_KEEP = 10000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending (
+    report_id INTEGER PRIMARY KEY,
+    format TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    first_sent_at REAL,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    bytes_in INTEGER, bytes_out INTEGER, packets_in INTEGER, packets_out INTEGER
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    report_id INTEGER PRIMARY KEY,
+    outcome TEXT NOT NULL,
+    code TEXT,
+    message TEXT,
+    attempts INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    finished_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Pending:
+    report_id: int
+    format: str
+    payload: bytes
+    created_at: float
+    attempts: int
+    next_attempt_at: float
+    first_sent_at: Optional[float]
+    delivered: bool
+    network: Optional[NetworkStats]
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    report_id: int
+    outcome: str
+    code: Optional[str]
+    message: Optional[str]
+    attempts: int
+    created_at: float
+    finished_at: float
+
+
+def _pending(row: Sequence[Any]) -> Pending:
+    net = None if row[8] is None else NetworkStats(int(row[8]), int(row[9]), int(row[10]), int(row[11]))
+    return Pending(int(row[0]), str(row[1]), bytes(row[2]), float(row[3]), int(row[4]), float(row[5]),
+                   None if row[6] is None else float(row[6]), bool(row[7]), net)
+
+
+_PENDING_COLS = ("report_id, format, payload, created_at, attempts, next_attempt_at, first_sent_at, delivered, "
+                 "bytes_in, bytes_out, packets_in, packets_out")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=5.0, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL").fetchone()
+    conn.execute("PRAGMA synchronous=FULL")
+    row = conn.execute("PRAGMA quick_check").fetchone()
+    if row is None or row[0] != "ok":
+        conn.close()
+        raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def _move_aside(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.{stamp}.corrupt")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(str(path) + suffix)
+        if src.exists():
+            os.replace(src, Path(str(target) + suffix))
+    return target
+
+
+class Outbox:
+    """All reads and writes of the outbox database. Used from one thread (the scheduler loop)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self._finished_since_trim = 0
+
+    @classmethod
+    def open(cls, state_dir: Path, logger: logging.Logger) -> Outbox:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path = state_dir / DB_NAME
+        try:
+            return cls(_connect(path), path)
+        except sqlite3.DatabaseError as exc:
+            target = _move_aside(path)
+            logger.error("Outbox %s is unreadable (%s); moved it to %s and started a fresh one", path, exc, target)
+            box = cls(_connect(path), path)
+            box.bump("outbox_corrupt")
+            return box
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- pending reports ------------------------------------------------------------------
+
+    def pending(self) -> List[Pending]:
+        rows = self.conn.execute(f"SELECT {_PENDING_COLS} FROM pending ORDER BY report_id").fetchall()
+        return [_pending(r) for r in rows]
+
+    def get(self, report_id: int) -> Optional[Pending]:
+        row = self.conn.execute(f"SELECT {_PENDING_COLS} FROM pending WHERE report_id=?", (report_id,)).fetchone()
+        return None if row is None else _pending(row)
+
+    def pending_bytes(self) -> int:
+        return int(self.conn.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM pending").fetchone()[0])
+
+    def pending_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
+
+    def max_known_id(self) -> int:
+        row = self.conn.execute(
+            "SELECT MAX(m) FROM (SELECT MAX(report_id) AS m FROM pending UNION ALL SELECT MAX(report_id) FROM ledger)"
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def add(self, report: Pending, drop_ids: Iterable[int] = (), drop_reason: str = "") -> None:
+        """Store a new report; in the same transaction drop ``drop_ids`` (oldest first) with ``drop_reason``."""
+        with self._tx():
+            for rid in drop_ids:
+                self._finish(rid, "dropped", None, drop_reason, report.created_at)
+            self._insert(report)
+
+    def drop(self, report_ids: Iterable[int], reason: str, now: float) -> None:
+        with self._tx():
+            for rid in report_ids:
+                self._finish(rid, "dropped", None, reason, now)
+
+    def supersede_into(self, replaced: Iterable[Tuple[int, str]], new: Optional[Pending], now: float) -> None:
+        """Mark ``replaced`` (id, reason) superseded and store ``new`` (if given), in one transaction."""
+        with self._tx():
+            if new is not None:
+                self.conn.execute("DELETE FROM pending WHERE report_id=?", (new.report_id,))
+                self._insert(new)
+            for rid, reason in replaced:
+                self._finish(rid, "superseded", None, reason, now)
+
+    def _insert(self, r: Pending) -> None:
+        net = (r.network.bytes_in, r.network.bytes_out, r.network.packets_in, r.network.packets_out) if r.network else (None,) * 4
+        self.conn.execute(
+            f"INSERT INTO pending ({_PENDING_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (r.report_id, r.format, r.payload, r.created_at, r.attempts, r.next_attempt_at, r.first_sent_at,
+             int(r.delivered), *net),
+        )
+
+    def record_attempt(self, report_id: int, now: float, next_attempt_at: float) -> None:
+        with self._tx():
+            self.conn.execute(
+                "UPDATE pending SET attempts=attempts+1, next_attempt_at=?, first_sent_at=COALESCE(first_sent_at, ?) "
+                "WHERE report_id=?",
+                (next_attempt_at, now, report_id),
+            )
+            self._bump("published")
+
+    def mark_delivered(self, report_id: int) -> None:
+        self.conn.execute("UPDATE pending SET delivered=1 WHERE report_id=?", (report_id,))
+
+    def reschedule_sent(self, now: float) -> None:
+        """Make every already-sent pending report due now (after a reconnect lost the replies)."""
+        self.conn.execute("UPDATE pending SET next_attempt_at=? WHERE attempts > 0", (now,))
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def finish(self, report_id: int, outcome: str, code: Optional[str], message: Optional[str], now: float) -> bool:
+        """Move a pending report to the ledger. False when it was not pending (nothing changes)."""
+        with self._tx():
+            return self._finish(report_id, outcome, code, message, now)
+
+    def _finish(self, report_id: int, outcome: str, code: Optional[str], message: Optional[str], now: float) -> bool:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        row = self.conn.execute("SELECT attempts, created_at FROM pending WHERE report_id=?", (report_id,)).fetchone()
+        if row is None:
+            return False
+        self.conn.execute("DELETE FROM pending WHERE report_id=?", (report_id,))
+        self.conn.execute(
+            "INSERT OR REPLACE INTO ledger (report_id, outcome, code, message, attempts, created_at, finished_at) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (report_id, outcome, code, message, int(row[0]), float(row[1]), now),
+        )
+        self._bump(outcome)
+        self._finished_since_trim += 1
+        if self._finished_since_trim >= 100:
+            self._finished_since_trim = 0
+            self.conn.execute(
+                "DELETE FROM ledger WHERE report_id < (SELECT report_id FROM ledger ORDER BY report_id DESC "
+                "LIMIT 1 OFFSET ?)",
+                (LEDGER_KEEP,),
+            )
+        return True
+
+    def record_unsent(self, report_id: int, outcome: str, message: str, now: float) -> None:
+        """Ledger entry for an id that never became a pending report (e.g. the build failed)."""
+        with self._tx():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO ledger (report_id, outcome, code, message, attempts, created_at, "
+                "finished_at) VALUES (?,?,?,?,?,?,?)",
+                (report_id, outcome, None, message, 0, now, now),
+            )
+            self._bump(outcome)
+
+    def outcome_of(self, report_id: int) -> Optional[str]:
+        row = self.conn.execute("SELECT outcome FROM ledger WHERE report_id=?", (report_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def ledger(self, limit: int = 1000, outcome: Optional[str] = None) -> List[LedgerEntry]:
+        sql = "SELECT report_id, outcome, code, message, attempts, created_at, finished_at FROM ledger"
+        args: Tuple[Any, ...] = ()
+        if outcome:
+            sql += " WHERE outcome=?"
+            args = (outcome,)
+        rows = self.conn.execute(sql + " ORDER BY report_id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [LedgerEntry(int(r[0]), str(r[1]), r[2], r[3], int(r[4]), float(r[5]), float(r[6])) for r in rows]
+
+    # -- counters and meta ----------------------------------------------------------------
+
+    def bump(self, name: str, by: int = 1) -> None:
+        with self._tx():
+            self._bump(name, by)
+
+    def _bump(self, name: str, by: int = 1) -> None:
+        self.conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value=value+excluded.value",
+            (name, by),
+        )
+
+    def counters(self) -> Dict[str, int]:
+        return {str(k): int(v) for k, v in self.conn.execute("SELECT name, value FROM counters")}
+
+    def set_meta(self, values: Mapping[str, Any]) -> None:
+        with self._tx():
+            for key, value in values.items():
+                self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def meta(self) -> Dict[str, Any]:
+        return {str(k): json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self.conn)
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
+        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def open_readonly(state_dir: Path) -> Optional[Outbox]:
+    """The outbox for `status`, without creating or changing anything; ``None`` when there is none."""
+    path = state_dir / DB_NAME
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0, isolation_level=None)
+        conn.execute("SELECT COUNT(*) FROM pending").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    return Outbox(conn, path)

@@ -1,0 +1,93 @@
+"""What `defender-agent status` shows, read from ``state_dir`` alone (no broker, no running agent needed)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+from agent.delivery.ids import read_last_id
+from agent.delivery.outbox import OUTCOMES, open_readonly
+
+
+def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
+    box = open_readonly(state_dir)
+    out: Dict[str, Any] = {
+        "state_dir": str(state_dir),
+        "last_report_id": read_last_id(state_dir) or None,
+        "last_report_at": None,
+        "outcomes": dict.fromkeys(OUTCOMES, 0),
+        "published": 0,
+        "outbox_corrupt": 0,
+        "pending": [],
+        "last_rejections": [],
+        "collectors": {},
+        "connection": None,
+        "updated_at": None,
+    }
+    if box is None:
+        return out
+    try:
+        counters = box.counters()
+        meta = box.meta()
+        for name in OUTCOMES:
+            out["outcomes"][name] = counters.get(name, 0)
+        out["published"] = counters.get("published", 0)
+        out["outbox_corrupt"] = counters.get("outbox_corrupt", 0)
+        out["last_report_id"] = meta.get("last_report_id", out["last_report_id"])
+        out["last_report_at"] = meta.get("last_report_at")
+        out["collectors"] = meta.get("collectors", {})
+        out["connection"] = meta.get("connection")
+        out["updated_at"] = meta.get("updated_at")
+        out["pending"] = [
+            {"report_id": p.report_id, "bytes": len(p.payload), "attempts": p.attempts, "created_at": p.created_at}
+            for p in box.pending()
+        ]
+        out["last_rejections"] = [
+            {"report_id": e.report_id, "code": e.code, "message": e.message, "at": e.finished_at}
+            for e in box.ledger(limit=recent_rejections, outcome="rejected")
+        ]
+        out["recent"] = [
+            {"report_id": e.report_id, "outcome": e.outcome, "code": e.code, "message": e.message,
+             "attempts": e.attempts, "at": e.finished_at}
+            for e in box.ledger(limit=10)
+        ]
+    finally:
+        box.close()
+    return out
+
+
+def _when(stamp: Any) -> str:
+    if not isinstance(stamp, (int, float)):
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(stamp))
+
+
+def format_status(status: Dict[str, Any]) -> str:
+    lines: List[str] = []
+    rid = status.get("last_report_id")
+    lines.append(f"last report:   {rid if rid else 'none yet'} at {_when(status.get('last_report_at'))}")
+    counts = status["outcomes"]
+    lines.append("outcomes:      " + ", ".join(f"{k} {counts.get(k, 0)}" for k in OUTCOMES)
+                 + f" (publishes {status.get('published', 0)})")
+    if status.get("outbox_corrupt"):
+        lines.append(f"outbox:        replaced {status['outbox_corrupt']} corrupt file(s) (moved aside as *.corrupt)")
+    pending = status["pending"]
+    lines.append(f"pending:       {len(pending)}" + (
+        " (" + ", ".join(f"{p['report_id']}: {p['attempts']} attempt(s)" for p in pending[:5])
+        + (", ..." if len(pending) > 5 else "") + ")" if pending else ""))
+    if status.get("connection"):
+        lines.append(f"connection:    {status['connection']} (as of {_when(status.get('updated_at'))})")
+    for rej in status["last_rejections"]:
+        lines.append(f"rejected:      {rej['report_id']} {rej['code']}: {rej['message']} ({_when(rej['at'])})")
+    collectors = status.get("collectors") or {}
+    if collectors:
+        lines.append("collectors:")
+        for name in sorted(collectors):
+            c = collectors[name]
+            duration = c.get("last_duration")
+            shown = f"{duration * 1000:.1f} ms" if isinstance(duration, (int, float)) else "-"
+            error = f", last error: {c['last_error']}" if c.get("last_error") else ""
+            lines.append(f"  {name}: ok {c.get('ok', 0)}, failed {c.get('failed', 0)}, "
+                         f"no data {c.get('no_data', 0)}, last {shown}{error}")
+    return "\n".join(lines)

@@ -1,0 +1,38 @@
+"""Device Defender MQTT topics (SPEC.md, "Topics")."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+FORMATS = ("json", "cbor")
+OUTCOMES = ("accepted", "rejected")
+PREFIX = "$aws/things/"
+RESPONDER_FILTER = "$aws/things/+/defender/metrics/+"
+
+
+def report_topic(thing: str, fmt: str) -> str:
+    return f"{PREFIX}{thing}/defender/metrics/{fmt}"
+
+
+def reply_topic(thing: str, fmt: str, outcome: str) -> str:
+    return f"{report_topic(thing, fmt)}/{outcome}"
+
+
+def parse_topic(topic: str) -> Optional[Tuple[str, str, Optional[str]]]:
+    """``(thing, format, outcome-or-None)`` for a Device Defender topic, else ``None``.
+
+    The thing name may itself contain ``/``, so the fixed suffix is matched from the end.
+    """
+    if not topic.startswith(PREFIX):
+        return None
+    rest = topic[len(PREFIX):]
+    parts = rest.split("/")
+    outcome: Optional[str] = None
+    if parts and parts[-1] in OUTCOMES:
+        outcome = parts.pop()
+    if len(parts) < 4 or parts[-3:-1] != ["defender", "metrics"] or parts[-1] not in FORMATS:
+        return None
+    thing = "/".join(parts[:-3])
+    if not thing:
+        return None
+    return thing, parts[-1], outcome

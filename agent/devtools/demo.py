@@ -1,0 +1,121 @@
+"""The main-job demo: throwaway PKI, a private mosquitto with mTLS, the responder, the agent for N reports.
+
+Runs on a fresh Debian machine with no AWS account; everything lives in a
+temporary directory that is removed at the end (unless ``keep``). Returns 0 only
+when every report was accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Optional, TextIO
+
+from agent.collectors.registry import default_registry
+from agent.config import parse_config
+from agent.delivery.status import format_status, read_status
+from agent.devtools.broker import Broker
+from agent.devtools.certs import make_pki
+from agent.emulator.responder import Responder, ResponderOptions
+from agent.errors import ConfigError
+
+THING = "demo-gateway"
+STANDARD_COLLECTORS = ("listening_ports", "tcp_connections", "network_stats")
+
+CONFIG = """\
+thing_name: {thing}
+mqtt:
+  endpoint: 127.0.0.1
+  port: {port}
+  cert: {cert}
+  key: {key}
+  ca: {ca}
+report:
+  interval: {interval}s
+  jitter: 0s
+delivery:
+  reply_timeout: 5s
+state_dir: {state}
+"""
+
+
+def agent_config(base: Path, port: int, cert: Path, key: Path, ca: Path, interval: int = 2) -> str:
+    text = CONFIG.format(thing=THING, port=port, cert=cert, key=key, ca=ca, interval=interval, state=base / "state")
+    available = set(default_registry().available())
+    chosen = [c for c in STANDARD_COLLECTORS if c in available]
+    if chosen:
+        with_collectors = text + "collectors:\n" + "".join(f"  - type: {c}\n" for c in chosen)
+        try:
+            parse_config(with_collectors, "demo.yaml")
+            return with_collectors
+        except ConfigError:
+            pass
+    return text
+
+
+def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, out: TextIO = sys.stdout) -> int:
+    log = logging.getLogger("agent.demo")
+    owned = keep is None
+    base = Path(tempfile.mkdtemp(prefix="defender-demo-")) if keep is None else keep
+    base.mkdir(parents=True, exist_ok=True)
+    broker: Optional[Broker] = None
+    responder: Optional[Responder] = None
+    try:
+        pki = make_pki(base / "pki")
+        device = pki.client(THING)
+        emulator = pki.client("defender-emulator")
+        broker = Broker(base / "broker", pki)
+        broker.start()
+        print(f"Broker: mosquitto with mutual TLS on 127.0.0.1:{broker.port} (throwaway CA in {pki.directory})",
+              file=out)
+        responder = Responder(ResponderOptions("127.0.0.1", broker.port, str(emulator.cert), str(emulator.key),
+                                               str(pki.ca)), log.getChild("responder"))
+        responder.start()
+        print("Responder: subscribed to $aws/things/+/defender/metrics/+", file=out)
+        config_path = base / "agent.yaml"
+        config_path.write_text(agent_config(base, broker.port, device.cert, device.key, pki.ca, interval))
+        print(f"Agent: {reports} report(s), one every {interval} s, thing {THING!r}", file=out, flush=True)
+        command = [sys.executable, "-m", "agent", "run", "--config", str(config_path), "--reports", str(reports)]
+        result = subprocess.run(command, timeout=60 + reports * (interval + 10), check=False,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        received = responder.wait_for(reports, 5.0)
+        print("", file=out)
+        for item in received:
+            detail = "" if item.accepted else f" ({'; '.join(item.problems) or 'rejected on request'})"
+            print(f"Report {item.report_id}: {item.replied.upper()}{detail}", file=out)
+        status = read_status(base / "state")
+        print("\n$ defender-agent status", file=out)
+        print(format_status(status), file=out)
+        accepted = status["outcomes"]["accepted"]
+        ok = result.returncode == 0 and accepted >= reports and not responder.conflicts
+        print(f"\nDemo {'passed' if ok else 'FAILED'}: {accepted} of {reports} report(s) accepted over mTLS"
+              + ("" if result.returncode == 0 else f"; agent exited with status {result.returncode}"), file=out)
+        return 0 if ok else 1
+    finally:
+        if responder is not None:
+            responder.stop()
+        if broker is not None:
+            broker.stop()
+        if owned:
+            _remove(base)
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m agent.devtools.demo")
+    parser.add_argument("--reports", type=int, default=3)
+    parser.add_argument("--interval", type=int, default=2)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_demo(args.reports, args.interval)

@@ -1,0 +1,211 @@
+"""A local Device Defender responder: receives reports over MQTT, validates them, replies.
+
+It subscribes to ``$aws/things/+/defender/metrics/+`` (an explicit filter: ``#``
+does not match topics that begin with ``$``), checks each report with the same
+rules as ``defender-agent validate``, and publishes an accepted reply, or a
+rejected one with ErrorCode ``InvalidPayload`` / ErrorMessage ``Malformed metrics
+report`` (SPEC.md, "Replies"). Replies use the report's own encoding.
+
+Knobs for tests: ``mode`` = ``normal`` | ``reject`` (reject everything) |
+``silent`` (no reply) | ``garbage`` (undecodable reply); ``delay`` seconds before
+replying. The awscrt callback only enqueues; one worker thread does the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import cbor2
+
+from agent.delivery.topics import RESPONDER_FILTER, parse_topic
+from agent.report.document import decode, to_long, validate_document
+
+OnAccepted = Callable[[str, Dict[str, Any], int], None]
+MODES = ("normal", "reject", "silent", "garbage")
+ERROR_CODE = "InvalidPayload"
+ERROR_MESSAGE = "Malformed metrics report"
+
+
+@dataclass(frozen=True)
+class Received:
+    thing: str
+    report_id: Optional[int]
+    format: str
+    payload: bytes
+    accepted: bool
+    problems: Tuple[str, ...]
+    received_at_ms: int
+    replied: str  # accepted | rejected | none | garbage
+
+
+@dataclass
+class ResponderOptions:
+    endpoint: str
+    port: int
+    cert: str
+    key: str
+    ca: str
+    client_id: str = "defender-emulator"
+    mode: str = "normal"
+    delay: float = 0.0
+    on_accepted: Optional[OnAccepted] = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Responder:
+    def __init__(self, options: ResponderOptions, logger: Optional[logging.Logger] = None) -> None:
+        if options.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {options.mode!r}")
+        self.options = options
+        self.mode = options.mode
+        self.delay = options.delay
+        self.log = logger or logging.getLogger("agent.emulator.responder")
+        self.received: List[Received] = []
+        self.conflicts: List[Tuple[str, int]] = []  # (thing, id) seen with two different payloads
+        self._by_id: Dict[Tuple[str, int], bytes] = {}
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._stopped = threading.Event()
+        self._worker: Optional[threading.Thread] = None
+        self._client: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, timeout: float = 15.0) -> None:
+        from awscrt import mqtt5
+        from awsiot import mqtt5_client_builder
+
+        self._mqtt5 = mqtt5
+        o = self.options
+        self._client = mqtt5_client_builder.mtls_from_path(
+            endpoint=o.endpoint, port=o.port, cert_filepath=o.cert, pri_key_filepath=o.key, ca_filepath=o.ca,
+            client_id=o.client_id, min_reconnect_delay_ms=200, max_reconnect_delay_ms=2000,
+            session_behavior=mqtt5.ClientSessionBehaviorType.CLEAN,
+            on_publish_received=lambda data: self._queue.put(("msg", data.publish_packet)),
+            on_lifecycle_connection_success=lambda data: self._queue.put(("up", None)),
+            on_lifecycle_disconnection=lambda data: self._connected.clear(),
+            on_lifecycle_stopped=lambda data: self._stopped.set(),
+        )
+        self._worker = threading.Thread(target=self._work, name="responder", daemon=True)
+        self._worker.start()
+        self._client.start()
+        if not self._subscribed.wait(timeout):
+            self.stop()
+            raise RuntimeError(f"responder could not connect and subscribe to {o.endpoint}:{o.port} in {timeout} s")
+
+    def wait_ready(self, timeout: float = 15.0) -> bool:
+        return self._subscribed.wait(timeout)
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.stop()
+            self._stopped.wait(3.0)
+        self._queue.put(("quit", None))
+        if self._worker is not None:
+            self._worker.join(3.0)
+
+    # -- worker ----------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            kind, item = self._queue.get()
+            if kind == "quit":
+                return
+            try:
+                if kind == "up":
+                    self._on_up()
+                else:
+                    self._on_report(str(item.topic), bytes(item.payload or b""))
+            except Exception:  # the responder must keep serving; log with the traceback
+                self.log.exception("Responder failed to handle a message")
+
+    def _on_up(self) -> None:
+        self._connected.set()
+        mqtt5 = self._mqtt5
+        future = self._client.subscribe(mqtt5.SubscribePacket(
+            subscriptions=[mqtt5.Subscription(topic_filter=RESPONDER_FILTER, qos=mqtt5.QoS.AT_LEAST_ONCE)]))
+        future.result(10.0)
+        self._subscribed.set()
+        self.log.info("Responder subscribed to %s", RESPONDER_FILTER)
+
+    def _on_report(self, topic: str, payload: bytes) -> None:
+        parsed = parse_topic(topic)
+        if parsed is None or parsed[2] is not None:
+            return
+        thing, fmt, _ = parsed
+        now_ms = int(time.time() * 1000)
+        report_id: Optional[int] = None
+        problems: List[str] = []
+        long_doc: Dict[str, Any] = {}
+        try:
+            document, _ = decode(payload)
+            if fmt == "json" and payload.lstrip()[:1] != b"{":
+                problems.append("payload on a /json topic is not JSON")
+            problems.extend(str(v) for v in validate_document(document, payload_size=len(payload)))
+            if isinstance(document, dict):
+                long_doc = to_long(document)
+                rid = (long_doc.get("header") or {}).get("report_id") if isinstance(long_doc.get("header"), dict) else None
+                report_id = rid if isinstance(rid, int) and not isinstance(rid, bool) else None
+        except Exception as exc:
+            problems.append(f"cannot decode: {exc}")
+        ok = not problems and self.mode != "reject"
+        if report_id is not None:
+            with self._lock:
+                key = (thing, report_id)
+                earlier = self._by_id.setdefault(key, payload)
+                if earlier != payload:
+                    self.conflicts.append(key)
+                    self.log.error("Report id %d of %r arrived twice with different bytes", report_id, thing)
+        if self.delay:
+            time.sleep(self.delay)
+        replied = self._reply(topic, fmt, thing, report_id, ok, now_ms)
+        with self._lock:
+            self.received.append(Received(thing, report_id, fmt, payload, ok, tuple(problems), now_ms, replied))
+        self.log.info("Report %s from %r: %s%s", report_id, thing, "valid" if not problems else "invalid",
+                      f" ({'; '.join(problems[:3])})" if problems else "")
+        if ok and self.options.on_accepted is not None:
+            self.options.on_accepted(thing, long_doc, now_ms)
+
+    def _reply(self, topic: str, fmt: str, thing: str, report_id: Optional[int], ok: bool, now_ms: int) -> str:
+        mode = self.mode
+        if mode == "silent":
+            return "none"
+        outcome = "accepted" if ok else "rejected"
+        body: Dict[str, Any] = {"thingName": thing, "status": outcome.upper(), "timestamp": now_ms}
+        if report_id is not None:
+            body["reportId"] = report_id
+        if not ok:
+            body["statusDetails"] = {"ErrorCode": ERROR_CODE, "ErrorMessage": ERROR_MESSAGE}
+        if mode == "garbage":
+            payload = b"\xff\x00not a reply{"
+            outcome_label = "garbage"
+        else:
+            payload = bytes(cbor2.dumps(body)) if fmt == "cbor" else json.dumps(body).encode()
+            outcome_label = outcome
+        mqtt5 = self._mqtt5
+        self._client.publish(mqtt5.PublishPacket(topic=f"{topic}/{outcome}", payload=payload,
+                                                 qos=mqtt5.QoS.AT_LEAST_ONCE))
+        return outcome_label
+
+    # -- for tests and the demo ---------------------------------------------------------------
+
+    def snapshot(self) -> List[Received]:
+        with self._lock:
+            return list(self.received)
+
+    def wait_for(self, count: int, timeout: float) -> List[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.snapshot()
+            if len(got) >= count:
+                return got
+            time.sleep(0.05)
+        return self.snapshot()

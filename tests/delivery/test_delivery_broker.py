@@ -1,0 +1,188 @@
+"""The scheduler against a real mosquitto (mutual TLS), the real awscrt client and the local responder."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Dict
+
+import pytest
+
+from agent.delivery.status import read_status
+from agent.delivery.topics import reply_topic
+from agent.devtools.broker import Broker
+from agent.devtools.certs import Pki
+from agent.emulator.responder import Responder
+from agent.report.document import decode, to_long
+from tests.delivery.conftest import THING, RunningService, ledger, make_config, pending_ids, wait_until
+from tests.delivery.proxy import Proxy
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
+
+
+def accepted_count(state: Path) -> int:
+    return sum(1 for o in ledger(state).values() if o == "accepted")
+
+
+def bytes_in(payload: bytes) -> int:
+    doc, _ = decode(payload)
+    return int(to_long(doc).get("metrics", {}).get("network_stats", {}).get("bytes_in", 0))
+
+
+def check_accounting(state: Path, responder: Responder, rounds: int, per_round: int = 100) -> None:
+    """Every id has one outcome; no id carried two payloads; no network bytes vanished or doubled."""
+    outcomes = ledger(state)
+    pend = pending_ids(state)
+    assert not set(outcomes) & set(pend)
+    assert responder.conflicts == []
+    payloads: Dict[int, bytes] = {}
+    for item in responder.snapshot():
+        assert item.report_id is not None
+        payloads[item.report_id] = item.payload
+        assert item.report_id in outcomes or item.report_id in pend, f"received id {item.report_id} unaccounted"
+    accepted = [rid for rid, o in outcomes.items() if o == "accepted"]
+    assert all(rid in payloads for rid in accepted)
+    import sqlite3
+
+    conn = sqlite3.connect(str(state / "outbox.sqlite3"))
+    pending_bytes = sum(int(v or 0) for (v,) in conn.execute("SELECT bytes_in FROM pending"))
+    conn.close()
+    total = sum(bytes_in(payloads[rid]) for rid in accepted) + pending_bytes
+    assert total == rounds * per_round
+
+
+def test_accepted_flow_and_status(pki: Pki, broker: Broker, responder: Responder, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    svc = RunningService(make_config(pki, broker.port, state))
+    assert wait_until(lambda: accepted_count(state) >= 3, 20)
+    assert svc.stop() < 3.0
+    got = responder.snapshot()
+    assert [r.replied for r in got][:3] == ["accepted"] * 3
+    ids = [r.report_id for r in got]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    status = read_status(state)
+    assert status["outcomes"]["accepted"] >= 3 and status["collectors"]["counting"]["ok"] >= 3
+    check_accounting(state, responder, svc.source.rounds)
+
+
+def test_rejected_flow_keeps_code_and_message(pki: Pki, broker: Broker, responder: Responder,
+                                              tmp_path: Path) -> None:
+    responder.mode = "reject"
+    state = tmp_path / "state"
+    svc = RunningService(make_config(pki, broker.port, state, format="cbor"))
+    assert wait_until(lambda: "rejected" in ledger(state).values(), 15)
+    svc.stop()
+    rejection = read_status(state)["last_rejections"][0]
+    assert (rejection["code"], rejection["message"]) == ("InvalidPayload", "Malformed metrics report")
+
+
+def test_no_reply_means_same_id_same_bytes_with_backoff(pki: Pki, broker: Broker, responder: Responder,
+                                                        tmp_path: Path) -> None:
+    responder.mode = "silent"
+    state = tmp_path / "state"
+    svc = RunningService(make_config(pki, broker.port, state, interval=300, reply_timeout=1, retry_max_delay=2))
+    got = wait_until(lambda: len(responder.snapshot()) >= 3 and responder.snapshot(), 15)
+    assert len({r.report_id for r in got}) == 1 and len({r.payload for r in got}) == 1
+    gaps = [b.received_at_ms - a.received_at_ms for a, b in zip(got, got[1:])]
+    assert all(g >= 900 for g in gaps) and all(g <= 2600 for g in gaps)
+    responder.mode = "normal"
+    assert wait_until(lambda: accepted_count(state) == 1, 10)
+    svc.stop()
+    assert responder.conflicts == []
+
+
+def test_malformed_and_foreign_replies_are_ignored(pki: Pki, broker: Broker, responder: Responder,
+                                                   tmp_path: Path) -> None:
+    responder.mode = "garbage"
+    state = tmp_path / "state"
+    svc = RunningService(make_config(pki, broker.port, state, interval=300, reply_timeout=1, retry_max_delay=1))
+    assert wait_until(lambda: len(responder.snapshot()) >= 2, 10)
+    # extra noise on the agent's own reply topics, sent by the responder's client
+    from awscrt import mqtt5
+
+    noise = [b"", b"[]", b"{}", json.dumps({"reportId": 1, "thingName": THING}).encode(), b"\x00" * 70000,
+             json.dumps({"reportId": 99, "thingName": "someone-else", "status": "ACCEPTED"}).encode()]
+    for payload in noise:
+        responder._client.publish(mqtt5.PublishPacket(topic=reply_topic(THING, "json", "accepted"), payload=payload,
+                                                      qos=mqtt5.QoS.AT_LEAST_ONCE))
+    time.sleep(0.5)
+    assert svc.thread.is_alive() and ledger(state) == {}
+    responder.mode = "normal"
+    assert wait_until(lambda: accepted_count(state) == 1, 10)
+    svc.stop()
+
+
+def test_backlog_newest_after_outage_folds_deltas(pki: Pki, broker: Broker, responder: Responder, proxy: Proxy,
+                                                  tmp_path: Path) -> None:
+    proxy.cut()
+    state = tmp_path / "state"
+    svc = RunningService(make_config(pki, proxy.port, state, retry_max_delay=1))
+    assert wait_until(lambda: svc.source.rounds >= 4, 10)
+    assert responder.snapshot() == []
+    proxy.restore()
+    assert wait_until(lambda: accepted_count(state) >= 1, 15)
+    svc.stop()
+    first = responder.snapshot()[0]
+    assert bytes_in(first.payload) >= 300  # the outage's reports were folded into the first one sent
+    assert "superseded" in ledger(state).values()
+    check_accounting(state, responder, svc.source.rounds)
+
+
+def test_backlog_all_drains_in_order(pki: Pki, broker: Broker, responder: Responder, proxy: Proxy,
+                                     tmp_path: Path) -> None:
+    proxy.cut()
+    state = tmp_path / "state"
+    svc = RunningService(make_config(pki, proxy.port, state, backlog="all", drain_interval=0.2, interval=1,
+                                     retry_max_delay=1))
+    assert wait_until(lambda: svc.source.rounds >= 4, 10)
+    proxy.restore()
+    assert wait_until(lambda: accepted_count(state) >= 4, 20)
+    svc.stop()
+    ids = [r.report_id for r in responder.snapshot()]
+    firsts = list(dict.fromkeys(ids))
+    assert firsts == sorted(firsts)
+    assert "superseded" not in ledger(state).values()
+    check_accounting(state, responder, svc.source.rounds)
+
+
+def test_stalled_connection_recovers(pki: Pki, broker: Broker, responder: Responder, proxy: Proxy,
+                                     tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    svc = RunningService(make_config(pki, proxy.port, state, reply_timeout=1, retry_max_delay=2))
+    assert wait_until(lambda: accepted_count(state) >= 1, 10)
+    proxy.stall()
+    time.sleep(3)
+    proxy.cut()
+    proxy.restore()
+    before = accepted_count(state)
+    assert wait_until(lambda: accepted_count(state) > before, 20)
+    svc.stop()
+    check_accounting(state, responder, svc.source.rounds)
+
+
+def test_twenty_broker_restarts_lose_nothing(pki: Pki, broker: Broker, responder: Responder,
+                                             tmp_path: Path) -> None:
+    rng = random.Random(7)
+    state = tmp_path / "state"
+    svc = RunningService(make_config(pki, broker.port, state, reply_timeout=1, retry_max_delay=1))
+    assert wait_until(lambda: accepted_count(state) >= 1, 10)
+    started = time.monotonic()
+    for _ in range(20):
+        time.sleep(rng.uniform(0.1, 1.2))
+        broker.restart(down_for=rng.uniform(0.0, 0.5))
+    restarts_took = time.monotonic() - started
+    before = accepted_count(state)
+    assert wait_until(lambda: accepted_count(state) > before + 1, 20)
+    svc.stop()
+    check_accounting(state, responder, svc.source.rounds)
+    assert restarts_took < 60
+
+
+def test_mqtt311_flow(pki: Pki, broker: Broker, responder: Responder, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    svc = RunningService(make_config(pki, broker.port, state, protocol="mqtt311"))
+    assert wait_until(lambda: accepted_count(state) >= 2, 15)
+    svc.stop()
+    check_accounting(state, responder, svc.source.rounds)

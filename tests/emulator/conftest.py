@@ -1,0 +1,1 @@
+from tests.delivery.conftest import broker, pki, responder  # noqa: F401  (shared fixtures)

@@ -1,0 +1,89 @@
+"""The local Device Defender responder over a real mTLS broker."""
+
+from __future__ import annotations
+
+import json
+import queue
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import cbor2
+import pytest
+
+from agent.devtools.broker import Broker
+from agent.devtools.certs import Pki
+from agent.emulator.responder import Responder, ResponderOptions
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
+TOPIC = "$aws/things/gw-9/defender/metrics/"
+
+
+class Client:
+    def __init__(self, pki: Pki, port: int) -> None:
+        from awscrt import mqtt5
+        from awsiot import mqtt5_client_builder
+
+        pair = pki.client("gw-9")
+        self.mqtt5 = mqtt5
+        self.got: queue.Queue[Tuple[str, bytes]] = queue.Queue()
+        up: queue.Queue[bool] = queue.Queue()
+        self.client = mqtt5_client_builder.mtls_from_path(
+            endpoint="127.0.0.1", port=port, cert_filepath=str(pair.cert), pri_key_filepath=str(pair.key),
+            ca_filepath=str(pki.ca), client_id="gw-9",
+            on_publish_received=lambda d: self.got.put((d.publish_packet.topic, bytes(d.publish_packet.payload))),
+            on_lifecycle_connection_success=lambda d: up.put(True))
+        self.client.start()
+        up.get(timeout=10)
+        sub = mqtt5.SubscribePacket(subscriptions=[
+            mqtt5.Subscription(topic_filter=TOPIC + f + "/" + o, qos=mqtt5.QoS.AT_LEAST_ONCE)
+            for f in ("json", "cbor") for o in ("accepted", "rejected")])
+        self.client.subscribe(sub).result(10)
+
+    def send(self, fmt: str, payload: bytes) -> Tuple[str, bytes]:
+        m = self.mqtt5
+        self.client.publish(m.PublishPacket(topic=TOPIC + fmt, payload=payload, qos=m.QoS.AT_LEAST_ONCE)).result(10)
+        return self.got.get(timeout=10)
+
+    def stop(self) -> None:
+        self.client.stop()
+
+
+def test_accepts_valid_rejects_malformed_and_records(pki: Pki, broker: Broker, tmp_path: Path) -> None:
+    seen: List[Tuple[str, Dict[str, Any], int]] = []
+    pair = pki.client("defender-emulator")
+    responder = Responder(ResponderOptions("127.0.0.1", broker.port, str(pair.cert), str(pair.key), str(pki.ca),
+                                           on_accepted=lambda t, d, ms: seen.append((t, d, ms))))
+    responder.start()
+    client = Client(pki, broker.port)
+    try:
+        topic, body = client.send("json", json.dumps({"header": {"report_id": 5, "version": "1.0"},
+                                                      "metrics": {}}).encode())
+        assert topic.endswith("/json/accepted")
+        assert json.loads(body)["reportId"] == 5 and json.loads(body)["status"] == "ACCEPTED"
+        bad = {"hed": {"rid": 6, "v": "1.0"}, "cmet": {"cpu_usage": {"number": 1}}}
+        topic, body = client.send("cbor", cbor2.dumps(bad))
+        reply = cbor2.loads(body)
+        assert topic.endswith("/cbor/rejected") and reply["reportId"] == 6
+        assert reply["statusDetails"] == {"ErrorCode": "InvalidPayload", "ErrorMessage": "Malformed metrics report"}
+        topic, _ = client.send("json", b"\xff garbage")
+        assert topic.endswith("/json/rejected")
+        short = {"hed": {"rid": 7, "v": "1.0"}, "met": {"ns": {"bi": 1, "bo": 2, "pi": 3, "po": 4}}}
+        topic, _ = client.send("cbor", cbor2.dumps(short))
+        assert topic.endswith("/cbor/accepted")
+    finally:
+        client.stop()
+        responder.stop()
+    assert [s[0] for s in seen] == ["gw-9", "gw-9"]
+    assert seen[1][1]["metrics"]["network_stats"]["bytes_in"] == 1  # long keys for the store
+    assert [r.accepted for r in responder.snapshot()] == [True, False, False, True]
+
+
+def test_reject_mode(pki: Pki, broker: Broker, responder: Responder) -> None:
+    responder.mode = "reject"
+    client = Client(pki, broker.port)
+    try:
+        topic, _ = client.send("json", json.dumps({"header": {"report_id": 5, "version": "1.0"},
+                                                   "metrics": {}}).encode())
+    finally:
+        client.stop()
+    assert topic.endswith("/rejected")
