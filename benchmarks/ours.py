@@ -116,23 +116,57 @@ def write_custom_files(state_dir: Path, count: int) -> List[Path]:
     return out
 
 
-def outbox_writer(state_dir: Path) -> Optional[Callable[[Any], None]]:
-    """SLOT: the "write to outbox" step of the report cycle.
+class OutboxWriter:
+    """The "write to outbox" step of ``defender-agent run`` (agent/scheduler.py ``_report_round``):
+    a persisted report id, the report stored through the Backlog into the SQLite outbox (superseding
+    under ``backlog: newest``), and the status meta saved. Nothing is published."""
 
-    Returns None while ``agent.delivery.outbox`` is not on this branch (the
-    figures then say "collect + encode" and name the missing part). When delivery
-    lands, return a function that appends one EncodedReport to a real outbox in
-    ``state_dir`` exactly as ``defender-agent run`` does (same fsync policy).
-    """
+    def __init__(self, config: Any, sampler: Any, logger: logging.Logger) -> None:
+        from agent.delivery.backlog import Backlog
+        from agent.delivery.ids import ReportIds
+        from agent.delivery.outbox import Outbox
+
+        self.config = config
+        self.sampler = sampler
+        self.outbox = Outbox.open(config.state_dir, logger)
+        self.ids = ReportIds(config.state_dir, floor=self.outbox.max_known_id())
+        self.backlog = Backlog(self.outbox, self.ids, config.state_dir, logger)
+
+    def write(self, report_id: int, encoded: Any, samples: Any) -> None:
+        import time
+
+        from agent.delivery.outbox import Pending
+        from agent.report.model import NetworkStats
+
+        wall = time.time()
+        network = next(
+            (s.value for s in samples if s.name == "network_stats" and isinstance(s.value, NetworkStats)), None
+        )
+        pending = Pending(report_id, encoded.format, encoded.payload, wall, 0, wall, None, False, network)
+        self.backlog.store(pending, self.config.delivery)
+        self.outbox.set_meta(
+            {
+                "last_report_id": report_id,
+                "last_report_at": wall,
+                "collectors": {k: dict(vars(v)) for k, v in self.sampler.stats().items()},
+                "updated_at": time.time(),
+            }
+        )
+
+    def close(self) -> None:
+        self.outbox.close()
+
+
+def outbox_writer(config: Any, sampler: Any, logger: logging.Logger) -> Optional[OutboxWriter]:
+    """The "write to outbox" step, or None while ``agent.delivery.outbox`` is not on this branch
+    (the figures then say "collect + encode" and name the missing part)."""
     try:
         found = importlib.util.find_spec("agent.delivery.outbox") is not None
     except ModuleNotFoundError:
         found = False
     if not found:
         return None
-    raise NotAvailable(
-        "agent.delivery.outbox exists now but benchmarks/ours.py:outbox_writer is not wired to it yet"
-    )
+    return OutboxWriter(config, sampler, logger)
 
 
 class Cycle:
@@ -164,7 +198,7 @@ class Cycle:
             logger=logger,
         )
         self.builder = ReportBuilder(self.config, logger)
-        self.write = outbox_writer(self.state_dir)
+        self.write = outbox_writer(self.config, self.sampler, logger)
         self.report_id = 1_700_000_000
         self.last_round: Any = None
 
@@ -173,16 +207,18 @@ class Cycle:
         return self.write is not None
 
     def run(self) -> bytes:
-        self.report_id += 1
         round_ = self.sampler.sample_all()
         self.last_round = round_
+        self.report_id = self.write.ids.next() if self.write is not None else self.report_id + 1
         encoded = self.builder.build(self.report_id, round_.samples)
         if self.write is not None:
-            self.write(encoded)
+            self.write.write(self.report_id, encoded, round_.samples)
         return bytes(encoded.payload)
 
     def close(self) -> None:
         self.sampler.close()
+        if self.write is not None:
+            self.write.close()
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
