@@ -46,4 +46,7 @@ def run(quick: bool = False) -> Dict[str, Any]:
         reason = f"delivery is not on this branch yet (missing {', '.join(missing)})"
         figures: List[Figure] = [not_measured(name, goal, reason) for name, goal in GOALS.items()]
         return {"figures": figures}
-    raise NotImplementedError("agent benchmarks are wired in once delivery lands")
+    # Delivery is on the branch now, but the drivers for these figures (a `run` process against the
+    # local broker and responder, strace for fsyncs, a 10,000-report backlog) are not written yet.
+    reason = "delivery has landed, but this benchmark's driver (run + broker + responder) is not written yet"
+    return {"figures": [not_measured(name, goal, reason) for name, goal in GOALS.items()]}

@@ -415,6 +415,166 @@ def scenario_replies(short: bool) -> Scenario:
     return sc
 
 
+# -- exec collectors: timeouts and floods ------------------------------------------------------
+
+# Each run starts a shell that forks two sleeping children and waits: the timeout must kill the whole
+# process group, children included. The marker in the environment finds any survivor in /proc.
+_HANG = "sleep 30 & sleep 30 & wait"
+# Writes 1 GiB of digits to stdout as fast as it can (head stops after 1 GiB).
+_FLOOD = "head -c 1073741824 /dev/zero | tr '\\0' 7"
+
+
+def _marked_processes(marker: str) -> List[int]:
+    """Live (non-zombie) processes whose environment holds ``marker``."""
+    import os
+
+    found = []
+    needle = marker.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                env = handle.read()
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in env and state != b"Z":
+            found.append(int(entry))
+    return found
+
+
+def _exec_sampler(marker: str, count: int, command: str, timeout: str, extra: str = "") -> Any:
+    import tempfile
+
+    from agent.collectors.build import build_collectors
+    from agent.collectors.sampler import Sampler
+    from agent.config import parse_config
+    from benchmarks.ours import quiet_logger
+
+    state = tempfile.mkdtemp(prefix="defender-faults-")
+    collectors = "".join(
+        f"  - type: exec\n    name: exec_{i:03d}\n    timeout: {timeout}\n"
+        f"    command: [/bin/sh, -c, {json.dumps(command)}]\n"
+        f"    metric: m_{i:03d}\n    metric_type: number\n    env: {{FAULT_MARKER: {marker}}}\n{extra}"
+        for i in range(count)
+    )
+    custom = "".join(f"  m_{i:03d}: {{type: number}}\n" for i in range(count))
+    text = (
+        "thing_name: faults\nmqtt: {endpoint: 127.0.0.1, cert: /x/c.pem, key: /x/k.pem, ca: /x/ca.pem}\n"
+        f"report: {{interval: 1s}}\nstate_dir: {state}\ncustom_metrics:\n{custom}collectors:\n{collectors}"
+    )
+    config = parse_config(text, "faults.yaml")
+    jobs = build_collectors(config, logger=quiet_logger(), persist_state=False)
+    return Sampler(jobs, 1.0, {n: m.type for n, m in config.custom_metrics.items()}, logger=quiet_logger())
+
+
+def scenario_exec_timeouts(short: bool) -> Scenario:
+    """N exec runs that each time out (a shell with two children), 20 collectors per round."""
+    import uuid
+
+    total = 100 if short else 1000
+    per_round = 20
+    marker = f"defender-fault-{uuid.uuid4().hex}"
+    sc = Scenario(
+        "exec collector timeouts",
+        f"{total:,} exec-collector timeouts (a shell with two sleeping children, timeout 0.1 s, "
+        f"{per_round} collectors per round): 0 orphan processes",
+    )
+    sampler = _exec_sampler(marker, per_round, _HANG, "100ms")
+    try:
+        while sc.runs < total:
+            round_ = sampler.sample_all()
+            for failure in round_.failures:
+                sc.runs += 1
+                sc.count("timed out" if "timed out" in failure.reason else f"other: {failure.reason[:60]}")
+                if "timed out" not in failure.reason:
+                    sc.fail(f"{failure.collector}: {failure.reason}")
+            for sample in round_.samples:
+                sc.runs += 1
+                sc.fail(f"{sample.name}: a sample from a program that should have timed out")
+    finally:
+        sampler.close()
+    # killpg is asynchronous: give the kernel a moment to finish the kills before counting.
+    deadline = time.monotonic() + 5
+    left = _marked_processes(marker)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _marked_processes(marker)
+    sc.lost = len(left)
+    sc.outcomes["orphan processes"] = len(left)
+    if left:
+        sc.examples.append(f"orphans left: pids {left[:20]}")
+    return sc
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _hwm_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak_rss() -> None:
+    """Reset VmHWM to the current RSS (Linux: "5" into clear_refs), so the peak is this scenario's."""
+    import contextlib
+
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+        handle.write("5")
+
+
+def scenario_exec_flood(short: bool) -> Scenario:
+    """An exec collector whose program prints 1 GiB: the run is cut at max_output, RSS barely moves."""
+    import gc
+    import uuid
+
+    runs = 3 if short else 10
+    marker = f"defender-fault-{uuid.uuid4().hex}"
+    sc = Scenario(
+        "exec collector printing 1 GiB",
+        f"{runs} runs of an exec collector whose program prints 1 GiB (max_output at its default 64 KiB): "
+        "agent RSS grows under 10 MB, the program is killed",
+    )
+    sampler = _exec_sampler(marker, 1, _FLOOD, "10s")
+    try:
+        sampler.sample_all()  # first run: imports, thread and selector set-up are not the flood's cost
+        gc.collect()
+        _reset_peak_rss()
+        before, hwm_before = _rss_kib(), _hwm_kib()
+        for _ in range(runs):
+            round_ = sampler.sample_all()
+            sc.runs += 1
+            reasons = [f.reason for f in round_.failures]
+            if reasons and "max_output" in reasons[0]:
+                sc.count("cut at max_output")
+            else:
+                sc.fail(f"expected a max_output failure, got samples={round_.samples} failures={reasons}")
+        gc.collect()
+        after, hwm_after = _rss_kib(), _hwm_kib()
+    finally:
+        sampler.close()
+    growth_mb = (max(after, hwm_after) - before) / 1024
+    sc.outcomes["RSS growth (peak) KiB"] = max(after, hwm_after) - before
+    sc.outcomes["RSS before KiB"] = before
+    sc.outcomes["peak RSS before KiB"] = hwm_before
+    if growth_mb >= 10:
+        sc.fail(f"RSS grew {growth_mb:.1f} MB (limit 10 MB)")
+    left = _marked_processes(marker)
+    sc.lost = len(left)
+    sc.outcomes["orphan processes"] = len(left)
+    return sc
+
+
 # -- scenarios that need delivery --------------------------------------------------------------
 
 PENDING = {
@@ -425,8 +585,6 @@ PENDING = {
     "disk full": "state_dir on a 2 MiB tmpfs filled by another process: no crash, no traceback, "
     "sending resumes within one interval",
     "corrupt state files": "50 damaged outbox and state files: the agent starts, moves the file aside, counts it",
-    "exec collector timeouts": "1,000 exec-collector timeouts: 0 orphan processes",
-    "exec collector printing 1 GiB": "RSS grows under 10 MB",
 }
 
 NEEDS = {
@@ -435,8 +593,6 @@ NEEDS = {
     "connection cuts and stalls": ("agent.commands.run", "agent.devtools.broker"),
     "disk full": ("agent.commands.run", "agent.delivery.outbox"),
     "corrupt state files": ("agent.commands.run", "agent.delivery.outbox"),
-    "exec collector timeouts": ("agent.collectors.exec",),
-    "exec collector printing 1 GiB": ("agent.collectors.exec",),
 }
 
 
@@ -467,6 +623,8 @@ def pending_scenario(name: str) -> Scenario:
 SCENARIOS: Dict[str, Callable[[bool], Scenario]] = {
     "configs": scenario_configs,
     "replies": scenario_replies,
+    "exec_timeouts": scenario_exec_timeouts,
+    "exec_flood": scenario_exec_flood,
 }
 
 

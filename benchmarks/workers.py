@@ -92,12 +92,17 @@ class Worker:
         return reply
 
     def sample(
-        self, n: int, fmt: str = "json", key_names: str = "long", fresh: bool = False
+        self,
+        n: int,
+        fmt: str = "json",
+        key_names: str = "long",
+        fresh: bool = False,
+        profile: str = "peer",
+        custom: int = 0,
     ) -> Dict[str, Any]:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(
-            json.dumps({"n": n, "format": fmt, "key_names": key_names, "fresh": fresh}) + "\n"
-        )
+        cmd = {"n": n, "format": fmt, "key_names": key_names, "fresh": fresh, "profile": profile, "custom": custom}
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
         return self._readline()
 
@@ -119,12 +124,14 @@ def rounds(
     fmt: str = "json",
     key_names: str = "long",
     fresh: bool = False,
+    profile: str = "peer",
+    custom: int = 0,
 ) -> Dict[str, Dict[str, Any]]:
     """Interleave the workers ``repeats`` times; per worker: median CPU and wall per sample, bytes, errors."""
     got: Dict[str, List[Dict[str, Any]]] = {name: [] for name in workers}
     for _ in range(repeats):
         for name, worker in workers.items():
-            got[name].append(worker.sample(n, fmt, key_names, fresh))
+            got[name].append(worker.sample(n, fmt, key_names, fresh, profile, custom))
     out: Dict[str, Dict[str, Any]] = {}
     for name, replies in got.items():
         good = [r for r in replies if r.get("error") is None]

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from agent.collectors import rounds
 from agent.collectors.base import Collector, Sample, SampleKind, close_collector
 from agent.collectors.values import shape_problem
 from agent.errors import AgentError, NoData
@@ -146,6 +147,10 @@ class Sampler:
 
     def sample_all(self) -> SampleRound:
         """Run the due collectors concurrently and gather their checked samples."""
+        with rounds.sampling_round():  # collectors share expensive reads (the socket table) per round
+            return self._sample_all()
+
+    def _sample_all(self) -> SampleRound:
         self._round += 1
         started: List[_State] = []
         failures: List[Failure] = []

@@ -13,6 +13,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Seque
 
 import psutil
 
+from agent.collectors import rounds
+
 T = TypeVar("T")
 
 
@@ -36,14 +38,26 @@ class SocketSource(Protocol):
     def if_addrs(self) -> Mapping[str, Sequence[Any]]: ...
 
 
+_KIND_TYPES = {"inet": None, "tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
+
+
 class PsutilSockets:
-    """Reads /proc/net/{tcp,tcp6,udp,udp6} through psutil; needs no privilege (pids stay unknown)."""
+    """Reads /proc/net/{tcp,tcp6,udp,udp6} through psutil; needs no privilege (pids stay unknown).
+
+    Within a sampling round (:mod:`agent.collectors.rounds`) the table is read once, as ``inet``
+    (TCP and UDP), and each kind is filtered from it: the listening-ports and connections
+    collectors would otherwise each pay for ``net_connections``, the dearest call of a cycle.
+    """
 
     def connections(self, kind: str) -> Sequence[Any]:
-        return psutil.net_connections(kind=kind)
+        if kind not in _KIND_TYPES:
+            return psutil.net_connections(kind=kind)
+        table = rounds.shared("psutil.net_connections(inet)", lambda: tuple(psutil.net_connections("inet")))
+        wanted = _KIND_TYPES[kind]
+        return table if wanted is None else tuple(c for c in table if c.type == wanted)
 
     def if_addrs(self) -> Mapping[str, Sequence[Any]]:
-        return psutil.net_if_addrs()
+        return rounds.shared("psutil.net_if_addrs", psutil.net_if_addrs)
 
 
 def from_psutil(conn: Any) -> Optional[Sock]:
