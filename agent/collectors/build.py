@@ -14,6 +14,7 @@ from typing import List, Optional
 
 from agent.collectors.base import Collector, close_collector
 from agent.collectors.registry import BuildContext, PluginError, Registry, default_registry
+from agent.collectors.rounds import RoundCache
 from agent.collectors.sampler import CollectorJob
 from agent.config.model import Config
 from agent.config.schema import join
@@ -38,6 +39,7 @@ def build_collectors(
     declared = {name: m.type for name, m in config.custom_metrics.items()}
     problems: List[ConfigProblem] = []
     jobs: List[CollectorJob] = []
+    rounds = RoundCache()  # one per build: its collectors share the socket table within a round
     for cfg in config.collectors:
         where = cfg.path or cfg.name
         try:
@@ -59,6 +61,7 @@ def build_collectors(
             logger=base.getChild(cfg.name),
             custom_metric_types=declared,
             persist_state=persist_state,
+            rounds=rounds,
         )
         plugin = "" if spec.origin == "built-in" else f" ({spec.origin})"
         try:
@@ -97,6 +100,7 @@ def build_collectors(
                 interval=cfg.interval,
                 emits=dict(spec.emits(cfg.options)),
                 origin=spec.origin,
+                rounds=rounds,
             )
         )
     if problems:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from agent.collectors.base import Collector
+from agent.collectors.rounds import RoundCache
 from agent.report.model import MetricType
 
 if TYPE_CHECKING:  # a runtime import would be circular: agent.config.load imports this module
@@ -35,6 +36,7 @@ class BuildContext:
     max_list_items: int
     logger: logging.Logger
     custom_metric_types: Mapping[str, MetricType] = field(default_factory=dict)
+    rounds: RoundCache = field(default_factory=RoundCache)  # reads shared within one sampling round
     persist_state: bool = True  # False: read state files but never write them (one-off runs)
 
 

@@ -4,7 +4,7 @@
 ``psutil.net_connections()`` is the dearest call of a report cycle (it parses
 /proc/net/* and walks every process's file descriptors, about 10 ms on a small
 gateway), so the :class:`~agent.collectors.sampler.Sampler` opens a round
-(``with sampling_round():``) and :func:`shared` memoizes such reads for its
+(``with cache.round():``) and :meth:`RoundCache.shared` memoizes such reads for its
 duration: concurrent callers wait for the one read in flight and get the same
 result. Outside a round (a collector called directly, a collector thread that
 outlived its round's timeout) every call reads afresh, so nothing is ever stale
@@ -26,41 +26,43 @@ class _Entry:
         self.value: Any = None
 
 
-class _Rounds:
+class RoundCache:
+    """Reads shared by the collectors of one build (one :func:`build_collectors` call).
+
+    The :class:`~agent.collectors.sampler.Sampler` opens a round around each
+    ``sample_all``; collectors call :meth:`shared`. Two builds (two samplers)
+    never share anything.
+    """
+
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.depth = 0  # rounds open now (nested or from two samplers)
-        self.cache: Dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        self._depth = 0  # rounds open now
+        self._cache: Dict[str, _Entry] = {}
 
+    @contextlib.contextmanager
+    def round(self) -> Iterator[None]:
+        """Share :meth:`shared` reads among the collectors running inside this block."""
+        with self._lock:
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._cache.clear()
 
-_STATE = _Rounds()
-
-
-@contextlib.contextmanager
-def sampling_round() -> Iterator[None]:
-    """Share :func:`shared` reads among the collectors running inside this block."""
-    with _STATE.lock:
-        _STATE.depth += 1
-    try:
-        yield
-    finally:
-        with _STATE.lock:
-            _STATE.depth -= 1
-            if _STATE.depth == 0:
-                _STATE.cache.clear()
-
-
-def shared(key: str, read: Callable[[], T]) -> T:
-    """``read()``, or its result from earlier in the current round. Errors are not cached."""
-    entry: Optional[_Entry] = None
-    with _STATE.lock:
-        if _STATE.depth:
-            entry = _STATE.cache.setdefault(key, _Entry())
-    if entry is None:
-        return read()
-    with entry.lock:
-        if not entry.done:
-            entry.value = read()
-            entry.done = True
-        value: T = entry.value
-        return value
+    def shared(self, key: str, read: Callable[[], T]) -> T:
+        """``read()``, or its result from earlier in the current round. Errors are not cached."""
+        entry: Optional[_Entry] = None
+        with self._lock:
+            if self._depth:
+                entry = self._cache.setdefault(key, _Entry())
+        if entry is None:
+            return read()
+        with entry.lock:
+            if not entry.done:
+                entry.value = read()
+                entry.done = True
+            value: T = entry.value
+            return value

@@ -26,6 +26,7 @@ rounds, the first round included.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -33,8 +34,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from agent.collectors import rounds
 from agent.collectors.base import Collector, Sample, SampleKind, close_collector
+from agent.collectors.rounds import RoundCache
 from agent.collectors.values import shape_problem
 from agent.errors import AgentError, NoData
 from agent.report.model import STANDARD_METRICS, MetricType
@@ -53,6 +54,7 @@ class CollectorJob:
     interval: Optional[float] = None
     emits: Mapping[str, Optional[MetricType]] = field(default_factory=dict)
     origin: str = "built-in"
+    rounds: Optional[RoundCache] = None  # the build's shared-read cache, opened once per round
 
 
 @dataclass(frozen=True)
@@ -144,10 +146,13 @@ class Sampler:
         self._states: Dict[str, _State] = {
             j.name: _State(j, _every(j.interval, report_interval)) for j in jobs
         }
+        self._caches = list({id(j.rounds): j.rounds for j in jobs if j.rounds is not None}.values())
 
     def sample_all(self) -> SampleRound:
         """Run the due collectors concurrently and gather their checked samples."""
-        with rounds.sampling_round():  # collectors share expensive reads (the socket table) per round
+        with contextlib.ExitStack() as stack:  # collectors share expensive reads (the socket table) per round
+            for cache in self._caches:
+                stack.enter_context(cache.round())
             return self._sample_all()
 
     def _sample_all(self) -> SampleRound:

@@ -10,7 +10,7 @@ from typing import List
 
 import pytest
 
-from agent.collectors import rounds
+from agent.collectors.rounds import RoundCache
 from agent.collectors.sampler import CollectorJob, Sampler
 from agent.collectors.standard import sockets
 from agent.collectors.standard.connections import ConnectionsCollector
@@ -20,12 +20,14 @@ LOG = logging.getLogger("test")
 
 
 def test_outside_a_round_every_call_reads() -> None:
+    rounds = RoundCache()
     calls: List[int] = []
     assert rounds.shared("k", lambda: calls.append(1) or len(calls)) == 1
     assert rounds.shared("k", lambda: calls.append(1) or len(calls)) == 2
 
 
 def test_inside_a_round_concurrent_callers_share_one_read() -> None:
+    rounds = RoundCache()
     calls: List[int] = []
 
     def slow_read() -> int:
@@ -34,19 +36,20 @@ def test_inside_a_round_concurrent_callers_share_one_read() -> None:
         return 42
 
     got: List[int] = []
-    with rounds.sampling_round():
+    with rounds.round():
         threads = [threading.Thread(target=lambda: got.append(rounds.shared("k", slow_read))) for _ in range(5)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(5)
     assert got == [42] * 5 and len(calls) == 1
-    with rounds.sampling_round():  # a new round reads again: nothing is carried over
+    with rounds.round():  # a new round reads again: nothing is carried over
         assert rounds.shared("k", slow_read) == 42
     assert len(calls) == 2
 
 
 def test_an_error_is_not_cached() -> None:
+    rounds = RoundCache()
     attempts: List[int] = []
 
     def flaky() -> str:
@@ -55,7 +58,7 @@ def test_an_error_is_not_cached() -> None:
             raise OSError("boom")
         return "ok"
 
-    with rounds.sampling_round():
+    with rounds.round():
         with pytest.raises(OSError):
             rounds.shared("k", flaky)
         assert rounds.shared("k", flaky) == "ok"
@@ -70,11 +73,15 @@ def test_ports_and_connections_read_the_socket_table_once_per_round(monkeypatch:
         return real(kind)
 
     monkeypatch.setattr(sockets.psutil, "net_connections", counting)
-    ports = ListeningPortsCollector("p", protocols=("tcp", "udp"), exclude_loopback=False, max_items=500, logger=LOG)
-    conns = ConnectionsCollector("c", exclude_loopback=False, max_items=500, logger=LOG)
+    cache = RoundCache()
+    ports = ListeningPortsCollector("p", protocols=("tcp", "udp"), exclude_loopback=False, max_items=500, logger=LOG,
+                                    source=sockets.PsutilSockets(cache))
+    conns = ConnectionsCollector("c", exclude_loopback=False, max_items=500, logger=LOG,
+                                 source=sockets.PsutilSockets(cache))
     jobs = [
-        CollectorJob("p", "listening_ports", ports, 5.0, emits={"listening_tcp_ports": None, "listening_udp_ports": None}),
-        CollectorJob("c", "tcp_connections", conns, 5.0, emits={"tcp_connections": None}),
+        CollectorJob("p", "listening_ports", ports, 5.0, emits={"listening_tcp_ports": None, "listening_udp_ports": None},
+                     rounds=cache),
+        CollectorJob("c", "tcp_connections", conns, 5.0, emits={"tcp_connections": None}, rounds=cache),
     ]
     sampler = Sampler(jobs, 60.0, {})
     with socket.socket() as srv:
@@ -94,3 +101,11 @@ def test_ports_and_connections_read_the_socket_table_once_per_round(monkeypatch:
     conns.collect()
     assert reads[-1] == "inet"
     assert len(reads) == 3
+
+
+def test_two_builds_share_nothing() -> None:
+    first, second = RoundCache(), RoundCache()
+    with first.round():
+        assert first.shared("k", lambda: 1) == 1
+        assert first.shared("k", lambda: 2) == 1
+        assert second.shared("k", lambda: 3) == 3  # the other build is not in a round

@@ -97,6 +97,7 @@ def _build(ctx: BuildContext, options: Mapping[str, Any]) -> ConnectionsCollecto
         exclude_loopback=options["exclude_loopback"],
         max_items=ctx.max_list_items,
         logger=ctx.logger,
+        source=PsutilSockets(ctx.rounds),
     )
 
 

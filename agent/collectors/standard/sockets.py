@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Seque
 
 import psutil
 
-from agent.collectors import rounds
+from agent.collectors.rounds import RoundCache
 
 T = TypeVar("T")
 
@@ -44,20 +44,23 @@ _KIND_TYPES = {"inet": None, "tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM
 class PsutilSockets:
     """Reads /proc/net/{tcp,tcp6,udp,udp6} through psutil; needs no privilege (pids stay unknown).
 
-    Within a sampling round (:mod:`agent.collectors.rounds`) the table is read once, as ``inet``
+    Within a sampling round of its :class:`RoundCache` the table is read once, as ``inet``
     (TCP and UDP), and each kind is filtered from it: the listening-ports and connections
     collectors would otherwise each pay for ``net_connections``, the dearest call of a cycle.
     """
 
+    def __init__(self, rounds: Optional[RoundCache] = None) -> None:
+        self._rounds = rounds or RoundCache()
+
     def connections(self, kind: str) -> Sequence[Any]:
         if kind not in _KIND_TYPES:
             return psutil.net_connections(kind=kind)
-        table = rounds.shared("psutil.net_connections(inet)", lambda: tuple(psutil.net_connections("inet")))
+        table = self._rounds.shared("psutil.net_connections(inet)", lambda: tuple(psutil.net_connections("inet")))
         wanted = _KIND_TYPES[kind]
         return table if wanted is None else tuple(c for c in table if c.type == wanted)
 
     def if_addrs(self) -> Mapping[str, Sequence[Any]]:
-        return rounds.shared("psutil.net_if_addrs", psutil.net_if_addrs)
+        return self._rounds.shared("psutil.net_if_addrs", psutil.net_if_addrs)
 
 
 def from_psutil(conn: Any) -> Optional[Sock]:
