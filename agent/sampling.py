@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional, Protocol, Sequence
 from agent.collectors.base import Sample
 from agent.collectors.registry import Registry
 from agent.config.model import Config
+from agent.report.model import NetworkStats
 
 
 class SampleSource(Protocol):
@@ -45,6 +46,14 @@ class SamplerSource:
 
     def close(self) -> None:
         self.sampler.close()
+
+
+def network_stats(samples: Sequence[Sample]) -> Optional[NetworkStats]:
+    """The round's network deltas (kept next to a stored report so that ``backlog: newest`` can fold them)."""
+    for sample in samples:
+        if sample.name == "network_stats" and isinstance(sample.value, NetworkStats):
+            return sample.value
+    return None
 
 
 def build_source(config: Config, logger: logging.Logger, registry: Optional[Registry] = None) -> SampleSource:

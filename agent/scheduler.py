@@ -3,37 +3,39 @@
 Everything else only talks to it through ``Service.events`` (a ``queue.SimpleQueue``):
 awscrt callbacks and signal handlers put events there and return. The loop wakes
 for the next event or the next deadline (report due, resend due, watchdog).
+
+Helpers with one job each: :mod:`agent.delivery.session` (the MQTT link,
+connection state and reply subscriptions), :mod:`agent.delivery.resend` (when a
+report is published again), :mod:`agent.reload` (SIGHUP), :mod:`agent.heartbeat`
+(watchdog, STATUS= and the status meta).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import random
 import time
-from pathlib import Path
-from typing import Callable, Dict, Optional, Set
+from typing import Callable, Optional, Set
 
-from agent.collectors.base import Sample
 from agent.config.model import Config
 from agent.delivery import events as ev
 from agent.delivery.backlog import Backlog
-from agent.delivery.connection import Connection
 from agent.delivery.ids import ReportIds
 from agent.delivery.mqtt import Link, make_link
 from agent.delivery.outbox import Outbox, Pending
 from agent.delivery.replies import Reply, Unusable, parse_reply
-from agent.delivery.topics import reply_topic, report_topic
-from agent.errors import AgentError, ConfigError, ReportError
+from agent.delivery.resend import ResendClock
+from agent.delivery.session import LINK_EVENTS, LinkFactory, Session
+from agent.delivery.topics import report_topic
+from agent.errors import AgentError, ReportError
+from agent.heartbeat import Heartbeat, meta_values, status_line
 from agent.notify import Notifier
+from agent.reload import compare, load_checked
 from agent.report.builder import ReportBuilder
 from agent.report.encode import first_violations
-from agent.report.model import NetworkStats
-from agent.sampling import SampleSource
-from agent.security import audit_files
+from agent.sampling import SampleSource, network_stats
 
-LinkFactory = Callable[[Config, "queue.SimpleQueue[object]", logging.Logger], Link]
 SourceFactory = Callable[[Config], SampleSource]
 MAX_WAIT = 1.0  # the loop wakes at least this often (signals, deadlines, watchdog)
 
@@ -58,17 +60,16 @@ class Service:
         self.source_factory = source_factory
         self.log = logger
         self.reload_config = reload_config
-        self.link_factory = link_factory
         self.notifier = notifier or Notifier({})
         self.rng = rng or random.Random()
         self.max_reports = max_reports  # stop after this many reports settle (demo)
         self.events: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.stopping = False
         self.reports_built = 0
-        self.conn = Connection(f"{config.mqtt.endpoint}:{config.mqtt.port}", logger)
-        self.retry_at: Dict[int, float] = {}  # report id -> monotonic time of its next publish
-        self.subscribed_formats: Set[str] = set()
-        self.last_drain = 0.0
+        self.session = Session(config, self.events, logger, link_factory)
+        self.resend = ResendClock(self.rng)
+        self.heartbeat = Heartbeat(self.notifier)
+        self.last_report_id: Optional[int] = None
 
     # -- set-up and tear-down -------------------------------------------------------------
 
@@ -82,29 +83,23 @@ class Service:
         if cfg.delivery.backlog == "newest":
             self.backlog.fold_pending()
         now = time.monotonic()
-        for pending in self.outbox.pending():
-            self.retry_at[pending.report_id] = now
-        if self.retry_at:
+        self.resend.schedule_all((p.report_id for p in self.outbox.pending()), now)
+        if self.resend:
             self.log.info("Outbox holds %d pending report(s) from before; sending them when connected",
-                          len(self.retry_at))
+                          len(self.resend))
         self.next_report = now + self.rng.uniform(0, min(cfg.report.jitter, cfg.report.interval))
-        self.next_watchdog = now
-        self._start_link()
-
-    def _start_link(self) -> None:
-        self.link = self.link_factory(self.config, self.events, self.log.getChild("mqtt"))
-        self.conn.starting(time.monotonic())
-        self.link.start()
+        self.heartbeat.start(now)
+        self.session.start(cfg)
 
     def _close(self) -> None:
         self.notifier.stopping()
-        self.log.info("Stopping: disconnecting from %s", self.conn.address)
-        if not self.link.stop(timeout=2.0):
+        self.log.info("Stopping: disconnecting from %s", self.session.conn.address)
+        if not self.session.stop(timeout=2.0):
             self.log.warning("The MQTT client did not confirm the disconnect within 2 s")
         self.source.close()
         self._save_meta()
         self.outbox.close()
-        self.log.info("Stopped (%d report(s) still pending in the outbox)", len(self.retry_at))
+        self.log.info("Stopped (%d report(s) still pending in the outbox)", len(self.resend))
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -137,9 +132,10 @@ class Service:
         return 0
 
     def _next_deadline(self) -> float:
-        deadline = min(self.next_report, self.next_watchdog)
-        if self.conn.ready and self.retry_at:
-            deadline = min(deadline, *self.retry_at.values())
+        deadline = min(self.next_report, self.heartbeat.next_at)
+        resend = self.resend.next_deadline()
+        if self.session.ready and resend is not None:
+            deadline = min(deadline, resend)
         return deadline
 
     def _tick(self, now: float) -> None:
@@ -147,20 +143,11 @@ class Service:
             self._report_round(now)
             interval = self.config.report.interval
             self.next_report = max(self.next_report + interval, now) + self.rng.uniform(0, self.config.report.jitter)
-        if self.conn.ready:
+        if self.session.ready:
             self._publish_due(now)
-        self.conn.check_slow(now, self.config.mqtt.connect_timeout)
-        if self.conn.restart_due(now):
-            self._start_link()
-        if self.conn.resubscribe_due(now):
-            self._subscribe()
-        if self.notifier.watchdog_interval and now >= self.next_watchdog:
-            self.notifier.watchdog()
-            self.next_watchdog = now + self.notifier.watchdog_interval
-        elif not self.notifier.watchdog_interval:
-            self.next_watchdog = now + 3600
-        self.notifier.status(self._status_line())
-        if self._done_reporting() and not self.retry_at:
+        self.session.tick(now, self.config, self._wanted_formats)
+        self.heartbeat.beat(now, self._status_line())
+        if self._done_reporting() and not self.resend:
             self.log.info("Built %d report(s) and none is pending; stopping as asked", self.reports_built)
             self.stopping = True
 
@@ -185,46 +172,35 @@ class Service:
             self.outbox.record_unsent(report_id, "dropped", f"build failed: {exc}"[:500], wall)
             return
         pending = Pending(report_id, encoded.format, encoded.payload, wall, 0, wall, None, False,
-                          _network(samples))
+                          network_stats(samples))
         change = self.backlog.store(pending, self.config.delivery)
-        for rid in change.removed:
-            self.retry_at.pop(rid, None)
+        self.resend.forget_all(change.removed)
         if change.stored is not None:
-            self.retry_at[change.stored.report_id] = now
+            self.resend.schedule(change.stored.report_id, now)
         self.log.info("Built report %d (%d bytes, %d sample(s))", report_id, len(encoded.payload), len(samples))
         self._save_meta(last_report_id=report_id, last_report_at=wall)
 
     def _publish_due(self, now: float) -> None:
-        due = sorted(rid for rid, at in self.retry_at.items() if at <= now)
-        pace = self.config.delivery.backlog == "all" and self.config.delivery.drain_interval > 0
-        for rid in due:
-            if pace and now - self.last_drain < self.config.delivery.drain_interval:
-                self.retry_at[rid] = max(self.retry_at[rid], self.last_drain + self.config.delivery.drain_interval)
+        delivery = self.config.delivery
+        for rid in self.resend.due(now):
+            if not self.resend.may_send(rid, now, delivery):
                 continue
             pending = self.outbox.get(rid)
             if pending is None:
-                self.retry_at.pop(rid, None)
+                self.resend.forget(rid)
                 continue
-            if pending.format not in self.subscribed_formats:
-                self._subscribe()
+            if pending.format not in self.session.subscribed_formats:
+                self.session.subscribe(self.config.thing_name, self._wanted_formats())
                 return
-            self.link.publish(report_topic(self.config.thing_name, pending.format), pending.payload, rid)
+            self.session.publish(report_topic(self.config.thing_name, pending.format), pending.payload, rid)
             attempt = pending.attempts + 1
-            wait = self._backoff(attempt)
+            wait = self.resend.sent(rid, now, attempt, delivery)
             self.outbox.record_attempt(rid, time.time(), time.time() + wait)
-            self.retry_at[rid] = now + wait
-            self.last_drain = now
             if attempt == 1:
                 self.log.info("Published report %d (%d bytes)", rid, len(pending.payload))
             else:
                 self.log.info("Published report %d again (attempt %d; no reply yet); next try in %.0f s",
                               rid, attempt, wait)
-
-    def _backoff(self, attempt: int) -> float:
-        d = self.config.delivery
-        base = d.reply_timeout if attempt <= 1 else min(d.retry_max_delay, d.reply_timeout * 2 ** (attempt - 1))
-        jittered = base * (1.0 + 0.2 * self.rng.random()) if attempt > 1 else base
-        return max(min(d.reply_timeout, d.retry_max_delay), min(jittered, d.retry_max_delay))
 
     # -- events ---------------------------------------------------------------------------
 
@@ -237,22 +213,10 @@ class Service:
                 self.outbox.mark_delivered(event.report_id)
             else:
                 self.log.debug("Publish of report %d did not complete: %s", event.report_id, event.error)
-        elif isinstance(event, ev.Connected):
-            self.conn.connected(now, event.session_present)
-            if not event.session_present or not self.subscribed_formats:
-                self.subscribed_formats = set()
-                self._subscribe()
-            for rid in self.outbox_sent_ids():
-                self.retry_at[rid] = now  # replies sent while we were away are lost
-        elif isinstance(event, ev.Disconnected):
-            self.conn.lost(now, event.error)
-            self.subscribed_formats = set()
-        elif isinstance(event, ev.ConnectFailed):
-            self.conn.failed(now, event.error, event.retry_by_caller)
-        elif isinstance(event, ev.Subscribed):
-            self.conn.subscribed(now, event.ok, event.detail)
-            if event.ok:
-                self.subscribed_formats |= self._wanted_formats()
+        elif isinstance(event, LINK_EVENTS):
+            self.session.handle(event, now, self.config.thing_name, self._wanted_formats)
+            if isinstance(event, ev.Connected):  # replies sent while we were away are lost
+                self.resend.schedule_all((p.report_id for p in self.outbox.pending() if p.attempts > 0), now)
         elif isinstance(event, ev.SignalEvent):
             if event.name == "HUP":
                 self._reload()
@@ -260,31 +224,20 @@ class Service:
                 self.log.info("Received SIG%s", event.name)
                 self.stopping = True
 
-    def outbox_sent_ids(self) -> Set[int]:
-        return {p.report_id for p in self.outbox.pending() if p.attempts > 0}
-
     def _wanted_formats(self) -> Set[str]:
         return {self.config.report.format} | {p.format for p in self.outbox.pending()}
-
-    def _subscribe(self) -> None:
-        if self.conn.subscribing:
-            return
-        topics = [reply_topic(self.config.thing_name, fmt, outcome)
-                  for fmt in sorted(self._wanted_formats()) for outcome in ("accepted", "rejected")]
-        self.conn.subscribing = True
-        self.link.subscribe(topics)
 
     def _on_message(self, message: ev.Message) -> None:
         reply = parse_reply(message.topic, message.payload, self.config.thing_name)
         if isinstance(reply, Unusable):
-            self.conn.limited_warning(f"Ignored a message on {message.topic[:200]!r}: {reply.reason}")
+            self.session.conn.limited_warning(f"Ignored a message on {message.topic[:200]!r}: {reply.reason}")
             return
         self._settle(reply)
 
     def _settle(self, reply: Reply) -> None:
         outcome = "accepted" if reply.accepted else "rejected"
         if self.outbox.finish(reply.report_id, outcome, reply.error_code, reply.error_message, time.time()):
-            self.retry_at.pop(reply.report_id, None)
+            self.resend.forget(reply.report_id)
             if reply.accepted:
                 self.log.info("Report %d accepted", reply.report_id)
             else:
@@ -293,7 +246,7 @@ class Service:
             return
         earlier = self.outbox.outcome_of(reply.report_id)
         if earlier is None:
-            self.conn.limited_warning(f"Ignored a reply for unknown report id {reply.report_id}")
+            self.session.conn.limited_warning(f"Ignored a reply for unknown report id {reply.report_id}")
         else:
             self.log.debug("Late or repeated %s reply for report %d (already %s)", outcome, reply.report_id, earlier)
 
@@ -305,64 +258,41 @@ class Service:
             return
         self.notifier.reloading()
         try:
-            new = self.reload_config()
-            problems = audit_files(new)
-            if problems:
-                raise ConfigError(problems)
+            reload = compare(self.config, load_checked(self.reload_config))
         except AgentError as exc:
             self.log.error("Reload refused, keeping the running configuration: %s", str(exc).replace("\n", "; "))
             self.notifier.ready(self._status_line())
             return
-        old = self.config
-        if new.state_dir != old.state_dir:
-            self.log.warning("state_dir changed to %s; that takes a restart (keeping %s)", new.state_dir, old.state_dir)
-            new = _with_state_dir(new, old.state_dir)
+        old, new = self.config, reload.config
+        if reload.refused_state_dir is not None:
+            self.log.warning("state_dir changed to %s; that takes a restart (keeping %s)",
+                             reload.refused_state_dir, old.state_dir)
         self.config = new
-        changed = [name for name in ("thing_name", "mqtt", "report", "delivery", "collectors", "custom_metrics")
-                   if getattr(new, name) != getattr(old, name)]
         self.builder = ReportBuilder(new, self.log.getChild("report"))
-        if "collectors" in changed or "custom_metrics" in changed:
+        if reload.touches("collectors", "custom_metrics"):
             self.source.close()
             self.source = self.source_factory(new)
-        if "mqtt" in changed or "thing_name" in changed:
-            self.link.stop(timeout=2.0)
-            self.subscribed_formats = set()
-            self.conn = Connection(f"{new.mqtt.endpoint}:{new.mqtt.port}", self.log)
-            self._start_link()
-        if "report" in changed:
+        if reload.touches("mqtt", "thing_name"):
+            self.session.restart(new)
+        if reload.touches("report"):
             self.next_report = min(self.next_report, time.monotonic() + new.report.interval)
         if new.delivery.backlog == "newest" and old.delivery.backlog != "newest":
             change = self.backlog.fold_pending()
-            for rid in change.removed:
-                self.retry_at.pop(rid, None)
+            self.resend.forget_all(change.removed)
             if change.stored is not None:
-                self.retry_at[change.stored.report_id] = time.monotonic()
-        self.log.info("Reloaded configuration from %s (changed: %s)", new.source, ", ".join(changed) or "nothing")
+                self.resend.schedule(change.stored.report_id, time.monotonic())
+        self.log.info("Reloaded configuration from %s (changed: %s)", new.source,
+                      ", ".join(reload.changed) or "nothing")
         self.notifier.ready(self._status_line())
 
     # -- status ---------------------------------------------------------------------------
 
     def _status_line(self) -> str:
-        meta_id = getattr(self, "_last_id", None)
-        last = f"last report {meta_id}" if meta_id else "no report yet"
-        return f"{last}; {len(self.retry_at)} pending; {self.conn.state}"
+        return status_line(self.last_report_id, len(self.resend), self.session.conn.state)
 
     def _save_meta(self, **extra: object) -> None:
-        if "last_report_id" in extra:
-            self._last_id = extra["last_report_id"]
-        values: Dict[str, object] = dict(extra)
-        values["collectors"] = {k: dict(v) for k, v in self.source.stats().items()}
-        values["connection"] = self.conn.state
-        values["updated_at"] = time.time()
-        self.outbox.set_meta(values)
+        last = extra.get("last_report_id")
+        if isinstance(last, int):
+            self.last_report_id = last
+        self.outbox.set_meta(meta_values(self.source.stats(), self.session.conn.state, time.time(), **extra))
 
-
-def _network(samples: list[Sample]) -> Optional[NetworkStats]:
-    for sample in samples:
-        if sample.name == "network_stats" and isinstance(sample.value, NetworkStats):
-            return sample.value
-    return None
-
-
-def _with_state_dir(config: Config, state_dir: Path) -> Config:
-    return dataclasses.replace(config, state_dir=state_dir)

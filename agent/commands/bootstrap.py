@@ -38,6 +38,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from agent.control import bootstrap as bs
     from agent.control.aws import RetryPolicy, make_client, quiet_sdk_logging
+    from agent.control.plan_text import describe_step, summary
 
     quiet_sdk_logging()
     config = load_from_args(args)
@@ -52,16 +53,16 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"Plan for {len(steps)} custom metric(s) (dry run, nothing changed):")
         for step in steps:
-            print(f"  {bs.describe_step(step)}")
+            print(f"  {describe_step(step)}")
         return 1 if any(s.fails for s in steps) else 0
     outcomes = bs.execute(client, steps, policy)
     for outcome in outcomes:
         if outcome.ok:
-            line = bs.describe_step(outcome.step)
+            line = describe_step(outcome.step)
             done = "" if outcome.step.action is bs.Action.UNCHANGED else f" ({outcome.message})"
             print(f"  {line}{done}")
         else:
             print(f"  {'FAILED':<10} {outcome.step.name}: {outcome.message}", file=sys.stdout)
-    text, ok = bs.summary(outcomes)
+    text, ok = summary(outcomes)
     print(f"Bootstrap {'done' if ok else 'incomplete'}: {text}")
     return 0 if ok else 1

@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from agent.config.model import CustomMetricConfig
 from agent.control.aws import RetryPolicy, call, client_error_message, error_code
@@ -308,45 +308,3 @@ def _create(client: Any, want: Definition, policy: RetryPolicy) -> str:
         log.info("Custom metric %r appeared while creating it; it has the declared type", want.name)
         return "already existed with the declared type"
     return "created"
-
-
-def describe_step(step: Step) -> str:
-    """One plan line for people: ``create     cpu_usage (number, display name "CPU")``."""
-    want, have = step.desired, step.current
-    if step.action is Action.CREATE and want is not None:
-        extra = f", display name {want.display_name!r}" if want.display_name else ""
-        extra += f", {len(want.tags)} tag(s)" if want.tags else ""
-        text = f"{want.type}{extra}"
-    elif step.action is Action.UPDATE and want is not None and have is not None:
-        text = f"display name {have.display_name or ''!r} -> {want.display_name!r}"
-    elif step.action is Action.UNCHANGED and want is not None:
-        text = want.type
-    elif step.action is Action.REPLACE and want is not None and have is not None:
-        text = f"type {have.type} -> {want.type}: delete and recreate (stored values are lost)"
-    elif step.action is Action.DELETE:
-        text = "not declared in this config"
-    else:
-        text = step.detail
-    return f"{step.action.value:<10} {step.name}: {text}"
-
-
-def summary(outcomes: Sequence[Outcome]) -> Tuple[str, bool]:
-    """(one summary line, everything in place?)."""
-    counts: Mapping[str, int] = {}
-    tally: Dict[str, int] = {}
-    for o in outcomes:
-        key = "failed" if not o.ok else o.step.action.value
-        tally[key] = tally.get(key, 0) + 1
-    counts = tally
-    order = ("create", "update", "replace", "delete", "unchanged", "failed")
-    words = {
-        "create": "created",
-        "update": "updated",
-        "replace": "replaced",
-        "delete": "deleted",
-        "unchanged": "unchanged",
-        "failed": "failed",
-    }
-    parts = [f"{counts[k]} {words[k]}" for k in order if counts.get(k)]
-    ok = not counts.get("failed")
-    return ("; ".join(parts) or "no custom metrics declared"), ok

@@ -21,36 +21,21 @@ fail with ThrottlingException (or another modelled error), and
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import re
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from agent.emulator.apimodel import ServiceModel
-from agent.emulator.store import ApiError, Datum, MetricDefinition, Store, invalid, not_found, token_digest
+from agent.emulator.restjson import datum, definition, page, route, with_token
+from agent.emulator.store import ApiError, Store, invalid, not_found
 
 log = logging.getLogger("agent.emulator.controlplane")
 
 PAGE_SIZE = 2
-_METRIC_PATH = re.compile(r"^/custom-metric/(?P<name>[^/]+)$")
-_ROUTES = {
-    "POST": "CreateCustomMetric",
-    "GET": "DescribeCustomMetric",
-    "PATCH": "UpdateCustomMetric",
-    "DELETE": "DeleteCustomMetric",
-}
-_LISTS = {
-    "/custom-metrics": "ListCustomMetrics",
-    "/metric-values": "ListMetricValues",
-    "/security-profiles": "ListSecurityProfiles",
-}
-
-
 class ControlPlaneServer:
     """The control plane on a loopback port. ``port=0`` picks a free one; see :attr:`url`."""
 
@@ -146,7 +131,7 @@ class ControlPlaneServer:
                     count, query.get("code", ["ThrottlingException"])[-1], query.get("operation", [None])[-1]
                 )
                 return 200, {}, {"injected": count}
-            operation, uri = _route(method, split.path)
+            operation, uri = route(method, split.path)
             injected = self._take_injected(operation)
             if injected is not None:
                 raise ApiError(
@@ -192,26 +177,26 @@ class ControlPlaneServer:
         return {"metricName": d.name, "metricArn": d.arn}
 
     def _describe(self, p: Mapping[str, Any]) -> Dict[str, Any]:
-        return _definition(self.store.describe_metric(p["metricName"]))
+        return definition(self.store.describe_metric(p["metricName"]))
 
     def _update(self, p: Mapping[str, Any]) -> Dict[str, Any]:
-        return _definition(self.store.update_display_name(p["metricName"], p["displayName"]))
+        return definition(self.store.update_display_name(p["metricName"], p["displayName"]))
 
     def _delete(self, p: Mapping[str, Any]) -> Dict[str, Any]:
         self.store.delete_metric(p["metricName"])
         return {}
 
     def _list_metrics(self, p: Mapping[str, Any]) -> Dict[str, Any]:
-        names, token = self._page(self.store.metric_names(), p, "metrics")
-        return _with_token({"metricNames": names}, token)
+        names, token = page(self.store.metric_names(), p, "metrics", self.page_size)
+        return with_token({"metricNames": names}, token)
 
     def _list_profiles(self, p: Mapping[str, Any]) -> Dict[str, Any]:
         if p.get("metricName") and p.get("dimensionName"):
             raise invalid("Only one of metricName and dimensionName may be given")
         names = self.store.security_profiles(p.get("metricName"))
-        page, token = self._page(names, p, "profiles")
+        items, token = page(names, p, "profiles", self.page_size)
         arn = "arn:aws:iot:local:123456789012:securityprofile/"
-        return _with_token({"securityProfileIdentifiers": [{"name": n, "arn": arn + n} for n in page]}, token)
+        return with_token({"securityProfileIdentifiers": [{"name": n, "arn": arn + n} for n in items]}, token)
 
     def _list_values(self, p: Mapping[str, Any]) -> Dict[str, Any]:
         metric = p["metricName"]
@@ -231,15 +216,8 @@ class ControlPlaneServer:
             if p.get("dimensionValueOperator", "IN") == "IN":
                 data = []
         scope = f"values:{p['thingName']}:{metric}:{start.isoformat()}:{end.isoformat()}"
-        page, token = self._page(data, p, scope)
-        return _with_token({"metricDatumList": [_datum(d) for d in page]}, token)
-
-    def _page(self, items: List[Any], p: Mapping[str, Any], scope: str) -> Tuple[List[Any], Optional[str]]:
-        size = min(int(p.get("maxResults") or self.page_size), self.page_size)
-        offset = _decode_token(p.get("nextToken"), scope)
-        page = items[offset : offset + size]
-        following = offset + size
-        return page, _encode_token(following, scope) if following < len(items) else None
+        items, token = page(data, p, scope, self.page_size)
+        return with_token({"metricDatumList": [datum(d) for d in items]}, token)
 
 
 _OPERATIONS: Dict[str, Callable[[ControlPlaneServer, Mapping[str, Any]], Dict[str, Any]]] = {
@@ -251,57 +229,6 @@ _OPERATIONS: Dict[str, Callable[[ControlPlaneServer, Mapping[str, Any]], Dict[st
     "ListMetricValues": ControlPlaneServer._list_values,
     "ListSecurityProfiles": ControlPlaneServer._list_profiles,
 }
-
-
-def _route(method: str, path: str) -> Tuple[str, Dict[str, str]]:
-    match = _METRIC_PATH.match(path)
-    if match and method in _ROUTES:
-        return _ROUTES[method], {"metricName": unquote(match.group("name"))}
-    if method == "GET" and path in _LISTS:
-        return _LISTS[path], {}
-    raise ApiError("UnknownOperationException", 404, f"No operation for {method} {path} in this emulator")
-
-
-def _definition(d: MetricDefinition) -> Dict[str, Any]:
-    out: Dict[str, Any] = {
-        "metricName": d.name,
-        "metricArn": d.arn,
-        "metricType": d.type,
-        "creationDate": d.created,
-        "lastModifiedDate": d.modified,
-    }
-    if d.display_name is not None:
-        out["displayName"] = d.display_name
-    return out
-
-
-def _datum(d: Datum) -> Dict[str, Any]:
-    return {"timestamp": d.timestamp_ms / 1000.0, "value": dict(d.value)}
-
-
-def _with_token(body: Dict[str, Any], token: Optional[str]) -> Dict[str, Any]:
-    if token is not None:
-        body["nextToken"] = token
-    return body
-
-
-def _encode_token(offset: int, scope: str) -> str:
-    raw = json.dumps({"o": offset, "s": token_digest(scope)}).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_token(token: Optional[str], scope: str) -> int:
-    if not token:
-        return 0
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        offset = int(data["o"])
-        same_query = data["s"] == token_digest(scope)
-    except (ValueError, KeyError, TypeError):
-        raise invalid("The nextToken is not valid") from None
-    if not same_query or offset < 0:
-        raise invalid("The nextToken belongs to a different request")
-    return offset
 
 
 def _make_handler(server: ControlPlaneServer) -> type:

@@ -7,6 +7,7 @@ from typing import Any, Callable, List, Tuple
 import pytest
 
 from agent.control import bootstrap as bs
+from agent.control import plan_text
 from agent.control.aws import RetryPolicy
 from agent.emulator.controlplane import ControlPlaneServer
 
@@ -141,7 +142,7 @@ def test_persistent_throttling_gives_up_with_one_line_per_metric(emulator, iot) 
     assert outcomes[0].message.startswith("create cpu_usage: AWS IoT kept throttling the request")
     assert "\n" not in outcomes[0].message
     assert len(sleeps) == 2 and all(0 <= s <= 0.5 for s in sleeps)
-    assert bs.summary(outcomes) == ("1 created; 1 failed", False)
+    assert plan_text.summary(outcomes) == ("1 created; 1 failed", False)
 
 
 def test_internal_failure_is_retried(emulator, iot) -> None:

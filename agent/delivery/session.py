@@ -1,0 +1,100 @@
+"""The MQTT session as the scheduler loop sees it: start the link, subscribe to the replies, know when to publish.
+
+Owns the :class:`~agent.delivery.mqtt.Link` and the :class:`~agent.delivery.connection.Connection`
+state; reads only the link's lifecycle events (connected, lost, failed, subscribed)
+that the loop hands it. Publishing is possible once ``ready`` is true and the
+report's format is in ``subscribed_formats``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from typing import Callable, Iterable, Optional, Set, Union
+
+from agent.config.model import Config
+from agent.delivery import events as ev
+from agent.delivery.connection import Connection
+from agent.delivery.mqtt import Link
+from agent.delivery.topics import reply_topic
+
+LinkFactory = Callable[[Config, "queue.SimpleQueue[object]", logging.Logger], Link]
+LinkEvent = Union[ev.Connected, ev.Disconnected, ev.ConnectFailed, ev.Subscribed]
+LINK_EVENTS = (ev.Connected, ev.Disconnected, ev.ConnectFailed, ev.Subscribed)
+
+
+def address(config: Config) -> str:
+    return f"{config.mqtt.endpoint}:{config.mqtt.port}"
+
+
+class Session:
+    def __init__(self, config: Config, events: queue.SimpleQueue[object], logger: logging.Logger,
+                 link_factory: LinkFactory) -> None:
+        self.events = events
+        self.log = logger
+        self.link_factory = link_factory
+        self.conn = Connection(address(config), logger)
+        self.subscribed_formats: Set[str] = set()
+        self.link: Optional[Link] = None
+
+    @property
+    def ready(self) -> bool:
+        return self.conn.ready
+
+    def start(self, config: Config) -> None:
+        """Build the link and connect."""
+        self._run(self.link_factory(config, self.events, self.log.getChild("mqtt")))
+
+    def _run(self, link: Link) -> None:
+        self.link = link
+        self.conn.starting(time.monotonic())
+        link.start()
+
+    def stop(self, timeout: float) -> bool:
+        return self.link.stop(timeout=timeout) if self.link is not None else True
+
+    def restart(self, config: Config) -> None:
+        """A new link for a changed endpoint, identity or thing name."""
+        self.stop(2.0)
+        link = self.link_factory(config, self.events, self.log.getChild("mqtt"))
+        self.subscribed_formats = set()
+        self.conn = Connection(address(config), self.log)
+        self._run(link)
+
+    def publish(self, topic: str, payload: bytes, report_id: int) -> None:
+        assert self.link is not None, "publish before start"
+        self.link.publish(topic, payload, report_id)
+
+    def subscribe(self, thing: str, formats: Iterable[str]) -> None:
+        """Subscribe to the accepted and rejected topics of ``formats`` (once at a time)."""
+        if self.conn.subscribing or self.link is None:
+            return
+        topics = [reply_topic(thing, fmt, outcome) for fmt in sorted(formats) for outcome in ("accepted", "rejected")]
+        self.conn.subscribing = True
+        self.link.subscribe(topics)
+
+    def handle(self, event: LinkEvent, now: float, thing: str, wanted: Callable[[], Set[str]]) -> None:
+        """One lifecycle event from the link; ``wanted()`` names the formats whose replies are needed."""
+        if isinstance(event, ev.Connected):
+            self.conn.connected(now, event.session_present)
+            if not event.session_present or not self.subscribed_formats:
+                self.subscribed_formats = set()
+                self.subscribe(thing, wanted())
+        elif isinstance(event, ev.Disconnected):
+            self.conn.lost(now, event.error)
+            self.subscribed_formats = set()
+        elif isinstance(event, ev.ConnectFailed):
+            self.conn.failed(now, event.error, event.retry_by_caller)
+        else:
+            self.conn.subscribed(now, event.ok, event.detail)
+            if event.ok:
+                self.subscribed_formats |= wanted()
+
+    def tick(self, now: float, config: Config, wanted: Callable[[], Set[str]]) -> None:
+        """Deadlines: warn about a slow connect, restart a failed first connect, retry a failed subscribe."""
+        self.conn.check_slow(now, config.mqtt.connect_timeout)
+        if self.conn.restart_due(now):
+            self.start(config)
+        if self.conn.resubscribe_due(now):
+            self.subscribe(config.thing_name, wanted())
