@@ -41,7 +41,8 @@ MAX_WAIT = 1.0  # the loop wakes at least this often (signals, deadlines, watchd
 
 
 def default_link(config: Config, events: queue.SimpleQueue[object], logger: logging.Logger) -> Link:
-    return make_link(config.mqtt, config.client_id, events, logger, min(60.0, config.delivery.retry_max_delay))
+    return make_link(config.mqtt, config.client_id, events, logger, min(60.0, config.delivery.retry_max_delay),
+                     config.source)
 
 
 class Service:
@@ -259,6 +260,8 @@ class Service:
         self.notifier.reloading()
         try:
             reload = compare(self.config, load_checked(self.reload_config))
+            if reload.touches("mqtt", "thing_name"):
+                self.session.restart(reload.config)  # first: new TLS files that awscrt refuses keep the old config
         except AgentError as exc:
             self.log.error("Reload refused, keeping the running configuration: %s", str(exc).replace("\n", "; "))
             self.notifier.ready(self._status_line())
@@ -272,8 +275,6 @@ class Service:
         if reload.touches("collectors", "custom_metrics"):
             self.source.close()
             self.source = self.source_factory(new)
-        if reload.touches("mqtt", "thing_name"):
-            self.session.restart(new)
         if reload.touches("report"):
             self.next_report = min(self.next_report, time.monotonic() + new.report.interval)
         if new.delivery.backlog == "newest" and old.delivery.backlog != "newest":

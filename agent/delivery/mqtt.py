@@ -26,6 +26,7 @@ from agent.delivery.events import (
     Stopped,
     Subscribed,
 )
+from agent.errors import ConfigError
 from agent.security import resolve_credential
 
 
@@ -36,6 +37,19 @@ class Link(Protocol):
     def subscribe(self, topics: Sequence[str]) -> None: ...
     def publish(self, topic: str, payload: bytes, report_id: int) -> None: ...
     def stop(self, timeout: float = 3.0) -> bool: ...
+
+
+def tls_setup_error(mqtt: MqttConfig, source: str, exc: Exception) -> ConfigError:
+    """awscrt refused the certificate, key or CA while building the TLS context (before any connection).
+
+    The message names the files and awscrt's error code, never their contents.
+    """
+    return ConfigError.single(
+        source, "mqtt",
+        f"cannot set up TLS from cert {mqtt.cert}, key {resolve_credential(mqtt.key)} and ca {mqtt.ca} "
+        f"({_err(exc)}). Check that all three are PEM files, that the key is unencrypted and belongs to "
+        f"the certificate: openssl x509 -noout -pubkey -in CERT; openssl pkey -pubout -in KEY (the two must match)",
+    )
 
 
 def _err(exc: Any) -> str:
@@ -262,8 +276,13 @@ def make_link(
     events: queue.SimpleQueue[object],
     logger: logging.Logger,
     max_reconnect_delay: float = 60.0,
+    source: str = "config",
 ) -> Link:
-    """The link for ``mqtt.protocol``."""
-    if mqtt.protocol == "mqtt311":
-        return Mqtt311Link(mqtt, client_id, events, logger, max_reconnect_delay)
-    return Mqtt5Link(mqtt, client_id, events, logger, max_reconnect_delay)
+    """The link for ``mqtt.protocol``. Raises :class:`ConfigError` when awscrt refuses the TLS files."""
+    kind = Mqtt311Link if mqtt.protocol == "mqtt311" else Mqtt5Link
+    try:
+        return kind(mqtt, client_id, events, logger, max_reconnect_delay)
+    except ImportError:
+        raise
+    except Exception as exc:  # awscrt raises RuntimeError/AwsCrtError subclasses for unusable files
+        raise tls_setup_error(mqtt, source, exc) from None

@@ -43,7 +43,7 @@ class Session:
         return self.conn.ready
 
     def start(self, config: Config) -> None:
-        """Build the link and connect."""
+        """Build the link and connect. Raises :class:`agent.errors.ConfigError` when awscrt refuses the TLS files."""
         self._run(self.link_factory(config, self.events, self.log.getChild("mqtt")))
 
     def _run(self, link: Link) -> None:
@@ -55,9 +55,13 @@ class Session:
         return self.link.stop(timeout=timeout) if self.link is not None else True
 
     def restart(self, config: Config) -> None:
-        """A new link for a changed endpoint, identity or thing name."""
-        self.stop(2.0)
+        """A new link for a changed endpoint, identity or thing name.
+
+        The new link is built first: when awscrt refuses the new files this raises
+        and the running link is left as it was.
+        """
         link = self.link_factory(config, self.events, self.log.getChild("mqtt"))
+        self.stop(2.0)
         self.subscribed_formats = set()
         self.conn = Connection(address(config), self.log)
         self._run(link)
