@@ -1,0 +1,76 @@
+"""SIGHUP with a config that became invalid, under a real `defender-agent run`: the running configuration
+stays, and one log line says why (file, YAML path, problem). Three ways to become invalid: the schema,
+the file audit (a key others can read), and TLS files awscrt refuses to load."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from agent.devtools.broker import Broker
+from agent.devtools.certs import Pki
+from agent.emulator.responder import Responder
+from tests.delivery.conftest import THING, config_text, ledger, start_agent, stop_agent, wait_until
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
+COUNTER = "collectors:\n  - type: test_counter\n"
+
+
+def accepted(state: Path) -> int:
+    return sum(1 for o in ledger(state).values() if o == "accepted")
+
+
+def refusals(log: Path) -> list:
+    return [ln for ln in log.read_text().splitlines() if "Reload refused" in ln]
+
+
+def test_invalid_config_on_sighup_keeps_the_old_one_and_says_why(pki: Pki, broker: Broker, responder: Responder,
+                                                                 tmp_path: Path) -> None:
+    state, cfg, log = tmp_path / "state", tmp_path / "agent.yaml", tmp_path / "agent.log"
+    good = config_text(pki, broker.port, state, extra=COUNTER)
+    cfg.write_text(good)
+    device = pki.client(THING)
+    readable_key = tmp_path / "readable.key"
+    shutil.copy(device.key, readable_key)
+    os.chmod(readable_key, 0o644)
+    garbage_key = tmp_path / "garbage.key"
+    garbage_key.write_text("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCnotakey\n"
+                           "-----END PRIVATE KEY-----\n")
+    os.chmod(garbage_key, 0o600)
+    broken = [
+        (good.replace("report:\n", "report:\n  intervall: 2s\n"),
+         [f"{cfg}", "report.intervall", "did you mean"]),
+        (good.replace(f"key: {device.key}", f"key: {readable_key}"),
+         ["mqtt.key", f"{readable_key}: private key is readable or writable by its group and others (mode 0644)",
+          "Fix: chmod 600"]),
+        (good.replace(f"key: {device.key}", f"key: {garbage_key}"),
+         ["mqtt: cannot set up TLS from cert", str(garbage_key)]),
+    ]
+    proc = start_agent(cfg, log)
+    try:
+        assert wait_until(lambda: accepted(state) >= 1, 30), log.read_text()
+        for number, (text, reasons) in enumerate(broken, start=1):
+            cfg.write_text(text)
+            proc.send_signal(signal.SIGHUP)
+            assert wait_until(lambda n=number: len(refusals(log)) >= n, 15), log.read_text()
+            line = refusals(log)[number - 1]
+            assert "keeping the running configuration" in line
+            for reason in reasons:
+                assert reason in line, f"{reason!r} not in {line!r}"
+            before = accepted(state)
+            assert wait_until(lambda b=before: accepted(state) > b, 15), "the old config must keep running"
+            assert proc.poll() is None
+        cfg.write_text(good)
+        proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "Reloaded configuration" in log.read_text(), 15), log.read_text()
+    finally:
+        took = stop_agent(proc)
+    text = log.read_text()
+    assert proc.returncode == 0 and took < 5.0, text
+    assert "Traceback" not in text
+    assert len(refusals(log)) == len(broken), text
+    assert "Reconnected" not in text and "Connection to" not in text, "a refused reload must not touch the link"
