@@ -4,10 +4,9 @@ Everything else only talks to it through ``Service.events`` (a ``queue.SimpleQue
 awscrt callbacks and signal handlers put events there and return. The loop wakes
 for the next event or the next deadline (report due, resend due, watchdog).
 
-Helpers with one job each: :mod:`agent.delivery.session` (the MQTT link,
-connection state and reply subscriptions), :mod:`agent.delivery.resend` (when a
-report is published again), :mod:`agent.reload` (SIGHUP), :mod:`agent.heartbeat`
-(watchdog, STATUS= and the status meta).
+Helpers, one job each: :mod:`agent.delivery.session` (MQTT link, connection, reply
+subscriptions), :mod:`agent.delivery.resend` (when to publish again), :mod:`agent.reload`
+(SIGHUP), :mod:`agent.heartbeat` (watchdog, STATUS= and the status meta).
 """
 
 from __future__ import annotations
@@ -178,7 +177,8 @@ class Service:
         self.resend.forget_all(change.removed)
         if change.stored is not None:
             self.resend.schedule(change.stored.report_id, now)
-        self.log.info("Built report %d (%d bytes, %d sample(s))", report_id, len(encoded.payload), len(samples))
+        self.log.info("Built report %d (%d bytes, %d sample(s))%s", report_id, len(encoded.payload), len(samples),
+                      f"; it {change.note}" if change.note else "")
         self._save_meta(last_report_id=report_id, last_report_at=wall)
 
     def _publish_due(self, now: float) -> None:
@@ -242,7 +242,8 @@ class Service:
             if reply.accepted:
                 self.log.info("Report %d accepted", reply.report_id)
             else:
-                self.log.warning("Report %d rejected: %s: %s", reply.report_id, reply.error_code, reply.error_message)
+                self.log.warning("Report %d rejected by the service: %r: %r (not resent; kept in the ledger)",
+                                 reply.report_id, reply.error_code, reply.error_message)
             self._save_meta(last_outcome=outcome, last_outcome_id=reply.report_id)
             return
         earlier = self.outbox.outcome_of(reply.report_id)

@@ -44,6 +44,7 @@ class Change:
 
     stored: Optional[Pending]
     removed: List[int]
+    note: str = ""  # for the log: what the stored report superseded ("" when nothing)
 
 
 class Backlog:
@@ -68,7 +69,7 @@ class Backlog:
         if delivery.backlog == "newest":
             change = self._fold([p for p in self.outbox.pending() if not p.delivered], new)
             trimmed = self._append(None, delivery)
-            return Change(change.stored, change.removed + trimmed.removed)
+            return Change(change.stored, change.removed + trimmed.removed, change.note)
         return self._append(new, delivery)
 
     def fold_pending(self) -> Change:
@@ -76,9 +77,14 @@ class Backlog:
         waiting = [p for p in self.outbox.pending() if not p.delivered]
         if len(waiting) <= 1:
             return Change(None, [])
-        return self._fold(waiting[:-1], waiting[-1])
+        change = self._fold(waiting[:-1], waiting[-1])
+        if change.note:
+            self.log.info("Pending report %d %s", change.stored.report_id if change.stored else waiting[-1].report_id,
+                          change.note)
+        return change
 
     def _fold(self, olds: Sequence[Pending], target: Pending) -> Change:
+        """Supersede ``olds`` by ``target`` (folding their deltas in); the caller logs ``Change.note``."""
         now = self.clock()
         fold_from = [o for o in olds if o.network is not None and not o.delivered]
         replaced: List[Pending] = list(olds)
@@ -106,11 +112,9 @@ class Backlog:
             reasons.append((old.report_id, f"superseded by report {target.report_id} ({how})"))
         self.outbox.supersede_into(reasons, stored, now)
         ids = [r for r, _ in reasons]
-        self.log.info(
-            "Report %d supersedes %d pending report(s) (%s); network deltas of %d folded in",
-            target.report_id, len(ids), _span(ids), len(folded_ids),
-        )
-        return Change(stored, ids)
+        deltas = "; their network deltas are folded in" if folded_ids else ""
+        note = f"supersedes {len(ids)} report(s) that never reached the broker ({_span(ids)}{deltas})"
+        return Change(stored, ids, note)
 
     def _append(self, new: Optional[Pending], delivery: DeliveryConfig) -> Change:
         """Store ``new`` (or only enforce the bound when ``None``), dropping the oldest to stay in bounds."""

@@ -32,8 +32,7 @@ class Connection:
 
     def connected(self, now: float, session_present: bool) -> None:
         if self.down_since is not None:
-            self.log.info("Reconnected to %s after %.1f s (session present: %s)",
-                          self.address, now - self.down_since, session_present)
+            self.log.info("Reconnected to %s after %.1f s", self.address, now - self.down_since)
         else:
             self.log.info("Connected to %s over mutual TLS in %.2f s", self.address, now - self.since)
         self.state = "connected"

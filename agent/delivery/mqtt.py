@@ -56,7 +56,8 @@ def _err(exc: Any) -> str:
     if exc is None:
         return "no error given"
     name = getattr(exc, "name", None)
-    return f"{name}: {exc}" if name and name not in str(exc) else str(exc)
+    text = f"{name}: {exc}" if name and name not in str(exc) else str(exc)
+    return text.rstrip(". ")  # awscrt's messages end with a period; ours go on after them
 
 
 class Mqtt5Link:
