@@ -5,7 +5,8 @@ Duplicate keys are refused (PyYAML would silently keep the last one).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+import re
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -15,6 +16,9 @@ from agent.errors import ConfigError, ConfigProblem
 
 def read_yaml(text: str, file: str) -> Tuple[Any, Dict[str, int]]:
     """Parse ``text``; raise ConfigError naming ``file`` and the line on bad YAML."""
+    deep = _flow_too_deep(text)
+    if deep is not None:
+        raise ConfigError([ConfigProblem(file, "", f"brackets nested more than {MAX_FLOW_DEPTH} levels deep", deep)])
     try:
         loader = yaml.SafeLoader(text)  # the reader checks characters here already
     except yaml.YAMLError as exc:
@@ -42,6 +46,23 @@ def read_yaml(text: str, file: str) -> Tuple[Any, Dict[str, int]]:
 
 
 MAX_NODES = 100_000
+MAX_FLOW_DEPTH = 64
+_FLOW_CHARS = re.compile(r"[\[\]{}]")
+
+
+def _flow_too_deep(text: str) -> Optional[int]:
+    """The line where ``[``/``{`` nesting first passes MAX_FLOW_DEPTH, else None.
+
+    PyYAML needs seconds for a thousand nested brackets (and then Python's recursion
+    limit is hit); no config needs more than a few levels, so refuse early. Brackets
+    inside quoted strings count too, which only matters past 64 of them.
+    """
+    depth = 0
+    for match in _FLOW_CHARS.finditer(text):
+        depth += 1 if match.group() in "[{" else -1
+        if depth > MAX_FLOW_DEPTH:
+            return text.count("\n", 0, match.start()) + 1
+    return None
 
 
 class _TooLarge(Exception):

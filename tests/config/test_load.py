@@ -202,5 +202,9 @@ def test_alias_bomb_is_a_config_error() -> None:
 
 def test_deep_nesting_is_a_config_error() -> None:
     assert problems("x: " + "[" * 5000 + "]" * 5000 + "\n") == [
+        "agent.yaml:1: (top level): brackets nested more than 64 levels deep"
+    ]
+    assert problems("a: 1\nx:\n" + "- " * 3000 + "x\n") == [
         "agent.yaml: (top level): the document is nested too deeply"
     ]
+    parse_config(MINIMAL + "custom_metrics: {" + "a: {type: number}" + "}\n")  # a few levels are fine
