@@ -62,6 +62,24 @@ class PsutilSockets:
     def if_addrs(self) -> Mapping[str, Sequence[Any]]:
         return self._rounds.shared("psutil.net_if_addrs", psutil.net_if_addrs)
 
+    def parsed(self) -> Tuple[Tuple[Sock, ...], InterfaceMap]:
+        """Every inet socket as :class:`Sock` and the interface map, parsed once per round."""
+        return self._rounds.shared("parsed inet sockets", self._parse)
+
+    def _parse(self) -> Tuple[Tuple[Sock, ...], InterfaceMap]:
+        return tuple(inet_socks(self.connections("inet"))), InterfaceMap.from_if_addrs(self.if_addrs())
+
+
+def socket_table(source: SocketSource, kind: str) -> Tuple[Sequence[Sock], InterfaceMap]:
+    """The sockets of at least ``kind`` (callers filter by ``proto``) and the interface map.
+
+    From :class:`PsutilSockets` this is every inet socket, parsed once per round and
+    shared by the collectors of the round; from another source, ``kind`` as it gives them.
+    """
+    if isinstance(source, PsutilSockets):
+        return source.parsed()
+    return inet_socks(source.connections(kind)), InterfaceMap.from_if_addrs(source.if_addrs())
+
 
 def from_psutil(conn: Any, normalize: Optional[Callable[[str], str]] = None) -> Optional[Sock]:
     """A psutil ``sconn`` -> :class:`Sock`; ``None`` for non-inet sockets.
