@@ -11,10 +11,12 @@ Use (the scheduler or ``once``)::
     sampler.stats()    # per collector: successes, failures, no_data, last duration, last error
     sampler.close()
 
-Each due collector runs in its own daemon thread; the round waits for each at
-most ``timeout + GRACE`` seconds after it started, so a hung collector costs
-only its own metrics. A collector whose previous run is still going is not
-started again (that counts as a failure). A collector that raises, times out,
+Each due collector runs in its own daemon worker thread (one per collector,
+started on its first run and kept between rounds, so a round does not pay for
+creating threads); the round waits for each at most ``timeout + GRACE`` seconds
+after it started, so a hung collector costs only its own metrics. A collector
+whose previous run is still going is not started again (that counts as a
+failure): its worker is busy until that run returns. A collector that raises, times out,
 or returns a sample that is undeclared or of the wrong type loses all of its
 samples for the round. A failure is logged once per streak (warning, with name,
 duration and reason) and recovery once (info). :class:`NoData` is not a failure:
@@ -29,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -89,29 +92,73 @@ class SampleRound:
 
 
 class _Run:
-    """One collect() call in a worker thread."""
+    """One collect() call, executed by the collector's :class:`_Worker`."""
 
     def __init__(self, collector: Collector, clock: Callable[[], float]) -> None:
         self.started = clock()
         self.finished: Optional[float] = None
         self.result: Any = None
         self.error: Optional[BaseException] = None
+        self._collector = collector
         self._clock = clock
-        self.thread = threading.Thread(target=self._target, args=(collector,), daemon=True)
+        self._done = threading.Event()
 
-    def _target(self, collector: Collector) -> None:
+    def execute(self) -> None:
         try:
-            self.result = collector.collect()
+            self.result = self._collector.collect()
         except BaseException as exc:  # reported to the sampler, never lost
             self.error = exc
         finally:
             self.finished = self._clock()
+            self._done.set()
+
+    def wait(self, timeout: float) -> None:
+        self._done.wait(timeout)
+
+    def is_running(self) -> bool:
+        return not self._done.is_set()
+
+
+class _Worker:
+    """A daemon thread that executes one collector's runs, one at a time, until stopped.
+
+    A run that hangs keeps its worker busy; the sampler does not submit another
+    run while one is going, so a worker never has more than one run queued.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._queue: Optional[queue.SimpleQueue[Optional[_Run]]] = None
+
+    def submit(self, run: _Run) -> None:
+        if self._queue is None:
+            self._queue = queue.SimpleQueue()
+            thread = threading.Thread(
+                target=_work, args=(self._queue,), name=f"collector-{self._name}", daemon=True
+            )
+            thread.start()
+        self._queue.put(run)
+
+    def stop(self) -> None:
+        """Let the thread end after its current run; a later :meth:`submit` starts a new one."""
+        if self._queue is not None:
+            self._queue.put(None)
+            self._queue = None
+
+
+def _work(runs: queue.SimpleQueue[Optional[_Run]]) -> None:
+    while True:
+        run = runs.get()
+        if run is None:
+            return
+        run.execute()
 
 
 @dataclass
 class _State:
     job: CollectorJob
     every: int
+    worker: _Worker
     last_round: Optional[int] = None
     run: Optional[_Run] = None
     successes: int = 0
@@ -144,7 +191,7 @@ class Sampler:
         self._wall = wall
         self._round = 0
         self._states: Dict[str, _State] = {
-            j.name: _State(j, _every(j.interval, report_interval)) for j in jobs
+            j.name: _State(j, _every(j.interval, report_interval), _Worker(j.name)) for j in jobs
         }
         self._caches = list({id(j.rounds): j.rounds for j in jobs if j.rounds is not None}.values())
 
@@ -165,20 +212,20 @@ class Sampler:
                 not_due.append(state.job.name)
                 continue
             state.last_round = self._round
-            if state.run is not None and state.run.thread.is_alive():
+            if state.run is not None and state.run.is_running():
                 busy = self._clock() - state.run.started
                 failures.append(self._fail(state, 0.0, f"previous run still going after {busy:.1f}s", "busy"))
                 continue
             state.run = _Run(state.job.collector, self._clock)
-            state.run.thread.start()
+            state.worker.submit(state.run)
             started.append(state)
         samples: List[Sample] = []
         no_data: Dict[str, str] = {}
         for state in started:
             run = state.run
             assert run is not None
-            run.thread.join(max(0.0, run.started + state.job.timeout + GRACE - self._clock()))
-            if run.thread.is_alive():
+            run.wait(max(0.0, run.started + state.job.timeout + GRACE - self._clock()))
+            if run.is_running():
                 duration = self._clock() - run.started
                 failures.append(
                     self._fail(state, duration, f"timed out after {state.job.timeout:g}s", "timeout")
@@ -292,14 +339,18 @@ class Sampler:
                 last_duration=s.last_duration,
                 last_error=s.last_error,
                 last_run=s.last_run,
-                running=s.run is not None and s.run.thread.is_alive(),
+                running=s.run is not None and s.run.is_running(),
             )
             for name, s in self._states.items()
         }
 
     def close(self) -> None:
-        """Close every collector (``close()`` where it has one); errors are logged, not raised."""
+        """Close every collector (``close()`` where it has one); errors are logged, not raised.
+
+        Worker threads end once their current run returns (a hung one stays, as a daemon).
+        """
         for state in self._states.values():
+            state.worker.stop()
             try:
                 close_collector(state.job.collector)
             except Exception as exc:

@@ -72,6 +72,7 @@ class Encoder:
         self.max_list_items = max_list_items
         self.max_payload = max_payload
         self._k = key_map(key_names)
+        self._network_keys = tuple(self._k[f] for f in _NETWORK_FIELDS)
 
     def encode(self, report: Report) -> EncodedReport:
         if isinstance(report.report_id, bool) or not isinstance(report.report_id, int) or report.report_id <= 0:
@@ -137,6 +138,10 @@ class Encoder:
             ports = sorted(ports, key=_port_order)[:cap]
             capped.append(f"metrics.{name}.ports")
         port_key, if_key = k["port"], k["interface"]
+        if all(type(p.port) is int and 0 < p.port <= 65535 for p in ports):  # the common case, one comprehension
+            items = [{port_key: p.port, if_key: p.interface} if p.interface else {port_key: p.port} for p in ports]
+            _require_count(total, f"metrics.{name}.total")
+            return {k["ports"]: items, k["total"]: total}
         items = []
         for port in ports:
             number = port.port
@@ -163,7 +168,7 @@ class Encoder:
             type(c.local_port) is int and 0 <= c.local_port <= 65535 and c.local_interface for c in conns
         ):  # the common case: every field present and valid, built in one comprehension
             items = [{rad_key: c.remote_addr, lp_key: c.local_port, li_key: c.local_interface} for c in conns]
-            _require(rules.check_count(total), f"metrics.{name}.established_connections.total", total)
+            _require_count(total, f"metrics.{name}.established_connections.total")
             return {k["connections"]: items, k["total"]: total}
         check_addr = rules.check_remote_addr
         items = []
@@ -195,8 +200,11 @@ class Encoder:
 
     def _network(self, name: str, value: NetworkStats) -> Dict[str, Any]:
         k = self._k
+        counts = (value.bytes_in, value.bytes_out, value.packets_in, value.packets_out)
+        if all(type(n) is int and n >= 0 for n in counts):  # the common case
+            return dict(zip(self._network_keys, counts))
         out: Dict[str, Any] = {}
-        for field_name in ("bytes_in", "bytes_out", "packets_in", "packets_out"):
+        for field_name in _NETWORK_FIELDS:
             number = getattr(value, field_name)
             _require(rules.check_count(number), f"metrics.{name}.{field_name}", number)
             out[k[field_name]] = number
@@ -208,12 +216,11 @@ class Encoder:
         out: Dict[str, Any] = {}
         for name in sorted(custom):
             definition = self.custom_metrics.get(name)
-            path = f"custom_metrics.{name}"
             if definition is None:
-                dropped.append(Violation(path, "not declared in custom_metrics", custom[name], name))
+                dropped.append(Violation(f"custom_metrics.{name}", "not declared in custom_metrics", custom[name], name))
                 continue
             try:
-                wrapped, odd = self._custom_value(definition, custom[name], path)
+                wrapped, odd = self._custom_value(definition, custom[name], name)
             except ReportError as exc:
                 dropped.extend(Violation(v.path, v.rule, v.value, name) for v in exc.violations)
                 continue
@@ -222,11 +229,13 @@ class Encoder:
             out[name] = [wrapped]
         return out
 
-    def _custom_value(self, definition: CustomMetricConfig, value: Any, path: str) -> Tuple[Dict[str, Any], bool]:
+    def _custom_value(self, definition: CustomMetricConfig, value: Any, name: str) -> Tuple[Dict[str, Any], bool]:
         mtype = definition.type
         key = mtype.value_key
         if mtype is MetricType.NUMBER:
-            return {key: _number(value, f"{path}[0].number")}, False
+            fast = _plain_number(value)
+            return {key: fast if fast is not None else _number(value, f"custom_metrics.{name}[0].number")}, False
+        path = f"custom_metrics.{name}"
         if not isinstance(value, (list, tuple)):
             raise ReportError([Violation(f"{path}[0].{key}", f"a {mtype.value} needs a list", value)])
         if len(value) > self.max_list_items:
@@ -234,8 +243,13 @@ class Encoder:
                 [Violation(f"{path}[0].{key}", f"list has {len(value)} items; the cap is {self.max_list_items}", len(value))]
             )
         if mtype is MetricType.NUMBER_LIST:
-            return {key: [_number(item, f"{path}[0].{key}[{i}]") for i, item in enumerate(value)]}, False
+            numbers = _plain_numbers(value)
+            if numbers is None:
+                numbers = [_number(item, f"{path}[0].{key}[{i}]") for i, item in enumerate(value)]
+            return {key: numbers}, False
         if mtype is MetricType.STRING_LIST:
+            if rules.all_plain_strings(value):  # the common case: one regex pass over the whole list
+                return {key: list(value)}, False
             allow_any = definition.allow_any_characters
             odd = False
             for index, item in enumerate(value):
@@ -271,6 +285,36 @@ def _number(value: Any, path: str) -> Any:
 
 
 _INT_LIMIT = 10**rules.MAX_SIGNIFICANT_DIGITS
+_NETWORK_FIELDS = ("bytes_in", "bytes_out", "packets_in", "packets_out")
+
+
+def _plain_number(value: Any) -> Optional[Any]:
+    """What :func:`_number` returns for a finite float or an int within 15 digits; None for anything else.
+
+    ``f"{value:.15g}"`` is :func:`rules.round_significant` for finite non-zero floats (zero
+    keeps its sign either way); what rounds past the largest double goes to the full path.
+    """
+    kind = type(value)
+    if kind is float:
+        rounded = float(f"{value:.{rules.MAX_SIGNIFICANT_DIGITS}g}")
+        return rounded if math.isfinite(rounded) else None
+    if kind is int and -_INT_LIMIT < value < _INT_LIMIT:
+        return value
+    return None
+
+
+def _plain_numbers(values: Sequence[Any]) -> Optional[List[Any]]:
+    """:func:`_plain_number` of every item, or None when one of them needs the full path."""
+    if not all(type(v) is float or (type(v) is int and -_INT_LIMIT < v < _INT_LIMIT) for v in values):
+        return None
+    digits = rules.MAX_SIGNIFICANT_DIGITS
+    out = [float(f"{v:.{digits}g}") if type(v) is float else v for v in values]
+    return out if all(map(math.isfinite, out)) else None
+
+
+def _require_count(total: Any, path: str) -> None:
+    if type(total) is not int or total < 0:
+        _require(rules.check_count(total), path, total)
 
 
 def _require(problem: Optional[str], path: str, value: Any) -> None:

@@ -123,23 +123,56 @@ _IPV4_ADDR_PORT = re.compile(_IPV4_ADDR_PORT_TEXT)
 _IPV4_ADDR_PORT_LINES = re.compile(rf"(?:{_IPV4_ADDR_PORT_TEXT}\n)*")
 
 
+_REMOTE_ADDR_LINES = re.compile(rf"(?:(?:{_IPV4_ADDR_PORT_TEXT}|\[[0-9A-Fa-f:.]+\]:{_PORT})\n)*")
+_BRACKETED_HOSTS = re.compile(r"^\[([^\]\n]*)\]", re.MULTILINE)
+_PLAIN_STRING_LINES = re.compile(r"(?:[A-Za-z0-9:_\-/.]+\n)*")
+
+
+def _lines(values: Sequence[Any]) -> Optional[str]:
+    """Every value on its own line (one C-level join), or None unless all are ``str`` without newlines.
+
+    The batch checks below match the result with one regex: a value holding a newline
+    would otherwise pass as two lines, so the line count must equal the value count.
+    """
+    if not values:
+        return ""
+    if not set(map(type, values)) <= {str}:
+        return None
+    text = "\n".join(values) + "\n"
+    return text if text.count("\n") == len(values) else None
+
+
 def all_plain_ipv4_remote_addrs(values: Sequence[Any]) -> bool:
     """True when every value is an ``IPv4:port`` string: one regex pass in C for the whole list.
 
     The encoder's fast path for the common case; anything else (IPv6, a bad
     value) falls back to :func:`check_remote_addr` per item for a precise message.
     """
-    if not values:
-        return True
-    try:
-        text = "\n".join(values) + "\n"
-    except TypeError:
+    text = _lines(values)
+    return text is not None and _IPV4_ADDR_PORT_LINES.fullmatch(text) is not None
+
+
+def _all_remote_addrs_match(values: Sequence[Any]) -> bool:
+    """One regex pass over ``IPv4:port`` and ``[IPv6]:port`` lines, then ``inet_pton`` of the IPv6 hosts.
+
+    Stricter than :func:`check_remote_addr` (no leading zeros in ports): False only sends
+    the caller to the exact per-item check.
+    """
+    text = _lines(values)
+    if text is None or _REMOTE_ADDR_LINES.fullmatch(text) is None:
         return False
-    return _IPV4_ADDR_PORT_LINES.fullmatch(text) is not None
+    try:
+        for host in _BRACKETED_HOSTS.findall(text):
+            _pton(_AF_INET6, host)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def all_valid_remote_addrs(values: Sequence[Any]) -> bool:
-    """True when :func:`check_remote_addr` would pass every value; IPv4 ones in one regex pass."""
+    """True when :func:`check_remote_addr` would pass every value; usually in one regex pass."""
+    if _all_remote_addrs_match(values):
+        return True
     plain: List[Any] = []
     for value in values:
         if type(value) is not str:
@@ -155,7 +188,13 @@ def all_valid_remote_addrs(values: Sequence[Any]) -> bool:
             _pton(_AF_INET6, value[1:end])
         except (OSError, ValueError):
             return False
-    return all_plain_ipv4_remote_addrs(plain)
+    return all(check_remote_addr(value) is None for value in plain)
+
+
+def all_plain_strings(values: Sequence[Any]) -> bool:
+    """True when every value passes :func:`string_is_plain` (a non-empty ``str``): one regex pass."""
+    text = _lines(values)
+    return text is not None and _PLAIN_STRING_LINES.fullmatch(text) is not None
 
 
 def check_remote_addr(value: Any) -> Optional[str]:

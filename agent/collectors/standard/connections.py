@@ -21,9 +21,9 @@ from agent.collectors.standard.sockets import (
     SocketSource,
     cap,
     format_remote,
-    inet_socks,
     ip_sort_key,
     is_loopback,
+    socket_table,
 )
 from agent.config.schema import Bool
 from agent.errors import CollectorError
@@ -70,8 +70,7 @@ class ConnectionsCollector:
 
     def collect(self) -> List[Sample]:
         try:
-            socks = inet_socks(self._source.connections("tcp"))
-            interfaces = InterfaceMap.from_if_addrs(self._source.if_addrs())
+            socks, interfaces = socket_table(self._source, "tcp")
         except OSError as exc:
             raise CollectorError(f"cannot list TCP connections: {exc}") from exc
         conns = established_connections(socks, interfaces, self._exclude_loopback)

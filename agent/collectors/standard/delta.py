@@ -16,10 +16,11 @@ Without any state (first run, state lost) the baseline is the agent's start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
@@ -118,28 +119,51 @@ class StateFile:
 
     def save(self, snap: Snapshot, now: float) -> None:
         """Write atomically: a crash leaves the old file or the new one, never half of one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        data: Dict[str, Any] = {
-            "version": STATE_VERSION,
-            "boot_id": snap.boot_id,
-            "time": now,
-            "interfaces": {name: asdict(c) for name, c in sorted(snap.interfaces.items())},
-        }
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        payload = _state_json(snap, now).encode("utf-8")
         try:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
+            self._write(payload)
+        except (FileNotFoundError, NotADirectoryError):  # no state directory (yet): create it, as before
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+            self._write(payload)
+
+    def _write(self, payload: bytes) -> None:
+        """Temporary file, fsync, rename over the state, fsync of the directory: one buffer, few syscalls."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            try:
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, self.path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+_SAVED_FIELDS = tuple(f.name for f in fields(IfCounters))
+
+
+def _state_json(snap: Snapshot, now: float) -> str:
+    """The state file's text (the same as ``json.dump(..., indent=1)`` of the dataclasses' fields)."""
+    data: Dict[str, Any] = {
+        "version": STATE_VERSION,
+        "boot_id": snap.boot_id,
+        "time": now,
+        "interfaces": {
+            name: {f: getattr(c, f) for f in _SAVED_FIELDS} for name, c in sorted(snap.interfaces.items())
+        },
+    }
+    return json.dumps(data, indent=1)
 
 
 def _ifindex(value: Any) -> Optional[int]:

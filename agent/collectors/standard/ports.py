@@ -22,8 +22,8 @@ from agent.collectors.standard.sockets import (
     Sock,
     SocketSource,
     cap,
-    inet_socks,
     is_loopback,
+    socket_table,
 )
 from agent.config.schema import Bool, Enum, ListOf
 from agent.errors import CollectorError
@@ -75,8 +75,7 @@ class ListeningPortsCollector:
             return []
         kind = "inet" if len(self._protocols) > 1 else self._protocols[0]
         try:
-            socks = inet_socks(self._source.connections(kind))
-            interfaces = InterfaceMap.from_if_addrs(self._source.if_addrs())
+            socks, interfaces = socket_table(self._source, kind)
         except OSError as exc:
             raise CollectorError(f"cannot list sockets: {exc}") from exc
         samples: List[Sample] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple, TypeVar
 
 import psutil
 
@@ -62,9 +62,31 @@ class PsutilSockets:
     def if_addrs(self) -> Mapping[str, Sequence[Any]]:
         return self._rounds.shared("psutil.net_if_addrs", psutil.net_if_addrs)
 
+    def parsed(self) -> Tuple[Tuple[Sock, ...], InterfaceMap]:
+        """Every inet socket as :class:`Sock` and the interface map, parsed once per round."""
+        return self._rounds.shared("parsed inet sockets", self._parse)
 
-def from_psutil(conn: Any) -> Optional[Sock]:
-    """A psutil ``sconn`` -> :class:`Sock`; ``None`` for non-inet sockets."""
+    def _parse(self) -> Tuple[Tuple[Sock, ...], InterfaceMap]:
+        return tuple(inet_socks(self.connections("inet"))), InterfaceMap.from_if_addrs(self.if_addrs())
+
+
+def socket_table(source: SocketSource, kind: str) -> Tuple[Sequence[Sock], InterfaceMap]:
+    """The sockets of at least ``kind`` (callers filter by ``proto``) and the interface map.
+
+    From :class:`PsutilSockets` this is every inet socket, parsed once per round and
+    shared by the collectors of the round; from another source, ``kind`` as it gives them.
+    """
+    if isinstance(source, PsutilSockets):
+        return source.parsed()
+    return inet_socks(source.connections(kind)), InterfaceMap.from_if_addrs(source.if_addrs())
+
+
+def from_psutil(conn: Any, normalize: Optional[Callable[[str], str]] = None) -> Optional[Sock]:
+    """A psutil ``sconn`` -> :class:`Sock`; ``None`` for non-inet sockets.
+
+    ``normalize`` defaults to :func:`normalize_ip` (:func:`inet_socks` passes a memoized one).
+    """
+    normalize = normalize or normalize_ip
     if conn.family not in (socket.AF_INET, socket.AF_INET6):
         return None
     proto = "tcp" if conn.type == socket.SOCK_STREAM else "udp" if conn.type == socket.SOCK_DGRAM else ""
@@ -73,9 +95,9 @@ def from_psutil(conn: Any) -> Optional[Sock]:
     raddr = conn.raddr or None
     return Sock(
         proto=proto,
-        local_ip=normalize_ip(conn.laddr[0]),
+        local_ip=normalize(conn.laddr[0]),
         local_port=int(conn.laddr[1]),
-        remote_ip=normalize_ip(raddr[0]) if raddr else None,
+        remote_ip=normalize(raddr[0]) if raddr else None,
         remote_port=int(raddr[1]) if raddr else None,
         status=str(conn.status),
     )
@@ -84,6 +106,12 @@ def from_psutil(conn: Any) -> Optional[Sock]:
 def normalize_ip(text: str) -> str:
     """Drop a ``%scope`` suffix and turn IPv4-mapped IPv6 (``::ffff:10.0.0.1``) into IPv4."""
     bare = text.split("%", 1)[0]
+    fast = _fast_normalize(bare)
+    return fast if fast is not None else _normalize_slow(bare)
+
+
+def _normalize_slow(bare: str) -> str:
+    """The reference: :mod:`ipaddress` (about 10 times dearer than :func:`_fast_normalize`)."""
     try:
         addr = ipaddress.ip_address(bare)
     except ValueError:
@@ -93,12 +121,49 @@ def normalize_ip(text: str) -> str:
     return str(addr)
 
 
+_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
+_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+_LOOPBACK6 = bytes(15) + b"\x01"
+
+
+def _packed(ip: str) -> Optional[bytes]:
+    """``inet_pton`` of ``ip`` (IPv6 when it has a colon), or None when it does not parse."""
+    try:
+        return socket.inet_pton(_AF_INET6 if ":" in ip else _AF_INET, ip)
+    except (OSError, ValueError):  # ValueError: embedded NUL or non-ASCII text
+        return None
+
+
+def _fast_normalize(bare: str) -> Optional[str]:
+    """:func:`_normalize_slow` through ``inet_pton``/``inet_ntop``; None where only the reference knows.
+
+    The C functions print the same canonical text as :mod:`ipaddress` (RFC 5952: lower case,
+    the first longest run of two or more zero groups compressed) except for the embedded
+    IPv4 forms (``::1.2.3.4``), which are left to the reference, as is anything that does
+    not parse (a property test pins the agreement).
+    """
+    packed = _packed(bare)
+    if packed is None:
+        return None
+    if len(packed) == 4:
+        return bare  # inet_pton takes only the dotted quad without leading zeros: already canonical
+    if packed[:12] == _MAPPED_PREFIX:
+        return socket.inet_ntop(_AF_INET, packed[12:])
+    text = socket.inet_ntop(_AF_INET6, packed)
+    return None if "." in text else text
+
+
 def is_wildcard(ip: str) -> bool:
     return ip in ("0.0.0.0", "::")
 
 
 def is_loopback(ip: str) -> bool:
-    try:
+    packed = _packed(ip)
+    if packed is not None and len(packed) == 4:
+        return packed[0] == 127
+    if packed is not None and packed[:12] != _MAPPED_PREFIX:
+        return packed == _LOOPBACK6
+    try:  # IPv4-mapped IPv6 (its answer depends on the Python version) and text that does not parse
         return ipaddress.ip_address(ip).is_loopback
     except ValueError:
         return False
@@ -145,6 +210,9 @@ def format_remote(ip: str, port: int) -> str:
 
 def ip_sort_key(ip: str) -> Tuple[int, int]:
     """IPv4 before IPv6, then numeric order; unparsable text last."""
+    packed = _packed(ip)
+    if packed is not None:
+        return (4 if len(packed) == 4 else 6, int.from_bytes(packed, "big"))
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
@@ -158,9 +226,23 @@ def cap(items: Sequence[T], limit: int) -> Tuple[Tuple[T, ...], int]:
 
 
 def inet_socks(conns: Iterable[Any]) -> List[Sock]:
+    normalize = _memo(normalize_ip)  # a table repeats few addresses (local ones, busy peers) many times
     out: List[Sock] = []
     for conn in conns:
-        sock = from_psutil(conn)
+        sock = from_psutil(conn, normalize)
         if sock is not None:
             out.append(sock)
     return out
+
+
+def _memo(function: Callable[[str], str]) -> Callable[[str], str]:
+    """``function`` with its answers remembered for as long as the returned callable lives."""
+    seen: Dict[str, str] = {}
+
+    def remembered(text: str) -> str:
+        got = seen.get(text)
+        if got is None:
+            got = seen[text] = function(text)
+        return got
+
+    return remembered
