@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from agent.commands.common import add_config_argument, load_from_args
+from agent.delivery.mqtt import check_tls_files
 from agent.errors import ConfigError
 from agent.security import audit_files
 
@@ -14,7 +15,7 @@ from agent.security import audit_files
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "check",
-        help="validate the config file and the certificate/key files it names",
+        help="validate the config file and the certificate, key and CA it names (without connecting)",
         description="Check the configuration: every problem is listed with file, line and YAML path. "
         "Exit 0 when valid, 78 otherwise.",
     )
@@ -27,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     problems = audit_files(config)
     if problems:
         raise ConfigError(problems)
+    check_tls_files(config.mqtt, config.source)  # what `run` builds first: a key that is not the cert's fails here
     print(
         f"{config.source}: OK (thing {config.thing_name!r}, {len(config.collectors)} collector(s), "
         f"{len(config.custom_metrics)} custom metric(s), endpoint {config.mqtt.endpoint}:{config.mqtt.port})",

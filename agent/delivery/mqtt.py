@@ -52,6 +52,18 @@ def tls_setup_error(mqtt: MqttConfig, source: str, exc: Exception) -> ConfigErro
     )
 
 
+def check_tls_files(mqtt: MqttConfig, source: str) -> None:
+    """Build (not connect) the mutual-TLS context as `run` will; raise ConfigError when awscrt refuses it."""
+    from awscrt import io as crt_io
+
+    try:
+        options = crt_io.TlsContextOptions.create_client_with_mtls_from_path(mqtt.cert, resolve_credential(mqtt.key))
+        options.override_default_trust_store_from_path(None, mqtt.ca)
+        crt_io.ClientTlsContext(options)
+    except Exception as exc:  # awscrt raises RuntimeError/AwsCrtError subclasses for unusable files
+        raise tls_setup_error(mqtt, source, exc) from None
+
+
 def _err(exc: Any) -> str:
     if exc is None:
         return "no error given"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from agent.collectors.registry import default_registry
 from agent.config.sample import render_example
+from agent.devtools.certs import Pki, make_pki
 from agent.docs import update
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,10 +42,17 @@ def agent(*args: str, env: Optional[Dict[str, str]] = None, stdin: bytes = b"") 
     )
 
 
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
 @pytest.fixture
-def config_dir(tmp_path: Path) -> Path:
-    for name in ("cert.pem", "key.pem", "ca.pem"):
-        (tmp_path / name).write_text("-----BEGIN TEST-----\n")
+def config_dir(tmp_path: Path, pki: Pki) -> Path:
+    device = pki.client("gw-1")
+    shutil.copy(device.cert, tmp_path / "cert.pem")
+    shutil.copy(device.key, tmp_path / "key.pem")
+    shutil.copy(pki.ca, tmp_path / "ca.pem")
     (tmp_path / "key.pem").chmod(0o600)
     (tmp_path / "agent.yaml").write_text(MINIMAL.format(d=tmp_path))
     return tmp_path
@@ -76,6 +85,19 @@ def test_check_bad_config_exits_78_with_every_problem_and_no_traceback(config_di
     assert f"{path}:9: report.interval: expected a duration" in result.stderr
     assert f'{path}:10: report.formt: unknown key (did you mean "format"?)' in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_check_refuses_a_key_that_awscrt_cannot_use(config_dir: Path, pki: Pki) -> None:
+    key = config_dir / "key.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+    garbage = agent("check", "--config", str(config_dir / "agent.yaml"))
+    assert garbage.returncode == 78
+    assert "mqtt: cannot set up TLS from cert" in garbage.stderr and "bm90IGEga2V5" not in garbage.stderr
+    shutil.copy(pki.client("someone-else").key, key)  # a real key, but not the certificate's
+    key.chmod(0o600)
+    other = agent("check", "--config", str(config_dir / "agent.yaml"))
+    assert other.returncode == 78, other.stdout
+    assert "the two must match" in other.stderr
 
 
 def test_check_missing_key_file_exits_78(config_dir: Path) -> None:

@@ -1,15 +1,18 @@
 """A gateway's trusted files laid out in a temporary directory: config, certificate, key, CA.
 
-The key and certificate carry canary strings so tests can prove that their
-bytes never reach any output.
+The key and certificate are real (a throwaway CA signs them, so awscrt accepts them
+as `check` and `run` do); their base64 bodies serve as canaries: tests prove that
+those bytes never reach any output.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from agent.devtools.certs import make_pki
 
 
 @dataclass
@@ -40,25 +43,31 @@ def pem(kind: str, canary: str, headers: str = "") -> str:
     return f"-----BEGIN {kind}-----\n{headers}" + "\n".join(lines) + f"\n-----END {kind}-----\n"
 
 
+def _longest_base64_line(pem_text: str) -> str:
+    return max((line for line in pem_text.splitlines() if not line.startswith("-----")), key=len)
+
+
 def make_gateway_files(root: Path) -> GatewayFiles:
     """Good modes everywhere: key 0600, the rest 0644, all owned by the current user."""
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)
-    key_canary = "KEYCANARY" + secrets.token_hex(16)
-    cert_canary = "CERTCANARY" + secrets.token_hex(16)
+    pki = make_pki(root / "pki")
+    device = pki.client("gw-1")
+    key_text = device.key.read_text(encoding="ascii")
+    cert_text = device.cert.read_text(encoding="ascii")
     files = GatewayFiles(
         root=root,
         config=root / "agent.yaml",
         cert=root / "device.pem.crt",
         key=root / "private.pem.key",
         ca=root / "AmazonRootCA1.pem",
-        key_canary=key_canary,
-        cert_canary=cert_canary,
+        key_canary=_longest_base64_line(key_text),
+        cert_canary=_longest_base64_line(cert_text),
     )
-    files.key.write_text(pem("PRIVATE KEY", key_canary), encoding="ascii")
+    files.key.write_text(key_text, encoding="ascii")
     os.chmod(files.key, 0o600)
-    files.cert.write_text(pem("CERTIFICATE", cert_canary), encoding="ascii")
-    files.ca.write_text(pem("CERTIFICATE", "CA" + secrets.token_hex(8)), encoding="ascii")
+    files.cert.write_text(cert_text, encoding="ascii")
+    shutil.copy(pki.ca, files.ca)
     for path in (files.cert, files.ca):
         os.chmod(path, 0o644)
     files.write_config()
