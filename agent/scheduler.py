@@ -20,7 +20,7 @@ from typing import Callable, Optional, Set
 from agent.config.model import Config
 from agent.delivery import events as ev
 from agent.delivery.backlog import Backlog
-from agent.delivery.ids import ReportIds
+from agent.delivery.ids import OutboxIds
 from agent.delivery.mqtt import Link, make_link
 from agent.delivery.outbox import Outbox, Pending
 from agent.delivery.replies import Reply, Unusable, parse_reply
@@ -76,7 +76,7 @@ class Service:
     def _open(self) -> None:
         cfg = self.config
         self.outbox = Outbox.open(cfg.state_dir, self.log)
-        self.ids = ReportIds(cfg.state_dir, floor=self.outbox.max_known_id())
+        self.ids = OutboxIds(cfg.state_dir, self.outbox)
         self.backlog = Backlog(self.outbox, self.ids, cfg.state_dir, self.log)
         self.builder = ReportBuilder(cfg, self.log.getChild("report"))
         self.source = self.source_factory(cfg)
@@ -173,13 +173,14 @@ class Service:
             return
         pending = Pending(report_id, encoded.format, encoded.payload, wall, 0, wall, None, False,
                           network_stats(samples))
-        change = self.backlog.store(pending, self.config.delivery)
+        with self.outbox.transaction():  # the id, the report and the status meta: one commit, one fsync
+            change = self.backlog.store(pending, self.config.delivery)
+            self._save_meta(last_report_id=report_id, last_report_at=wall)
         self.resend.forget_all(change.removed)
         if change.stored is not None:
             self.resend.schedule(change.stored.report_id, now)
         self.log.info("Built report %d (%d bytes, %d sample(s))%s", report_id, len(encoded.payload), len(samples),
                       f"; it {change.note}" if change.note else "")
-        self._save_meta(last_report_id=report_id, last_report_at=wall)
 
     def _publish_due(self, now: float) -> None:
         delivery = self.config.delivery
@@ -237,15 +238,16 @@ class Service:
 
     def _settle(self, reply: Reply) -> None:
         outcome = "accepted" if reply.accepted else "rejected"
-        if self.outbox.finish(reply.report_id, outcome, reply.error_code, reply.error_message, time.time()):
-            self.resend.forget(reply.report_id)
-            if reply.accepted:
-                self.log.info("Report %d accepted", reply.report_id)
-            else:
-                self.log.warning("Report %d rejected by the service: %r: %r (not resent; kept in the ledger)",
-                                 reply.report_id, reply.error_code, reply.error_message)
-            self._save_meta(last_outcome=outcome, last_outcome_id=reply.report_id)
-            return
+        with self.outbox.transaction():  # the outcome and the status meta: one commit, one fsync
+            if self.outbox.finish(reply.report_id, outcome, reply.error_code, reply.error_message, time.time()):
+                self._save_meta(last_outcome=outcome, last_outcome_id=reply.report_id)
+                self.resend.forget(reply.report_id)
+                if reply.accepted:
+                    self.log.info("Report %d accepted", reply.report_id)
+                else:
+                    self.log.warning("Report %d rejected by the service: %r: %r (not resent; kept in the ledger)",
+                                     reply.report_id, reply.error_code, reply.error_message)
+                return
         earlier = self.outbox.outcome_of(reply.report_id)
         if earlier is None:
             self.session.conn.limited_warning(f"Ignored a reply for unknown report id {reply.report_id}")

@@ -118,18 +118,18 @@ def write_custom_files(state_dir: Path, count: int) -> List[Path]:
 
 class OutboxWriter:
     """The "write to outbox" step of ``defender-agent run`` (agent/scheduler.py ``_report_round``):
-    a persisted report id, the report stored through the Backlog into the SQLite outbox (superseding
-    under ``backlog: newest``), and the status meta saved. Nothing is published."""
+    the report (carrying its id) stored through the Backlog into the SQLite outbox (superseding under
+    ``backlog: newest``) together with the status meta, in one durable transaction. Nothing is published."""
 
     def __init__(self, config: Any, sampler: Any, logger: logging.Logger) -> None:
         from agent.delivery.backlog import Backlog
-        from agent.delivery.ids import ReportIds
+        from agent.delivery.ids import OutboxIds
         from agent.delivery.outbox import Outbox
 
         self.config = config
         self.sampler = sampler
         self.outbox = Outbox.open(config.state_dir, logger)
-        self.ids = ReportIds(config.state_dir, floor=self.outbox.max_known_id())
+        self.ids = OutboxIds(config.state_dir, self.outbox)
         self.backlog = Backlog(self.outbox, self.ids, config.state_dir, logger)
 
     def write(self, report_id: int, encoded: Any, samples: Any) -> None:
@@ -143,15 +143,16 @@ class OutboxWriter:
             (s.value for s in samples if s.name == "network_stats" and isinstance(s.value, NetworkStats)), None
         )
         pending = Pending(report_id, encoded.format, encoded.payload, wall, 0, wall, None, False, network)
-        self.backlog.store(pending, self.config.delivery)
-        self.outbox.set_meta(
-            {
-                "last_report_id": report_id,
-                "last_report_at": wall,
-                "collectors": {k: dict(vars(v)) for k, v in self.sampler.stats().items()},
-                "updated_at": time.time(),
-            }
-        )
+        with self.outbox.transaction():
+            self.backlog.store(pending, self.config.delivery)
+            self.outbox.set_meta(
+                {
+                    "last_report_id": report_id,
+                    "last_report_at": wall,
+                    "collectors": {k: dict(vars(v)) for k, v in self.sampler.stats().items()},
+                    "updated_at": time.time(),
+                }
+            )
 
     def close(self) -> None:
         self.outbox.close()

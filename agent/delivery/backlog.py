@@ -5,9 +5,9 @@ the broker (no PUBACK), and their network deltas are added to its own, so no
 bytes or packets vanish from the sums. Reports the broker acknowledged but the
 service did not answer stay pending and are resent unchanged until a reply comes
 (their deltas are already on the service's side; folding them would count them
-twice). A report that was already published is never changed under its id: if
-it must absorb deltas, the sum goes out under a new id and the old one ends
-``superseded`` too. The byte bound below applies in both modes.
+twice). A report that was already published, or stored in an earlier round, is
+never changed under its id: if it must absorb deltas, the sum goes out under a
+new id and the old one ends ``superseded`` too. The byte bound below applies in both modes.
 
 ``all``: every report is kept and drained in id order; the outbox stays under
 ``delivery.max_outbox_bytes`` by dropping the oldest (counted, one log line per
@@ -67,7 +67,7 @@ class Backlog:
 
     def store(self, new: Pending, delivery: DeliveryConfig) -> Change:
         if delivery.backlog == "newest":
-            change = self._fold([p for p in self.outbox.pending() if not p.delivered], new)
+            change = self._fold([p for p in self.outbox.pending() if not p.delivered], new, stored_before=False)
             trimmed = self._append(None, delivery)
             return Change(change.stored, change.removed + trimmed.removed, change.note)
         return self._append(new, delivery)
@@ -77,14 +77,19 @@ class Backlog:
         waiting = [p for p in self.outbox.pending() if not p.delivered]
         if len(waiting) <= 1:
             return Change(None, [])
-        change = self._fold(waiting[:-1], waiting[-1])
+        change = self._fold(waiting[:-1], waiting[-1], stored_before=True)
         if change.note:
             self.log.info("Pending report %d %s", change.stored.report_id if change.stored else waiting[-1].report_id,
                           change.note)
         return change
 
-    def _fold(self, olds: Sequence[Pending], target: Pending) -> Change:
-        """Supersede ``olds`` by ``target`` (folding their deltas in); the caller logs ``Change.note``."""
+    def _fold(self, olds: Sequence[Pending], target: Pending, stored_before: bool) -> Change:
+        """Supersede ``olds`` by ``target`` (folding their deltas in); the caller logs ``Change.note``.
+
+        A ``target`` that was ``stored_before`` (in an earlier run or round) gets a new id when its bytes
+        change, even with ``attempts == 0``: attempts are recorded without an fsync of their own (see
+        agent.delivery.db), so after a power loss 0 may hide a publish.
+        """
         now = self.clock()
         fold_from = [o for o in olds if o.network is not None and not o.delivered]
         replaced: List[Pending] = list(olds)
@@ -92,9 +97,11 @@ class Backlog:
         if fold_from:
             folded = sum_network([target.network, *(o.network for o in fold_from)])
             rid = target.report_id
-            if target.attempts > 0:  # already published under its id: the sum needs a new id
+            if target.attempts > 0 or stored_before:  # (maybe) published under its id: the sum needs a new id
                 rid = self.ids.next()
                 replaced.append(target)
+                if target.network is not None:
+                    fold_from.append(target)  # its deltas are in the sum too
             target = dataclasses.replace(
                 target, report_id=rid, payload=rewrite(target.payload, rid, folded), network=folded,
                 attempts=0, first_sent_at=None, delivered=False, next_attempt_at=now, created_at=now,

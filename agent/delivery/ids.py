@@ -1,34 +1,55 @@
-"""Report ids that only go up: across restarts, crashes and clock steps backwards.
+"""Report ids that only go up: across restarts, crashes, clock steps backwards and a lost outbox.
 
-The next id is ``max(last + 1, epoch seconds)``. The last id handed out is
-written to ``state_dir/last_report_id`` (write, fsync, rename) *before* the id is
-used, so a crash can skip an id but never reuse one. The outbox also records the
-ids it holds; the caller passes that as ``floor`` so a lost or damaged file
-cannot send the counter backwards either.
+The next id is ``max(last + 1, epoch seconds)``, where ``last`` starts at the
+highest id known on disk. Two ways to keep it, one per use:
+
+:class:`OutboxIds` (``defender-agent run``): the id is only handed out in memory.
+It reaches the disk with its report, in the outbox transaction that stores the
+report (``Outbox.max_known_id`` reads it back), and nothing is published before that
+commit: a crash before it loses an id that was never sent, which may then be handed
+out again for a different report. No fsync of its own per report.
+
+The outbox can be lost, though (moved aside as ``*.corrupt``, deleted): then its
+ids are gone with it. For that case ``state_dir/report_id_reserve`` holds an upper
+bound of every id handed out: before an id above the bound is used, the bound is
+raised to ``id + RESERVE_AHEAD`` (write, fsync, rename, fsync dir). While ids follow
+the clock that is one write per ``RESERVE_AHEAD`` seconds, not one per report. The
+bound is a floor only for an outbox that holds no id yet (a fresh one): ids then
+continue above it, possibly up to ``RESERVE_AHEAD`` ahead of the clock, which the
+service allows (it asks for increasing ids; epoch seconds are only recommended).
+Losing the outbox *and* this file leaves epoch seconds, as before.
+
+:class:`ReportIds` (standalone, no outbox): writes the exact last id to
+``state_dir/last_report_id`` (write, fsync, rename, fsync dir) before returning it.
+That file is what agents before the outbox-held ids wrote on every report; both
+classes still read it as a floor, so an upgrade never goes back. ``run`` no longer
+writes it.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Callable
 
+from agent.delivery.outbox import Outbox, open_readonly
+
 ID_FILE = "last_report_id"
+RESERVE_FILE = "report_id_reserve"
+RESERVE_AHEAD = 3600
 
 
-def read_last_id(state_dir: Path) -> int:
-    """The persisted last id, 0 when missing or unreadable."""
+def _read_int(path: Path) -> int:
     try:
-        text = (state_dir / ID_FILE).read_text(encoding="ascii").strip()
-        value = int(text)
+        value = int(path.read_text(encoding="ascii").strip())
     except (OSError, ValueError, UnicodeDecodeError):
         return 0
     return max(value, 0)
 
 
-def write_last_id(state_dir: Path, value: int) -> None:
-    path = state_dir / ID_FILE
+def _write_int(path: Path, value: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
@@ -37,23 +58,59 @@ def write_last_id(state_dir: Path, value: int) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dir_fd = os.open(state_dir, os.O_RDONLY)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
 
 
+def read_last_id(state_dir: Path) -> int:
+    """The last id ``state_dir`` records as handed out (the old id file and the outbox), 0 when none."""
+    last = _read_int(state_dir / ID_FILE)
+    box = open_readonly(state_dir)
+    if box is not None:
+        try:
+            last = max(last, box.max_known_id())
+        except sqlite3.Error:  # a damaged outbox: what the file says
+            pass
+        finally:
+            box.close()
+    return last
+
+
+def write_last_id(state_dir: Path, value: int) -> None:
+    _write_int(state_dir / ID_FILE, value)
+
+
 class ReportIds:
-    """Hands out strictly increasing report ids, persisted in ``state_dir``."""
+    """Hands out strictly increasing report ids, each persisted in ``state_dir/last_report_id`` first."""
 
     def __init__(self, state_dir: Path, floor: int = 0, clock: Callable[[], float] = time.time) -> None:
         self.state_dir = state_dir
         self.clock = clock
-        self.last = max(read_last_id(state_dir), floor)
+        self.last = max(_read_int(state_dir / ID_FILE), floor)
 
     def next(self) -> int:
         candidate = max(self.last + 1, int(self.clock()))
-        write_last_id(self.state_dir, candidate)
+        self._persist(candidate)
         self.last = candidate
         return candidate
+
+    def _persist(self, candidate: int) -> None:
+        write_last_id(self.state_dir, candidate)
+
+
+class OutboxIds(ReportIds):
+    """Ids for reports that the caller stores in ``outbox`` before publishing them (see the module text)."""
+
+    def __init__(self, state_dir: Path, outbox: Outbox, clock: Callable[[], float] = time.time) -> None:
+        known = outbox.max_known_id()
+        self.reserved = _read_int(state_dir / RESERVE_FILE)
+        super().__init__(state_dir, floor=known if known else self.reserved, clock=clock)
+
+    def _persist(self, candidate: int) -> None:
+        if candidate > self.reserved:
+            reserve = candidate + RESERVE_AHEAD
+            _write_int(self.state_dir / RESERVE_FILE, reserve)
+            self.reserved = reserve

@@ -6,49 +6,30 @@ outcome's counter: ``accepted``, ``rejected`` (with the service's code and
 message), ``superseded`` or ``dropped`` (with the reason). Counters survive
 restarts. An unreadable database file is moved aside as ``*.corrupt`` and a
 fresh one is started (counted as ``outbox_corrupt``).
+
+Report ids are persisted here, not in a file of their own: a report's id is
+committed with its row (the same transaction as the status meta, see
+``Service._report_round``), and nothing is published before that commit.
+``max_known_id`` (pending and ledger; the ledger trim keeps the newest rows) is
+therefore at least every id that was ever sent; :mod:`agent.delivery.ids` starts
+from it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from agent.delivery.db import Transaction, Transactions, connect, move_aside
 from agent.report.model import NetworkStats
 
 DB_NAME = "outbox.sqlite3"
 OUTCOMES = ("accepted", "rejected", "superseded", "dropped")
 LEDGER_KEEP = 10000
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS pending (
-    report_id INTEGER PRIMARY KEY,
-    format TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    created_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL,
-    first_sent_at REAL,
-    delivered INTEGER NOT NULL DEFAULT 0,
-    bytes_in INTEGER, bytes_out INTEGER, packets_in INTEGER, packets_out INTEGER
-);
-CREATE TABLE IF NOT EXISTS ledger (
-    report_id INTEGER PRIMARY KEY,
-    outcome TEXT NOT NULL,
-    code TEXT,
-    message TEXT,
-    attempts INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    finished_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
 
 
 @dataclass(frozen=True)
@@ -85,28 +66,6 @@ _PENDING_COLS = ("report_id, format, payload, created_at, attempts, next_attempt
                  "bytes_in, bytes_out, packets_in, packets_out")
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), timeout=5.0, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL").fetchone()
-    conn.execute("PRAGMA synchronous=FULL")
-    row = conn.execute("PRAGMA quick_check").fetchone()
-    if row is None or row[0] != "ok":
-        conn.close()
-        raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
-    conn.executescript(SCHEMA)
-    return conn
-
-
-def _move_aside(path: Path) -> Path:
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}.{stamp}.corrupt")
-    for suffix in ("", "-wal", "-shm"):
-        src = Path(str(path) + suffix)
-        if src.exists():
-            os.replace(src, Path(str(target) + suffix))
-    return target
-
-
 class Outbox:
     """All reads and writes of the outbox database. Used from one thread (the scheduler loop)."""
 
@@ -114,17 +73,18 @@ class Outbox:
         self.conn = conn
         self.path = path
         self._finished_since_trim = 0
+        self._transactions = Transactions(conn)
 
     @classmethod
     def open(cls, state_dir: Path, logger: logging.Logger) -> Outbox:
         state_dir.mkdir(parents=True, exist_ok=True)
         path = state_dir / DB_NAME
         try:
-            return cls(_connect(path), path)
+            return cls(connect(path), path)
         except sqlite3.DatabaseError as exc:
-            target = _move_aside(path)
+            target = move_aside(path)
             logger.error("Outbox %s is unreadable (%s); moved it to %s and started a fresh one", path, exc, target)
-            box = cls(_connect(path), path)
+            box = cls(connect(path), path)
             box.bump("outbox_corrupt")
             return box
 
@@ -148,6 +108,7 @@ class Outbox:
         return int(self.conn.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
 
     def max_known_id(self) -> int:
+        """The highest id this outbox ever committed (0 for a fresh outbox)."""
         row = self.conn.execute(
             "SELECT MAX(m) FROM (SELECT MAX(report_id) AS m FROM pending UNION ALL SELECT MAX(report_id) FROM ledger)"
         ).fetchone()
@@ -183,7 +144,8 @@ class Outbox:
         )
 
     def record_attempt(self, report_id: int, now: float, next_attempt_at: float) -> None:
-        with self._tx():
+        """Not durable on its own (see agent.delivery.db): a lost attempt count only changes resend timing."""
+        with self._tx(durable=False):
             self.conn.execute(
                 "UPDATE pending SET attempts=attempts+1, next_attempt_at=?, first_sent_at=COALESCE(first_sent_at, ?) "
                 "WHERE report_id=?",
@@ -192,11 +154,14 @@ class Outbox:
             self._bump("published")
 
     def mark_delivered(self, report_id: int) -> None:
-        self.conn.execute("UPDATE pending SET delivered=1 WHERE report_id=?", (report_id,))
+        """Not durable on its own: a lost flag is the lost-PUBACK case of docs/NOTES.md."""
+        with self._tx(durable=False):
+            self.conn.execute("UPDATE pending SET delivered=1 WHERE report_id=?", (report_id,))
 
     def reschedule_sent(self, now: float) -> None:
         """Make every already-sent pending report due now (after a reconnect lost the replies)."""
-        self.conn.execute("UPDATE pending SET next_attempt_at=? WHERE attempts > 0", (now,))
+        with self._tx(durable=False):
+            self.conn.execute("UPDATE pending SET next_attempt_at=? WHERE attempts > 0", (now,))
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -267,26 +232,20 @@ class Outbox:
         return {str(k): int(v) for k, v in self.conn.execute("SELECT name, value FROM counters")}
 
     def set_meta(self, values: Mapping[str, Any]) -> None:
-        with self._tx():
+        """Status values; durable only as part of a durable :meth:`transaction` (e.g. with the report)."""
+        with self._tx(durable=False):
             for key, value in values.items():
                 self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     def meta(self) -> Dict[str, Any]:
         return {str(k): json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
 
-    def _tx(self) -> _Transaction:
-        return _Transaction(self.conn)
+    def transaction(self, durable: bool = True) -> Transaction:
+        """Group several writes into one commit (one fsync when ``durable``); see :mod:`agent.delivery.db`."""
+        return self._transactions(durable)
 
-
-class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
-        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+    def _tx(self, durable: bool = True) -> Transaction:
+        return self._transactions(durable)
 
 
 def open_readonly(state_dir: Path) -> Optional[Outbox]:

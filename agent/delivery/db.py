@@ -1,0 +1,119 @@
+"""The outbox's SQLite plumbing: schema, opening, moving a damaged file aside, and transactions.
+
+Transactions nest: only the outermost one issues ``BEGIN IMMEDIATE`` and ``COMMIT``,
+so a caller can group several outbox writes (store a report, drop the oldest, save
+the status meta) into one commit, and so into one fsync.
+
+Each outermost transaction says whether it must be on disk when it returns:
+
+- ``durable`` (``PRAGMA synchronous=FULL``): the WAL is fsynced at commit. For
+  everything that creates, changes or ends a report under an id (store, supersede,
+  drop, the reply's outcome): after the commit the report may be published, so the
+  id and its bytes must survive a power loss.
+- not durable (``synchronous=NORMAL``): the commit is written to the WAL (it
+  survives kill -9, the OS has it) but not fsynced; a power loss can lose it until
+  the next durable commit, whose fsync of the WAL makes every earlier frame durable
+  too. Used for bookkeeping whose loss is harmless: publish attempts, the PUBACK
+  flag, the status meta on its own. docs/NOTES.md ("Outbox fsync budget") says why.
+
+SQLite refuses to change ``synchronous`` inside a transaction, so the outermost
+transaction decides; a durable write nested inside a non-durable one is a bug and
+raises.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending (
+    report_id INTEGER PRIMARY KEY,
+    format TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    first_sent_at REAL,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    bytes_in INTEGER, bytes_out INTEGER, packets_in INTEGER, packets_out INTEGER
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    report_id INTEGER PRIMARY KEY,
+    outcome TEXT NOT NULL,
+    code TEXT,
+    message TEXT,
+    attempts INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    finished_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=5.0, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL").fetchone()
+    conn.execute("PRAGMA synchronous=FULL")
+    row = conn.execute("PRAGMA quick_check").fetchone()
+    if row is None or row[0] != "ok":
+        conn.close()
+        raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def move_aside(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.{stamp}.corrupt")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(str(path) + suffix)
+        if src.exists():
+            os.replace(src, Path(str(target) + suffix))
+    return target
+
+
+class Transactions:
+    """Nesting transactions on one connection (one thread), with per-commit durability."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.depth = 0
+        self.durable = True
+        self._sync = "FULL"  # what connect() set
+
+    def __call__(self, durable: bool) -> Transaction:
+        return Transaction(self, durable)
+
+    def begin(self, durable: bool) -> None:
+        if self.depth == 0:
+            wanted = "FULL" if durable else "NORMAL"
+            if wanted != self._sync:
+                self.conn.execute(f"PRAGMA synchronous={wanted}")
+                self._sync = wanted
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.durable = durable
+        elif durable and not self.durable:
+            raise RuntimeError("a durable outbox write inside a non-durable transaction")
+        self.depth += 1
+
+    def end(self, ok: bool) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            self.conn.execute("COMMIT" if ok else "ROLLBACK")
+
+
+class Transaction:
+    def __init__(self, owner: Transactions, durable: bool) -> None:
+        self.owner = owner
+        self.durable = durable
+
+    def __enter__(self) -> None:
+        self.owner.begin(self.durable)
+
+    def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
+        self.owner.end(kind is None)
