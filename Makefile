@@ -24,10 +24,15 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 mosquitto:
-	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
-	  echo "Installing mosquitto (needed by the broker tests and the demo)"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto openssl >/dev/null; }
+	@missing=""; \
+	  { command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; } || missing="$$missing mosquitto"; \
+	  command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	  command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "Installing$$missing (broker tests, throwaway certificates, fsync counts)"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
