@@ -11,9 +11,10 @@ import dataclasses
 import logging
 import queue
 import random
+import sqlite3
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional, Set
+from typing import Any, Callable, Dict, Optional, Set
 
 from agent.collectors.base import Sample
 from agent.config.model import Config
@@ -36,6 +37,9 @@ from agent.security import audit_files
 LinkFactory = Callable[[Config, "queue.SimpleQueue[object]", logging.Logger], Link]
 SourceFactory = Callable[[Config], SampleSource]
 MAX_WAIT = 1.0  # the loop wakes at least this often (signals, deadlines, watchdog)
+# What a full or failing state_dir raises: SQLite ("database or disk is full", "disk I/O error") and
+# plain file writes (ENOSPC, EDQUOT, EIO). The loop survives them and tries again on the next round.
+STORAGE_ERRORS = (sqlite3.OperationalError, OSError)
 
 
 def default_link(config: Config, events: queue.SimpleQueue[object], logger: logging.Logger) -> Link:
@@ -69,6 +73,7 @@ class Service:
         self.retry_at: Dict[int, float] = {}  # report id -> monotonic time of its next publish
         self.subscribed_formats: Set[str] = set()
         self.last_drain = 0.0
+        self.storage_failures = 0  # consecutive failed writes to state_dir (disk full), logged once per burst
 
     # -- set-up and tear-down -------------------------------------------------------------
 
@@ -102,7 +107,7 @@ class Service:
         if not self.link.stop(timeout=2.0):
             self.log.warning("The MQTT client did not confirm the disconnect within 2 s")
         self.source.close()
-        self._save_meta()
+        self._guarded("saving the status", self._save_meta)
         self.outbox.close()
         self.log.info("Stopped (%d report(s) still pending in the outbox)", len(self.retry_at))
 
@@ -124,7 +129,7 @@ class Service:
                     event = None
                 handled = 0
                 while event is not None and handled < 1000:
-                    self._handle(event)
+                    self._guarded("handling an event", self._handle, event)
                     handled += 1
                     try:
                         event = self.events.get_nowait()
@@ -144,11 +149,12 @@ class Service:
 
     def _tick(self, now: float) -> None:
         if now >= self.next_report and not self._done_reporting():
-            self._report_round(now)
+            # Scheduled before the round runs: a round that fails (disk full) must not be retried at once.
             interval = self.config.report.interval
             self.next_report = max(self.next_report + interval, now) + self.rng.uniform(0, self.config.report.jitter)
+            self._guarded("storing a report", self._report_round, now)
         if self.conn.ready:
-            self._publish_due(now)
+            self._guarded("sending reports", self._publish_due, now)
         self.conn.check_slow(now, self.config.mqtt.connect_timeout)
         if self.conn.restart_due(now):
             self._start_link()
@@ -163,6 +169,21 @@ class Service:
         if self._done_reporting() and not self.retry_at:
             self.log.info("Built %d report(s) and none is pending; stopping as asked", self.reports_built)
             self.stopping = True
+
+    def _guarded(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn``; a storage error (state_dir full or failing) is logged once per burst, not fatal."""
+        try:
+            fn(*args)
+        except STORAGE_ERRORS as exc:
+            self.storage_failures += 1
+            if self.storage_failures == 1:
+                self.log.error("Cannot write to %s while %s: %s; the report(s) concerned stay pending or are "
+                               "skipped, and writing is retried every round", self.config.state_dir, what, exc)
+            return
+        if self.storage_failures and what == "storing a report":
+            self.log.warning("Writing to %s works again (after %d failed write(s))", self.config.state_dir,
+                             self.storage_failures)
+            self.storage_failures = 0
 
     def _done_reporting(self) -> bool:
         return self.max_reports is not None and self.reports_built >= self.max_reports
@@ -211,9 +232,9 @@ class Service:
             self.link.publish(report_topic(self.config.thing_name, pending.format), pending.payload, rid)
             attempt = pending.attempts + 1
             wait = self._backoff(attempt)
-            self.outbox.record_attempt(rid, time.time(), time.time() + wait)
-            self.retry_at[rid] = now + wait
+            self.retry_at[rid] = now + wait  # before the write: a failed write must not make it due at once
             self.last_drain = now
+            self.outbox.record_attempt(rid, time.time(), time.time() + wait)
             if attempt == 1:
                 self.log.info("Published report %d (%d bytes)", rid, len(pending.payload))
             else:

@@ -10,6 +10,7 @@ fresh one is started (counted as ``outbox_corrupt``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -286,7 +287,22 @@ class _Transaction:
         self.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
-        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                # A COMMIT that failed (disk full, I/O error) can leave the transaction open; without a
+                # rollback every later BEGIN fails ("cannot start a transaction within a transaction")
+                # and the outbox never recovers when space returns.
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may already have rolled back on its own
+                self.conn.execute("ROLLBACK")
 
 
 def open_readonly(state_dir: Path) -> Optional[Outbox]:
