@@ -75,6 +75,8 @@ def figure_table(figures: List[Dict[str, Any]]) -> List[str]:
         base = _value(fig, "baseline")
         if fig.get("baseline_name") and base != "-":
             base += f" ({fig['baseline_name']})"
+        elif fig.get("baseline_name") and fig.get("value") is not None:
+            base = f"- ({fig['baseline_name']})"  # no baseline number: how it was measured
         lines.append(
             f"| {fig['name']} | {_value(fig, 'value')} | {base} | {_ratio(fig)} "
             f"| {fig.get('goal', '')} | {result} |"

@@ -178,9 +178,10 @@ class Rig:
         self.responder.start()
 
     def config_text(self, state: Path, port: Optional[int] = None, **overrides: Any) -> str:
-        device = self.pki.client(THING)
+        thing = str(overrides.pop("thing", THING))  # one thing (and client id) per concurrent agent
+        device = self.pki.client(thing)
         values: Dict[str, Any] = dict(
-            thing=THING, port=port or self.broker.port, cert=device.cert, key=device.key, ca=self.pki.ca,
+            thing=thing, port=port or self.broker.port, cert=device.cert, key=device.key, ca=self.pki.ca,
             keep_alive=60, interval=1, jitter=0, fmt="cbor", backlog="newest", reply_timeout=2,
             retry_max_delay=2, drain_interval=0, min_free_disk=0, state=state, collectors=COLLECTORS,
         )
