@@ -335,7 +335,8 @@ def run(quick: bool = False) -> Dict[str, Any]:
     name = "idle CPU in 60 s between reports"
     if "cpu" in idle:
         figures.append(Figure(name, "s", idle["cpu"], None,
-                              f"{idle['wakeups']} thread wake-ups in {idle['seconds']:.0f} s", g[name],
+                              f"{idle['wakeups']} thread wake-ups in {idle['seconds']:.0f} s; /proc/PID/stat counts "
+                              f"10 ms ticks: {round(idle['cpu'] * 100)} tick(s)", g[name],
                               judged="value", limit=0.05, compare="<"))
     else:
         figures.append(not_measured(name, g[name], idle["error"]))

@@ -217,6 +217,8 @@ def render_benchmarks() -> Path:
         detail = (
             f" ({_ratio(fig)} against a limit of {fig.get('limit')})"
             if what == "missed" and fig.get("ratio")
+            else f" ({_value(fig, 'value')} against a limit of {fig.get('limit')})"
+            if what == "missed" and fig.get("judged") == "value"
             else ""
         )
         lines.append(f"- {fig['name']}: {what}{detail}. {fig.get('reason', '')}".rstrip())
