@@ -765,8 +765,10 @@ def scenario_cuts(short: bool) -> Scenario:
                     break
         finally:
             rig.stop_agent(proc)
+        try:
+            _settle_and_account(sc, rig, cfg, state, log_path)  # through the (restored) proxy, as configured
+        finally:
             proxy.close()
-        _settle_and_account(sc, rig, cfg, state, log_path)
     _recovery(sc, times)
     return sc
 
