@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import sqlite3
 import time
-from typing import Callable, Optional, Set
+from typing import Any, Callable, Optional, Set
 
 from agent.config.model import Config
 from agent.delivery import events as ev
@@ -37,6 +38,9 @@ from agent.sampling import SampleSource, network_stats
 
 SourceFactory = Callable[[Config], SampleSource]
 MAX_WAIT = 1.0  # the loop wakes at least this often (signals, deadlines, watchdog)
+# What a full or failing state_dir raises: SQLite ("database or disk is full", "disk I/O error") and
+# plain file writes (ENOSPC, EDQUOT, EIO). The loop survives them and tries again on the next round.
+STORAGE_ERRORS = (sqlite3.OperationalError, OSError)
 
 
 def default_link(config: Config, events: queue.SimpleQueue[object], logger: logging.Logger) -> Link:
@@ -70,6 +74,7 @@ class Service:
         self.resend = ResendClock(self.rng)
         self.heartbeat = Heartbeat(self.notifier)
         self.last_report_id: Optional[int] = None
+        self.storage_failures = 0  # consecutive failed writes to state_dir (disk full), logged once per burst
 
     # -- set-up and tear-down -------------------------------------------------------------
 
@@ -97,7 +102,7 @@ class Service:
         if not self.session.stop(timeout=2.0):
             self.log.warning("The MQTT client did not confirm the disconnect within 2 s")
         self.source.close()
-        self._save_meta()
+        self._guarded("saving the status", self._save_meta)
         self.outbox.close()
         self.log.info("Stopped (%d report(s) still pending in the outbox)", len(self.resend))
 
@@ -119,7 +124,7 @@ class Service:
                     event = None
                 handled = 0
                 while event is not None and handled < 1000:
-                    self._handle(event)
+                    self._guarded("handling an event", self._handle, event)
                     handled += 1
                     try:
                         event = self.events.get_nowait()
@@ -140,16 +145,32 @@ class Service:
 
     def _tick(self, now: float) -> None:
         if now >= self.next_report and not self._done_reporting():
-            self._report_round(now)
+            # Scheduled before the round runs: a round that fails (disk full) must not be retried at once.
             interval = self.config.report.interval
             self.next_report = max(self.next_report + interval, now) + self.rng.uniform(0, self.config.report.jitter)
+            self._guarded("storing a report", self._report_round, now)
         if self.session.ready:
-            self._publish_due(now)
+            self._guarded("sending reports", self._publish_due, now)
         self.session.tick(now, self.config, self._wanted_formats)
         self.heartbeat.beat(now, self._status_line())
         if self._done_reporting() and not self.resend:
             self.log.info("Built %d report(s) and none is pending; stopping as asked", self.reports_built)
             self.stopping = True
+
+    def _guarded(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn``; a storage error (state_dir full or failing) is logged once per burst, not fatal."""
+        try:
+            fn(*args)
+        except STORAGE_ERRORS as exc:
+            self.storage_failures += 1
+            if self.storage_failures == 1:
+                self.log.error("Cannot write to %s while %s: %s; the report(s) concerned stay pending or are "
+                               "skipped, and writing is retried every round", self.config.state_dir, what, exc)
+            return
+        if self.storage_failures and what == "storing a report":
+            self.log.warning("Writing to %s works again (after %d failed write(s))", self.config.state_dir,
+                             self.storage_failures)
+            self.storage_failures = 0
 
     def _done_reporting(self) -> bool:
         return self.max_reports is not None and self.reports_built >= self.max_reports

@@ -3,14 +3,29 @@
 Memory after 100 reports vs a bare `python -c "import awscrt, psutil"`; RSS growth
 over 1,000 fast reports; idle CPU over 60 s; fsyncs and bytes written per report;
 time to drain a 10,000-report backlog with `backlog: all`.
+
+Every agent is a real `python -m agent run` subprocess with the real collectors
+(listening_ports, tcp_connections, network_stats, system), CBOR short names, over
+mutual TLS to a private mosquitto on 127.0.0.1, answered by the responder in this
+process. The memory run (1,100 reports at the smallest interval the config allows,
+1 s) runs in the background while the other figures are measured.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from typing import Any, Dict, List
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
 
-from benchmarks.common import Figure, not_measured
+from benchmarks.common import WORK_DIR, Figure, log, not_measured
 
 GOALS = {
     "steady RSS after 100 reports vs bare awscrt+psutil process": "at most 1.5x",
@@ -21,32 +36,329 @@ GOALS = {
     "drain a 10,000-report backlog (backlog: all)": "context (time to drain)",
 }
 
+BARE = "import awscrt, psutil, sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(3600)"
 
-def _missing() -> List[str]:
-    need = (
-        "agent.commands.run",
-        "agent.delivery.outbox",
-        "agent.emulator.responder",
-        "agent.devtools.broker",
-    )
-    missing = []
-    for name in need:
+
+def _threads_ctx_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of every thread of ``pid`` (a wake-up count)."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
         try:
-            found = importlib.util.find_spec(name) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            missing.append(name)
-    return missing
+            for line in status.read_text(encoding="ascii").splitlines():
+                if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+class MemoryRun:
+    """Background: `run --reports N` at interval 1 s; RSS when 100 and when 100 + growth_reports are accepted."""
+
+    def __init__(self, rig: Any, work: Path, steady_at: int, growth_reports: int) -> None:
+        from agent.devtools.rig import proc_rss_kib
+
+        self.rig, self.work = rig, work
+        self.steady_at, self.end_at = steady_at, steady_at + growth_reports
+        self.state = work / "mem-state"
+        self.log = work / "mem.log"
+        cfg = rig.write_config(work / "mem.yaml", self.state, interval=1, thing="mem-gw")
+        self.proc = rig.start_agent(cfg, self.log, "--reports", str(self.end_at))
+        self.rss_kib = proc_rss_kib
+        self.samples: List[Tuple[int, int]] = []  # (accepted, rss KiB)
+        self.steady: Optional[int] = None
+        self.end: Optional[int] = None
+        self.bare_rss: Optional[int] = None
+        self.steady_reports: Optional[int] = None  # accepted reports when the steady RSS was taken
+        self.end_reports: Optional[int] = None
+        self._stop = threading.Event()
+        # Poll in a thread of our own: the milestones must be caught while the driver measures other figures.
+        self._thread = threading.Thread(target=self._poll_loop, name="memory-poll", daemon=True)
+        self._thread.start()
+
+    def _poll_loop(self) -> None:
+        deadline = time.monotonic() + (self.end_at * 3 + 600)
+        while not self._stop.is_set() and time.monotonic() < deadline and self.end is None:
+            self.poll()
+            self._stop.wait(0.1)
+
+    def poll(self) -> None:
+        """Called every few seconds by the driver: record RSS at the milestones."""
+        from agent.devtools.rig import accepted_count
+
+        if self.proc.poll() is not None or self.end is not None:
+            return
+        done = accepted_count(self.state)
+        try:
+            rss = self.rss_kib(self.proc.pid)
+        except OSError:
+            return
+        if not self.samples or done - self.samples[-1][0] >= 50:
+            self.samples.append((done, rss))
+        if self.steady is None and done >= self.steady_at:
+            self.steady, self.steady_reports = rss, done
+            log(f"  memory: steady RSS {rss} KiB after {done} reports")
+        if done >= self.end_at - 1:  # the last report settles and the process exits at once: take it now
+            self.end, self.end_reports = rss, done
+            log(f"  memory: RSS {rss} KiB after {done} reports")
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.end is None and self.proc.poll() is None:
+            time.sleep(0.2)
+        self._stop.set()
+        self._thread.join(5)
+        self.rig.stop_agent(self.proc)
+
+
+def _bare_rss(rig: Any) -> int:
+    from agent.devtools.rig import proc_rss_kib
+
+    proc = subprocess.Popen([sys.executable, "-c", BARE], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        time.sleep(1.0)
+        return proc_rss_kib(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+def measure_idle(rig: Any, work: Path, seconds: float) -> Dict[str, Any]:
+    from agent.devtools.rig import accepted_count, proc_cpu_seconds, wait_until
+
+    state = work / "idle-state"
+    cfg = rig.write_config(work / "idle.yaml", state, interval=300, reply_timeout=30, retry_max_delay=60,
+                           thing="idle-gw")
+    proc = rig.start_agent(cfg, work / "idle.log")
+    try:
+        if not wait_until(lambda: accepted_count(state) >= 1, 30, 0.2):
+            raise RuntimeError("the idle agent's first report was not accepted within 30 s")
+        time.sleep(5.0)  # settle: the first report's replies, status writes
+        cpu0, ctx0, t0 = proc_cpu_seconds(proc.pid), _threads_ctx_switches(proc.pid), time.monotonic()
+        time.sleep(seconds)
+        cpu1, ctx1, t1 = proc_cpu_seconds(proc.pid), _threads_ctx_switches(proc.pid), time.monotonic()
+        built = len(re.findall(r"Built report", (work / "idle.log").read_text()))
+    finally:
+        rig.stop_agent(proc)
+    return {"cpu": cpu1 - cpu0, "seconds": t1 - t0, "wakeups": ctx1 - ctx0, "reports_built": built}
+
+
+_CALL = re.compile(r"^\d+\s+(?:\d+\.\d+\s+)?(\w+)\((\d+)<([^>]*)>.*\)\s+=\s+(-?\d+)")
+
+
+def _strace_run(rig: Any, work: Path, name: str, reports: int) -> Dict[str, Any]:
+    state = work / f"{name}-state"
+    cfg = rig.write_config(work / f"{name}.yaml", state, interval=1, thing=f"{name}-gw")
+    trace = work / f"{name}.strace"
+    prefix = ["strace", "-f", "-qq", "-y", "-s", "0", "-e", "trace=fsync,fdatasync,write,pwrite64,pwritev",
+              "-o", str(trace)]
+    proc = rig.start_agent(cfg, work / f"{name}.log", "--reports", str(reports), prefix=prefix)
+    try:
+        proc.wait(reports * 3 + 60)
+    except subprocess.TimeoutExpired:
+        rig.stop_agent(proc)
+        raise RuntimeError(f"strace run of {reports} reports did not finish") from None
+    fsyncs: Counter[str] = Counter()
+    written: Counter[str] = Counter()
+    for line in trace.read_text(errors="replace").splitlines():
+        m = _CALL.match(line)
+        if not m:
+            continue
+        call, _fd, path, result = m.groups()
+        in_state = path.startswith(str(state))
+        key = ("(state_dir itself)" if path == str(state) else re.sub(r"\.\d+\.tmp$", ".PID.tmp", Path(path).name)
+               ) if in_state else "(outside state_dir)"
+        if call in ("fsync", "fdatasync"):
+            fsyncs[key] += 1
+        elif in_state and int(result) > 0:
+            written[key] += int(result)
+    return {"fsyncs": fsyncs, "written": written}
+
+
+def measure_fsyncs(rig: Any, work: Path, small: int, large: int) -> Dict[str, Any]:
+    """fsyncs and bytes written per report: (run of ``large`` - run of ``small``) / (large - small)."""
+    if shutil.which("strace") is None:
+        raise RuntimeError("strace is not installed (apt-get install -y strace)")
+    a = _strace_run(rig, work, "strace-small", small)
+    b = _strace_run(rig, work, "strace-large", large)
+    n = large - small
+    per_file_fsync = {k: (b["fsyncs"][k] - a["fsyncs"][k]) / n for k in set(a["fsyncs"]) | set(b["fsyncs"])}
+    per_file_bytes = {k: (b["written"][k] - a["written"][k]) / n for k in set(a["written"]) | set(b["written"])}
+    state_keys = [k for k in per_file_fsync if k != "(outside state_dir)"]
+    return {
+        "fsyncs_per_report": sum(per_file_fsync[k] for k in state_keys),
+        "fsyncs_per_report_all": sum(per_file_fsync.values()),
+        "bytes_per_report": sum(per_file_bytes.values()),
+        "fsyncs_by_file": {k: round(v, 2) for k, v in sorted(per_file_fsync.items())},
+        "bytes_by_file": {k: round(v, 1) for k, v in sorted(per_file_bytes.items())},
+        "runs": [small, large],
+    }
+
+
+def _seed_backlog(rig: Any, work: Path, count: int) -> Tuple[Path, Path]:
+    """A state_dir whose outbox holds ``count`` pending reports (real collectors, CBOR short), none sent."""
+    from agent.collectors.base import Sample
+    from agent.config import parse_config
+    from agent.delivery.fold import rewrite
+    from agent.delivery.ids import write_last_id
+    from agent.delivery.outbox import Outbox, Pending
+    from agent.report.builder import ReportBuilder
+    from agent.sampling import build_source
+
+    state = work / "drain-state"
+    cfg_path = rig.write_config(work / "drain.yaml", state, interval=300, backlog="all", drain_interval=0,
+                                reply_timeout=120, retry_max_delay=120, thing="drain-gw")
+    config = parse_config(cfg_path.read_text(), str(cfg_path))
+    quiet = logging.getLogger("bench.drain")
+    quiet.setLevel(logging.ERROR)
+    source = build_source(config, quiet)
+    samples: List[Sample] = list(source.sample())
+    source.close()
+    first = int(time.time()) - count - 10
+    template = ReportBuilder(config, quiet).build(first, samples)
+    box = Outbox.open(state, quiet)
+    now = time.time()
+    with box._tx():
+        for i in range(count):
+            rid = first + i
+            payload = template.payload if i == 0 else rewrite(template.payload, rid, None)
+            box._insert(Pending(rid, template.format, payload, now, 0, now, None, False, None))
+    box.close()
+    write_last_id(state, first + count - 1)
+    copy = work / "drain-baseline.sqlite3"
+    src = sqlite3_backup(state / "outbox.sqlite3", copy)
+    return cfg_path, src
+
+
+def sqlite3_backup(src: Path, dst: Path) -> Path:
+    import sqlite3
+
+    a, b = sqlite3.connect(str(src)), sqlite3.connect(str(dst))
+    with b:
+        a.backup(b)
+    a.close()
+    b.close()
+    return dst
+
+
+def measure_drain(rig: Any, work: Path, count: int) -> Dict[str, Any]:
+    from agent.devtools.rig import pending_ids, wait_until
+
+    cfg, copy = _seed_backlog(rig, work, count)
+    state = work / "drain-state"
+    device = rig.pki.client("drain-gw")
+    # Baseline first: the same payloads through a bare awscrt client, until every reply came back.
+    out = subprocess.run([sys.executable, "-m", "benchmarks.drain_baseline", str(copy), str(device.cert),
+                          str(device.key), str(rig.pki.ca), str(rig.broker.port), "drain-gw"],
+                         capture_output=True, text=True, timeout=900, check=False)
+    try:
+        base = json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise RuntimeError(f"drain baseline failed: {out.stderr[-1500:]}") from None
+    if not base.get("complete"):
+        raise RuntimeError(f"drain baseline incomplete: {base}")
+    log(f"  drain baseline: {base}")
+    t0 = time.monotonic()
+    proc = rig.start_agent(cfg, work / "drain.log")
+    try:
+        drained = wait_until(lambda: not pending_ids(state) or proc.poll() is not None, 1200, 0.5)
+        seconds = time.monotonic() - t0
+    finally:
+        rig.stop_agent(proc)
+    text = (work / "drain.log").read_text()
+    connected = re.search(r"over mutual TLS in ([\d.]+) s", text)
+    return {
+        "seconds": seconds,
+        "drained": bool(drained) and not pending_ids(state),
+        "baseline_seconds": base["seconds"] + base["connect_seconds"],
+        "baseline": base,
+        "connect_seconds": float(connected.group(1)) if connected else None,
+        "resends": len(re.findall(r"Published report \d+ again", text)),
+        "tracebacks": text.count("Traceback"),
+    }
 
 
 def run(quick: bool = False) -> Dict[str, Any]:
-    missing = _missing()
-    if missing:
-        reason = f"delivery is not on this branch yet (missing {', '.join(missing)})"
-        figures: List[Figure] = [not_measured(name, goal, reason) for name, goal in GOALS.items()]
-        return {"figures": figures}
-    # Delivery is on the branch now, but the drivers for these figures (a `run` process against the
-    # local broker and responder, strace for fsyncs, a 10,000-report backlog) are not written yet.
-    reason = "delivery has landed, but this benchmark's driver (run + broker + responder) is not written yet"
-    return {"figures": [not_measured(name, goal, reason) for name, goal in GOALS.items()]}
+    from agent.devtools.broker import find_mosquitto
+    from agent.devtools.rig import Rig
+
+    if find_mosquitto() is None:
+        return {"figures": [not_measured(n, g, "mosquitto is not installed") for n, g in GOALS.items()]}
+    work = WORK_DIR / "agent"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    growth_reports = 100 if quick else 1000
+    idle_seconds = 10.0 if quick else 60.0
+    drain_count = 1000 if quick else 10_000
+    figures: List[Figure] = []
+    extra: Dict[str, Any] = {}
+    with Rig(work) as rig:
+        mem = MemoryRun(rig, work, 100, growth_reports)
+        bare = _bare_rss(rig)
+        for name, fn in (
+            ("idle", lambda: measure_idle(rig, work, idle_seconds)),
+            ("fsync", lambda: measure_fsyncs(rig, work, 5, 25)),
+            ("drain", lambda: measure_drain(rig, work, drain_count)),
+        ):
+            log(f"  agent: {name}")
+            try:
+                extra[name] = fn()
+            except Exception as exc:  # record, keep going: the other figures are still worth having
+                extra[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            log(f"  agent: {name}: {extra[name]}")
+        log("  agent: waiting for the memory run to reach its last report")
+        mem.wait(growth_reports * 2.0 + 300)
+        bare_after = _bare_rss(rig)
+    bare_kib = (bare + bare_after) / 2
+    extra["memory"] = {"bare_rss_kib": [bare, bare_after], "steady_kib": mem.steady, "end_kib": mem.end,
+                       "samples": mem.samples, "reports": [mem.steady_reports, mem.end_reports]}
+    g = GOALS
+    name = "steady RSS after 100 reports vs bare awscrt+psutil process"
+    if mem.steady:
+        figures.append(Figure(name, "MB", mem.steady / 1024.0, bare_kib / 1024.0,
+                              f"bare `python -c 'import awscrt, psutil'` (mean of one before, one after); "
+                              f"ours taken at {mem.steady_reports} accepted reports",
+                              g[name], limit=1.5))
+    else:
+        figures.append(not_measured(name, g[name], f"the memory run did not reach 100 reports: {mem.samples[-3:]}"))
+    name = "RSS growth over 1,000 fast reports"
+    if mem.steady and mem.end:
+        label = (f"RSS growth from report {mem.steady_reports:,} to report {mem.end_reports:,}, interval 1 s "
+                 "(the smallest the config allows)")
+        figures.append(Figure(name, "MB", (mem.end - mem.steady) / 1024.0, None, label, g[name],
+                              judged="value", limit=2.0, compare="<"))
+    else:
+        figures.append(not_measured(name, g[name], f"the memory run ended early: {mem.samples[-3:]}"))
+    idle = extra["idle"]
+    name = "idle CPU in 60 s between reports"
+    if "cpu" in idle:
+        figures.append(Figure(name, "s", idle["cpu"], None,
+                              f"{idle['wakeups']} thread wake-ups in {idle['seconds']:.0f} s; /proc/PID/stat counts "
+                              f"10 ms ticks: {round(idle['cpu'] * 100)} tick(s)", g[name],
+                              judged="value", limit=0.05, compare="<"))
+    else:
+        figures.append(not_measured(name, g[name], idle["error"]))
+    fs = extra["fsync"]
+    name = "fsyncs per report in the outbox"
+    if "fsyncs_per_report" in fs:
+        figures.append(Figure(name, "", fs["fsyncs_per_report"], None,
+                              "strace -f, (25-report run - 5-report run) / 20; state_dir files", g[name],
+                              judged="value", limit=3))
+        name = "bytes written per report in the outbox"
+        figures.append(Figure(name, "B", fs["bytes_per_report"], None, "write/pwrite64 to state_dir files",
+                              g[name], judged="value"))
+    else:
+        figures.append(not_measured(name, g[name], fs["error"]))
+        name = "bytes written per report in the outbox"
+        figures.append(not_measured(name, g[name], fs["error"]))
+    dr = extra["drain"]
+    name = "drain a 10,000-report backlog (backlog: all)"
+    if "seconds" in dr and dr.get("drained"):
+        figures.append(Figure(name, "s", dr["seconds"], dr["baseline_seconds"],
+                              f"bare awscrt publish loop of the same {drain_count:,} payloads until every reply",
+                              g[name]))
+    else:
+        figures.append(not_measured(name, g[name], dr.get("error", f"did not drain: {dr}")))
+    return {"figures": figures, "extra": extra}

@@ -23,6 +23,7 @@ raises.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -103,8 +104,24 @@ class Transactions:
 
     def end(self, ok: bool) -> None:
         self.depth -= 1
-        if self.depth == 0:
-            self.conn.execute("COMMIT" if ok else "ROLLBACK")
+        if self.depth != 0:
+            return
+        if ok:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                # A COMMIT that failed (disk full, I/O error) can leave the transaction open; without a
+                # rollback every later BEGIN fails ("cannot start a transaction within a transaction")
+                # and the outbox never recovers when space returns.
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may already have rolled back on its own
+                self.conn.execute("ROLLBACK")
 
 
 class Transaction:

@@ -147,6 +147,16 @@ def test_corrupt_state_is_reported_not_raised(tmp_path, content):
     assert loaded is None and problem and str(path) in problem
 
 
+@pytest.mark.parametrize("content", [b"\xed\x01\x8c", b"\xff\xfe{}", b"\x00" * 10 + b"\xc9"])
+def test_state_file_with_random_bytes_is_reported_not_raised(tmp_path, content):
+    """Regression (fault campaign): random bytes raised UnicodeDecodeError out of load(); the collector
+    failed to build and `run` refused to start with exit 78 ("configuration error")."""
+    path = tmp_path / "net.json"
+    path.write_bytes(content)
+    loaded, problem = StateFile(path).load()
+    assert loaded is None and problem and str(path) in problem
+
+
 def _proc_tree(root: Path, dev: str, boot: str, ifindex: dict) -> None:
     (root / "proc" / "net").mkdir(parents=True, exist_ok=True)
     (root / "proc" / "net" / "dev").write_text(dev)

@@ -98,6 +98,8 @@ class StateFile:
             return None, None
         except OSError as exc:
             return None, f"cannot read {self.path}: {exc.strerror}"
+        except UnicodeDecodeError as exc:  # random bytes: damaged, not a reason to refuse to start
+            return None, f"{self.path} is not a valid counter state (not UTF-8: {exc.reason} at byte {exc.start})"
         try:
             data = json.loads(raw)
             if data.get("version") != STATE_VERSION:
