@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from agent.devtools.broker import Broker
 from agent.devtools.certs import Pki, make_pki
@@ -77,50 +77,33 @@ def _ro(state: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{state / DB}?mode=ro", uri=True, timeout=5)
 
 
-def ledger(state: Path) -> Dict[int, str]:
-    """report id -> outcome, from the agent's outbox (empty when there is none yet)."""
+def _query(state: Path, sql: str) -> List[Tuple[Any, ...]]:
+    """Rows of a read-only query on the agent's outbox; none when it does not exist (yet) or is unreadable."""
     if not (state / DB).exists():
-        return {}
+        return []
     try:
         conn = _ro(state)
     except sqlite3.Error:
-        return {}
+        return []
     try:
-        return {int(r): str(o) for r, o in conn.execute("SELECT report_id, outcome FROM ledger")}
-    except sqlite3.Error:
-        return {}
+        return list(conn.execute(sql))
+    except sqlite3.Error:  # created a moment ago (no schema yet), or damaged on purpose
+        return []
     finally:
         conn.close()
+
+
+def ledger(state: Path) -> Dict[int, str]:
+    """report id -> outcome, from the agent's outbox (empty when there is none yet)."""
+    return {int(r): str(o) for r, o in _query(state, "SELECT report_id, outcome FROM ledger")}
 
 
 def pending_ids(state: Path) -> List[int]:
-    if not (state / DB).exists():
-        return []
-    try:
-        conn = _ro(state)
-    except sqlite3.Error:
-        return []
-    try:
-        return [int(r) for (r,) in conn.execute("SELECT report_id FROM pending ORDER BY report_id")]
-    except sqlite3.Error:
-        return []
-    finally:
-        conn.close()
+    return [int(r) for (r,) in _query(state, "SELECT report_id FROM pending ORDER BY report_id")]
 
 
 def counters(state: Path) -> Dict[str, int]:
-    if not (state / DB).exists():
-        return {}
-    try:
-        conn = _ro(state)
-    except sqlite3.Error:
-        return {}
-    try:
-        return {str(k): int(v) for k, v in conn.execute("SELECT name, value FROM counters")}
-    except sqlite3.Error:
-        return {}
-    finally:
-        conn.close()
+    return {str(k): int(v) for k, v in _query(state, "SELECT name, value FROM counters")}
 
 
 _BUILT = re.compile(r"Built report (\d+)")

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -19,6 +18,7 @@ from agent.collectors.base import Sample, SampleKind
 from agent.config import Config, parse_config
 from agent.devtools.broker import Broker, find_mosquitto
 from agent.devtools.certs import Pki, make_pki
+from agent.devtools.rig import ledger, pending_ids, wait_until  # noqa: F401  (used by the delivery tests)
 from agent.emulator.responder import Responder, ResponderOptions
 from agent.report.model import NetworkStats
 from tests.delivery.proxy import Proxy
@@ -141,44 +141,6 @@ class RunningService:
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "service did not stop"
         return time.monotonic() - started
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
-
-
-def _ro(state: Path) -> Any:
-    return sqlite3.connect(f"file:{state / 'outbox.sqlite3'}?mode=ro", uri=True, timeout=5)
-
-
-def ledger(state: Path) -> Dict[int, str]:
-    if not (state / "outbox.sqlite3").exists():
-        return {}
-    conn = _ro(state)
-    try:
-        return {int(r): str(o) for r, o in conn.execute("SELECT report_id, outcome FROM ledger")}
-    except sqlite3.OperationalError:  # created a moment ago, schema not there yet
-        return {}
-    finally:
-        conn.close()
-
-
-def pending_ids(state: Path) -> List[int]:
-    if not (state / "outbox.sqlite3").exists():
-        return []
-    conn = _ro(state)
-    try:
-        return [int(r) for (r,) in conn.execute("SELECT report_id FROM pending ORDER BY report_id")]
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
 
 
 def start_agent(config_path: Path, log_path: Path, env: Optional[Dict[str, str]] = None,
