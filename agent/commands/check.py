@@ -6,10 +6,10 @@ import argparse
 import sys
 from typing import Any
 
-from agent.commands.common import add_config_argument, load_from_args
+from agent.collectors.base import close_collector
+from agent.collectors.build import build_collectors
+from agent.commands.common import add_config_argument, load_audited
 from agent.delivery.mqtt import check_tls_files
-from agent.errors import ConfigError
-from agent.security import audit_files
 
 
 def register(sub: Any) -> None:
@@ -24,11 +24,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_from_args(args)
-    problems = audit_files(config)
-    if problems:
-        raise ConfigError(problems)
+    config = load_audited(args)
     check_tls_files(config.mqtt, config.source)  # what `run` builds first: a key that is not the cert's fails here
+    for job in build_collectors(config, persist_state=False):  # e.g. an exec program with unsafe permissions
+        close_collector(job.collector)
     print(
         f"{config.source}: OK (thing {config.thing_name!r}, {len(config.collectors)} collector(s), "
         f"{len(config.custom_metrics)} custom metric(s), endpoint {config.mqtt.endpoint}:{config.mqtt.port})",

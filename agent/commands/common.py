@@ -7,6 +7,8 @@ from typing import Optional
 
 from agent.config import Config, load_config
 from agent.config.load import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_path
+from agent.errors import ConfigError
+from agent.security import audit_files
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -21,3 +23,12 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 def load_from_args(args: argparse.Namespace) -> Config:
     path: Optional[str] = getattr(args, "config", None)
     return load_config(config_path(path))
+
+
+def load_audited(args: argparse.Namespace) -> Config:
+    """The config, after the ownership and mode checks on the files it names (ConfigError otherwise)."""
+    config = load_from_args(args)
+    problems = audit_files(config)
+    if problems:
+        raise ConfigError(problems)
+    return config

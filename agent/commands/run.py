@@ -7,12 +7,10 @@ import logging
 import signal
 from typing import Any, Optional
 
-from agent.commands.common import add_config_argument, load_from_args
+from agent.commands.common import add_config_argument, load_audited, load_from_args
 from agent.config import Config
 from agent.delivery.events import SignalEvent
-from agent.errors import ConfigError
 from agent.notify import Notifier
-from agent.security import audit_files
 
 
 def register(sub: Any) -> None:
@@ -31,10 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.sampling import build_source
     from agent.scheduler import Service
 
-    config = load_from_args(args)
-    problems = audit_files(config)
-    if problems:
-        raise ConfigError(problems)
+    config = load_audited(args)
     logging.getLogger().setLevel(config.log_level.upper())
     log = logging.getLogger("agent")
     service = Service(

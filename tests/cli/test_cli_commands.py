@@ -155,3 +155,20 @@ def test_example_config_is_valid() -> None:
 
     config = load_config(str(ROOT / "config" / "agent.example.yaml"))
     assert config.thing_name == "gateway-01"
+
+
+def test_check_builds_the_collectors_so_an_unsafe_exec_program_is_caught(config_dir: Path) -> None:
+    program = config_dir / "peers.sh"
+    program.write_text("#!/bin/sh\necho 10.0.0.1\n")
+    program.chmod(0o777)  # world-writable: anyone could change what the agent runs
+    path = config_dir / "agent.yaml"
+    path.write_text(
+        MINIMAL.format(d=config_dir)
+        + f"collectors:\n  - type: exec\n    command: [{program}]\n    metric: peers\n    metric_type: ip-address-list\n"
+        + "custom_metrics:\n  peers: ip-address-list\n"
+    )
+    result = agent("check", "--config", str(path))
+    assert result.returncode == 78, result.stdout
+    assert "collectors[0]" in result.stderr and str(program) in result.stderr
+    program.chmod(0o755)
+    assert agent("check", "--config", str(path)).returncode == 0
