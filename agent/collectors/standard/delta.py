@@ -1,7 +1,7 @@
 """The network delta engine: counters -> deltas since the previous sample, persisted across restarts.
 
-State is a JSON file in ``state_dir`` written atomically (temporary file, fsync,
-rename). It holds the boot id and the counters of *every* interface, so the first
+State is a JSON file in ``state_dir`` written atomically (temporary file, rename;
+no fsync, see ``StateFile._write``). It holds the boot id and the counters of *every* interface, so the first
 sample after an agent restart is a true delta against the last sample before it.
 
 When a true delta cannot be known, the interval is skipped (``None`` plus a
@@ -129,7 +129,14 @@ class StateFile:
             self._write(payload)
 
     def _write(self, payload: bytes) -> None:
-        """Temporary file, fsync, rename over the state, fsync of the directory: one buffer, few syscalls."""
+        """Temporary file, rename over the state: one buffer, few syscalls, and no fsync.
+
+        The rename is atomic against a crash or kill -9 of the agent (the kernel keeps the data), which is
+        the only case where the saved counters are used. After a power loss the machine reboots, the boot id
+        changes and the interval is skipped whatever the file holds; an empty or half-written file is then
+        reported as damaged and the agent's start becomes the baseline. An fsync would buy nothing and cost
+        two per report (file and directory).
+        """
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
@@ -137,7 +144,6 @@ class StateFile:
                 view = memoryview(payload)
                 while view:
                     view = view[os.write(fd, view) :]
-                os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
@@ -145,11 +151,6 @@ class StateFile:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 _SAVED_FIELDS = tuple(f.name for f in fields(IfCounters))
