@@ -881,7 +881,9 @@ def scenario_corrupt(short: bool) -> Scenario:
             prior_max = max(list(__import__("agent.devtools.rig", fromlist=["ledger"]).ledger(state)) or [0])
             _damage(state / name, kind, rng)
             log_path = work / f"run-{i:02d}.log"
-            cfg = rig.write_config(work / f"run-{i:02d}.yaml", state)
+            # Each run starts from a copy of the same state: a device of its own, so a thing name of its own
+            # (two copies handing out the same next id under one thing would look like id reuse).
+            cfg = rig.write_config(work / f"run-{i:02d}.yaml", state, thing=f"rig-gw-{i:02d}")
             proc = rig.start_agent(cfg, log_path, "--reports", "1")
             sc.runs += 1
             sc.count(f"{name} {kind}")
