@@ -108,7 +108,8 @@ class ExecCollector:
         return [Sample(self._metric, value)]
 
 
-def _emits(options: Mapping[str, Any]) -> Emits:
+def single_metric_emits(options: Mapping[str, Any]) -> Emits:
+    """``emits`` of a collector configured by :func:`metric_options` (exec, file): its one custom metric."""
     return {options["metric"]: MetricType(options["metric_type"])}
 
 
@@ -169,7 +170,7 @@ SPEC = CollectorSpec(
         ),
     },
     build=_build,
-    emits=_emits,
+    emits=single_metric_emits,
     example_enabled=False,
     example={
         "command": ["/usr/local/lib/defender-agent/count-peers", "--json"],

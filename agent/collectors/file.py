@@ -13,8 +13,8 @@ import time
 from typing import Any, Callable, List, Mapping, Optional
 
 from agent.collectors.base import Sample
-from agent.collectors.exec import metric_options
-from agent.collectors.registry import BuildContext, CollectorSpec, Emits
+from agent.collectors.exec import metric_options, single_metric_emits
+from agent.collectors.registry import BuildContext, CollectorSpec
 from agent.collectors.values import ValueParseError, parse_value
 from agent.config.schema import REQUIRED, Duration, Num, PathStr, Size, format_duration
 from agent.errors import CollectorError
@@ -80,10 +80,6 @@ class FileCollector:
         return [Sample(self._metric, value)]
 
 
-def _emits(options: Mapping[str, Any]) -> Emits:
-    return {options["metric"]: MetricType(options["metric_type"])}
-
-
 def _build(ctx: BuildContext, options: Mapping[str, Any]) -> FileCollector:
     mtype = MetricType(options["metric_type"])
     if options["scale"] is not None and mtype not in (MetricType.NUMBER, MetricType.NUMBER_LIST):
@@ -119,7 +115,7 @@ SPEC = CollectorSpec(
         "max_size": Size(doc="Largest file accepted.", default=65536, min=1, max=16 * 2**20),
     },
     build=_build,
-    emits=_emits,
+    emits=single_metric_emits,
     example_enabled=False,
     example={
         "path": "/sys/class/thermal/thermal_zone0/temp",
