@@ -855,7 +855,7 @@ def scenario_corrupt(short: bool) -> Scenario:
     """Damage one state file (outbox, id reserve, network counters), start the agent, check it recovers."""
     import shutil
 
-    from agent.devtools.rig import Rig, account, counters
+    from agent.devtools.rig import Rig, account, built_ids, counters, ledger
 
     count = 6 if short else 50
     sc = Scenario("corrupt state files", f"{count} damaged state files, cycling outbox.sqlite3, report_id_reserve "
@@ -878,7 +878,7 @@ def scenario_corrupt(short: bool) -> Scenario:
             state = work / f"run-{i:02d}"
             shutil.copytree(pristine, state)
             before = account(state, "", None)["ledger"]
-            prior_max = max(list(__import__("agent.devtools.rig", fromlist=["ledger"]).ledger(state)) or [0])
+            prior_max = max(ledger(state) or [0])
             _damage(state / name, kind, rng)
             log_path = work / f"run-{i:02d}.log"
             # Each run starts from a copy of the same state: a device of its own, so a thing name of its own
@@ -900,7 +900,7 @@ def scenario_corrupt(short: bool) -> Scenario:
             acc = account(state, text, None)
             if acc["ledger"].get("accepted", 0) < 1 or not acc["built"]:
                 sc.fail(f"#{i} {name} {kind}: no report accepted after the damage: {acc}")
-            if acc["built"] and min(__import__("agent.devtools.rig", fromlist=["built_ids"]).built_ids(text)) <= prior_max:
+            if acc["built"] and min(built_ids(text)) <= prior_max:
                 sc.fail(f"#{i} {name} {kind}: a new id is not above the earlier ones ({prior_max})")
             moved = sorted(p.name for p in state.glob("*.corrupt*"))
             if name == "outbox.sqlite3":
