@@ -1,8 +1,12 @@
 """Command-line entry point: parses arguments, runs one subcommand, maps errors to exit codes.
 
-Each subcommand lives in ``agent.commands.<module>`` and exposes
-``register(subparsers)``, which adds its parser and sets ``func`` to a
-``run(args) -> int``. This is the only module that exits the process.
+The command table below names every subcommand with its one-line summary.
+Only the module of the command being run is imported: ``agent.commands.<module>``
+exposes ``configure(parser)``, which adds its arguments, and ``run(args) -> int``.
+So ``--help`` and ``check`` never load what ``bootstrap`` or ``emulator`` need
+(boto3, botocore), and a command whose optional dependency is missing fails
+alone, with one line naming the extra to install. This is the only module that
+exits the process.
 """
 
 from __future__ import annotations
@@ -11,23 +15,42 @@ import argparse
 import importlib
 import logging
 import sys
+from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 from agent import __version__
 from agent.errors import EX_CONFIG, AgentError, ConfigError
 
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    module: str
+    summary: str
+
+
 # Order here is the order in --help.
-COMMAND_MODULES = (
-    "check",
-    "validate",
-    "sample_config",
-    "once",
-    "run",
-    "status",
-    "bootstrap",
-    "values",
-    "emulator",
-    "demo",
+COMMANDS = (
+    Command("check", "check",
+            "validate the config file and the certificate, key and CA it names (without connecting)"),
+    Command("validate", "validate",
+            "check report files (JSON or CBOR, long or short keys) against the service's rules"),
+    Command("sample-config", "sample_config", "print an example config with every key documented"),
+    Command("once", "once", "sample every collector once and print one report (no network, no AWS, no root)"),
+    Command("run", "run",
+            "run the agent: sample on schedule and deliver reports over MQTT mTLS (the systemd service)"),
+    Command("status", "status",
+            "show the last report, outcomes, pending reports and collector health (no broker needed)"),
+    Command("bootstrap", "bootstrap",
+            "create or update the custom metric definitions in AWS IoT (needs the bootstrap extra: boto3)"),
+    Command("values", "values",
+            "show the metric values AWS IoT stored for a thing (needs the bootstrap extra: boto3)"),
+    Command("emulator", "emulator",
+            "run a local Device Defender: reply to reports on a broker and serve the custom-metric API "
+            "(needs boto3)"),
+    Command("demo", "demo",
+            "demo with no AWS account: throwaway CA, private mosquitto (mTLS), local responder, N reports "
+            "(needs boto3)"),
 )
 
 EPILOG = """\
@@ -37,7 +60,8 @@ config file: --config, else $DEFENDER_AGENT_CONFIG, else /etc/defender-agent/age
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser; only the command named in ``argv`` (if any) is imported and given its arguments."""
     parser = argparse.ArgumentParser(
         prog="defender-agent",
         description="AWS IoT Device Defender agent: samples device metrics and sends checked reports over MQTT mTLS.",
@@ -47,9 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"defender-agent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(f"agent.commands.{name}")
-        module.register(sub)
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for command in COMMANDS:
+        child = sub.add_parser(command.name, help=command.summary, description=command.summary + ".")
+        if command.name == chosen:
+            module = importlib.import_module(f"agent.commands.{command.module}")
+            module.configure(child)
+            child.set_defaults(func=module.run)
     return parser
 
 
@@ -67,7 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 def run(argv: List[str]) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "log_level", None) or "info")
     try:

@@ -11,7 +11,8 @@ exit codes.
     ├── DeliveryError        the outbox or the MQTT connection cannot do its job
     │   └── OutboxCorrupt    the outbox database is unreadable and was moved aside
     ├── SecurityError        a key or config file has unsafe ownership or mode
-    └── ControlPlaneError    a control-plane call (bootstrap, values) failed
+    ├── ControlPlaneError    a control-plane call (bootstrap, values) failed
+    └── MissingExtra         a command needs an optional dependency the base install leaves out
 """
 
 from __future__ import annotations
@@ -104,3 +105,7 @@ class SecurityError(AgentError):
 
 class ControlPlaneError(AgentError):
     """A call to the AWS IoT control plane failed; the message is meant for a person."""
+
+
+class MissingExtra(AgentError):
+    """A command needs a library that the base install leaves out (e.g. boto3 for ``bootstrap``)."""

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from agent.commands.aws_args import add_aws_arguments, settings_from_args
 from agent.commands.common import add_config_argument, load_from_args
+from agent.commands.extras import require_boto3
 
 
-def register(sub: Any) -> None:
-    parser = sub.add_parser(
-        "bootstrap",
-        help="create or update the custom metric definitions in AWS IoT (needs boto3)",
-        description="Register every custom metric of the config with AWS IoT Device Defender. Safe to run on "
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Register every custom metric of the config with AWS IoT Device Defender. Safe to run on "
         "every boot: existing metrics are left alone, display names are updated, a changed type is an "
-        "error unless --replace-changed-types. Exit 0 when everything is in place, 1 otherwise.",
+        "error unless --replace-changed-types. Exit 0 when everything is in place, 1 otherwise."
     )
     add_config_argument(parser)
     add_aws_arguments(parser)
@@ -32,10 +30,10 @@ def register(sub: Any) -> None:
         help="delete and recreate a metric whose type changed (its stored values are lost); "
         "refused while a security profile uses it",
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    require_boto3("bootstrap")
     from agent.control import bootstrap as bs
     from agent.control.aws import RetryPolicy, make_client, quiet_sdk_logging
     from agent.control.plan_text import describe_step, summary

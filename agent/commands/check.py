@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from agent.collectors.base import close_collector
 from agent.collectors.build import build_collectors
@@ -12,15 +11,12 @@ from agent.commands.common import add_config_argument, load_audited
 from agent.delivery.mqtt import check_tls_files
 
 
-def register(sub: Any) -> None:
-    parser = sub.add_parser(
-        "check",
-        help="validate the config file and the certificate, key and CA it names (without connecting)",
-        description="Check the configuration: every problem is listed with file, line and YAML path. "
-        "Exit 0 when valid, 78 otherwise.",
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Check the configuration: every problem is listed with file, line and YAML path. "
+        "Exit 0 when valid, 78 otherwise."
     )
     add_config_argument(parser)
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+
+from agent.commands.extras import require_boto3
 
 
-def register(sub: Any) -> None:
-    parser = sub.add_parser(
-        "demo",
-        help="demo with no AWS account: throwaway CA, private mosquitto (mTLS), local responder, N reports",
-        description="Generate a throwaway CA and certificates, start mosquitto with mutual TLS on a free loopback "
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Generate a throwaway CA and certificates, start mosquitto with mutual TLS on a free loopback "
         "port and the local Device Defender responder, run the agent for a few reports, print each outcome and "
-        "`status`, and clean up. Exit 0 only when every report was accepted.",
+        "`status`, and clean up. Exit 0 only when every report was accepted."
     )
     parser.add_argument("--reports", type=int, default=3, help="how many reports (default 3)")
     parser.add_argument("--interval", type=int, default=2, help="seconds between reports (default 2)")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary directory)")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    require_boto3("demo")
     from agent.devtools.demo import run_demo
 
     return run_demo(args.reports, args.interval, Path(args.keep) if args.keep else None)

@@ -6,22 +6,18 @@ import argparse
 import logging
 import signal
 import threading
-from typing import Any
 
-from agent.emulator.controlplane import ControlPlaneServer
-from agent.emulator.responder import MODES, Responder, ResponderOptions
-from agent.emulator.store import Store
+from agent.commands.extras import require_boto3
+from agent.emulator.responder import MODES
 
 
-def register(sub: Any) -> None:
-    parser = sub.add_parser(
-        "emulator",
-        help="run a local Device Defender: reply to reports on a broker and serve the custom-metric API",
-        description="Connect to an MQTT broker with a client certificate, subscribe to "
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Connect to an MQTT broker with a client certificate, subscribe to "
         "$aws/things/+/defender/metrics/+, validate each report like `validate` and publish the reply; "
         "serve the AWS IoT custom-metric and list_metric_values API on a loopback HTTP port for "
         "`bootstrap`/`values --endpoint-url`, returning the values of accepted reports. "
-        "Runs until SIGTERM/SIGINT.",
+        "Runs until SIGTERM/SIGINT."
     )
     parser.add_argument("--endpoint", default="127.0.0.1", help="broker host (default 127.0.0.1)")
     parser.add_argument("--port", type=int, required=True, help="broker TLS port")
@@ -33,10 +29,14 @@ def register(sub: Any) -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each reply")
     parser.add_argument("--control-port", type=int, default=0,
                         help="loopback port of the control-plane API (default: a free one, printed)")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    require_boto3("emulator")  # the control plane validates requests against botocore's IoT model
+    from agent.emulator.controlplane import ControlPlaneServer
+    from agent.emulator.responder import Responder, ResponderOptions
+    from agent.emulator.store import Store
+
     stop = threading.Event()
     log = logging.getLogger("agent.emulator")
     store = Store()

@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, List
+from typing import List
 
 from agent.collectors.base import Sample
 from agent.collectors.build import build_collectors
@@ -24,13 +24,11 @@ from agent.report.document import decode
 LOG = logging.getLogger("agent.once")
 
 
-def register(sub: Any) -> None:
-    parser = sub.add_parser(
-        "once",
-        help="sample every collector once and print one report (no network, no AWS, no root)",
-        description="Sample every configured collector once, build one report and write it: pretty JSON "
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Sample every configured collector once, build one report and write it: pretty JSON "
         "on a terminal, the raw payload (JSON or CBOR, as configured) into a pipe or --output FILE. "
-        "Collectors that need two samples (network_stats) get a baseline first.",
+        "Collectors that need two samples (network_stats) get a baseline first."
     )
     add_config_argument(parser)
     parser.add_argument("--output", "-o", metavar="FILE", help="write the raw report payload to FILE")
@@ -41,7 +39,6 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help="pause between the baseline and the real sample for collectors that report deltas (default 1)",
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

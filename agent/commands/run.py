@@ -13,16 +13,13 @@ from agent.delivery.events import SignalEvent
 from agent.notify import Notifier
 
 
-def register(sub: Any) -> None:
-    parser = sub.add_parser(
-        "run",
-        help="run the agent: sample on schedule and deliver reports over MQTT mTLS (the systemd service)",
-        description="Run until SIGTERM/SIGINT. SIGHUP reloads the config (an invalid one keeps the old running). "
-        "Speaks the systemd notify protocol when NOTIFY_SOCKET is set.",
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Run until SIGTERM/SIGINT. SIGHUP reloads the config (an invalid one keeps the old running). "
+        "Speaks the systemd notify protocol when NOTIFY_SOCKET is set."
     )
     add_config_argument(parser)
     parser.add_argument("--reports", type=int, metavar="N", help="stop once N reports were built and settled")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,23 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from agent.commands.common import add_config_argument, load_from_args
 from agent.delivery.status import format_status, read_status
 
 
-def register(sub: Any) -> None:
-    parser = sub.add_parser(
-        "status",
-        help="show the last report, outcomes, pending reports and collector health (no broker needed)",
-        description="Read the agent's state directory and print the last report id and time, counts by outcome, "
-        "pending reports, the last rejection reasons and per-collector success, failure and duration.",
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Read the agent's state directory and print the last report id and time, counts by outcome, "
+        "pending reports, the last rejection reasons and per-collector success, failure and duration."
     )
     add_config_argument(parser)
     parser.add_argument("--state-dir", metavar="DIR", help="read this state directory instead of the config's")
     parser.add_argument("--json", action="store_true", help="print JSON for machines")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,18 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from agent.report.document import DecodeError, decode, key_style, validate_document
 
 
-def register(sub: Any) -> None:
-    parser = sub.add_parser(
-        "validate",
-        help="check report files (JSON or CBOR, long or short keys) against the service's rules",
-        description="Check Device Defender report files. The encoding (JSON/CBOR) and key names "
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Check Device Defender report files. The encoding (JSON/CBOR) and key names "
         "(long/short) are detected. Every violation is listed with its JSON path. "
-        "Exit 0 when all files are valid, 1 otherwise.",
+        "Exit 0 when all files are valid, 1 otherwise."
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="report file; - reads standard input")
     parser.add_argument(
@@ -27,7 +24,6 @@ def register(sub: Any) -> None:
         help="also flag lists longer than N (the agent's report.max_list_items)",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="print only invalid files")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

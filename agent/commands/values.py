@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from typing import Any
 
 from agent.commands.aws_args import add_aws_arguments, settings_from_args
 from agent.commands.common import add_config_argument, load_from_args
+from agent.commands.extras import require_boto3
 
 
 def _positive(text: str) -> int:
@@ -18,12 +18,10 @@ def _positive(text: str) -> int:
     return value
 
 
-def register(sub: Any) -> None:
-    parser = sub.add_parser(
-        "values",
-        help="show the metric values AWS IoT stored for a thing (needs boto3)",
-        description="List the values Device Defender stored for one metric of one thing "
-        "(list_metric_values): a custom metric name or a standard one such as aws:all-bytes-out.",
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "List the values Device Defender stored for one metric of one thing "
+        "(list_metric_values): a custom metric name or a standard one such as aws:all-bytes-out."
     )
     add_config_argument(parser)
     add_aws_arguments(parser)
@@ -39,10 +37,10 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--format", choices=("table", "json", "csv"), default="table", help="output format (default: table)"
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    require_boto3("values")
     from agent.control import values as cv
     from agent.control.aws import RetryPolicy, make_client, quiet_sdk_logging
     from agent.errors import ControlPlaneError

@@ -61,8 +61,13 @@ def config_dir(tmp_path: Path, pki: Pki) -> Path:
 def test_help_lists_every_command_and_exit_codes() -> None:
     result = agent("--help")
     assert result.returncode == 0
-    for command in ("check", "validate", "sample-config"):
-        assert command in result.stdout
+    from agent.cli import COMMANDS
+
+    listed = [line.split()[0] for line in result.stdout.splitlines()
+              if line.startswith("    ") and not line.startswith("     ")]
+    assert listed == [c.name for c in COMMANDS], "every command, in table order"
+    for command in COMMANDS:
+        assert command.summary[:40] in " ".join(result.stdout.split())
     assert "78 configuration error" in result.stdout
 
 

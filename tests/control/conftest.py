@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import textwrap
 from pathlib import Path
@@ -93,17 +92,7 @@ def write_config(tmp_path: Path) -> Callable[[str], str]:
 def cli(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Callable[..., Tuple[int, str, str]]:
-    """Run `defender-agent ARGS` in process; returns (exit status, stdout, stderr).
-
-    Only the command modules that exist on this branch are registered (others are
-    written in parallel and merged later).
-    """
-    present = tuple(
-        name
-        for name in agent_cli.COMMAND_MODULES
-        if importlib.util.find_spec(f"agent.commands.{name}") is not None
-    )
-    monkeypatch.setattr(agent_cli, "COMMAND_MODULES", present)
+    """Run `defender-agent ARGS` in process; returns (exit status, stdout, stderr)."""
 
     def run(*argv: str) -> Tuple[int, str, str]:
         root = logging.getLogger()
