@@ -4,12 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The install a gateway gets (`pip install .`, no extras), rebuilt for every `make test`.
+BASE_VENV := .venv-base
 
-.PHONY: faults install uninstall check-units docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
+.PHONY: base-venv faults install uninstall check-units docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
 
 help:
 	@echo "make demo    - the agent sending real reports over mTLS to a local broker and Device Defender responder"
-	@echo "make test    - lint, type check and the full test suite (starts its own mosquitto)"
+	@echo "make test    - lint, type check and the full test suite (starts its own mosquitto; also builds"
+	@echo "               .venv-base, the base install without extras, and runs the commands from it)"
 	@echo "make lint    - ruff and mypy only"
 	@echo "make bench   - benchmarks (docs/BENCHMARKS.md)"
 	@echo "make faults  - the fault campaign (docs/RELIABILITY.md)"
@@ -22,6 +25,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+base-venv:
+	rm -rf $(BASE_VENV)
+	$(PYTHON) -m venv $(BASE_VENV)
+	$(BASE_VENV)/bin/python -m pip install -q --disable-pip-version-check .
 
 mosquitto:
 	@missing=""; \
@@ -41,8 +49,8 @@ lint: $(STAMP)
 demo: $(STAMP) mosquitto
 	$(BIN)/defender-agent demo
 
-test: $(STAMP) mosquitto lint
-	$(BIN)/pytest --cov=agent --cov-report=term:skip-covered
+test: $(STAMP) mosquitto lint base-venv
+	DEFENDER_AGENT_BASE_VENV=$(CURDIR)/$(BASE_VENV) $(BIN)/pytest --cov=agent --cov-report=term:skip-covered
 
 sample-config: $(STAMP)
 	$(BIN)/defender-agent sample-config > config/agent.example.yaml
@@ -55,7 +63,7 @@ faults: $(STAMP) mosquitto
 	$(BIN)/python -m benchmarks.faults
 
 clean:
-	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf .demo .venv-base .pytest_cache .mypy_cache .ruff_cache .coverage
 
 docs: $(STAMP)
 	$(BIN)/defender-agent sample-config > config/agent.example.yaml

@@ -1,0 +1,133 @@
+"""The install a gateway gets: `pip install .` with no extras, then every command that needs no boto3.
+
+Each command is the installed console script of that virtualenv, run from outside
+the checkout (cwd=/), so nothing from the source tree or the developer's venv leaks in.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import List, Set
+
+import pytest
+
+from agent.devtools.broker import Broker
+from agent.devtools.certs import Pki
+from agent.devtools.rig import ledger
+from agent.emulator.responder import Responder
+from tests.delivery.conftest import THING, config_text
+from tests.procs import imported_modules, plain_env
+
+ROOT = Path(__file__).resolve().parents[2]
+# What the daemon must never carry: the control plane's SDK, the emulator, the developer tools.
+NOT_IN_RUN = ("boto3", "botocore", "agent.emulator", "agent.devtools", "agent.control")
+
+
+def agent(venv: Path, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(venv / "bin" / "defender-agent"), *args], capture_output=True, text=True,
+                          timeout=timeout, check=False, cwd="/", env=plain_env(**env))
+
+
+def forbidden(modules: Set[str]) -> List[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in NOT_IN_RUN))
+
+
+def test_the_base_install_has_no_extras(base_venv: Path) -> None:
+    probe = subprocess.run(
+        [str(base_venv / "bin" / "python"), "-c",
+         "import importlib.util as u, agent, sys; "
+         "print(agent.__file__); print([m for m in ('boto3', 'botocore', 'pytest') if u.find_spec(m)])"],
+        capture_output=True, text=True, timeout=60, check=True, cwd="/")
+    where, found = probe.stdout.splitlines()
+    assert where.startswith(str(base_venv)), f"agent imported from {where}, not the installed copy"
+    assert found == "[]", f"the base install must not hold {found}"
+
+
+def test_help_version_and_sample_config(base_venv: Path) -> None:
+    result = agent(base_venv, "--help")
+    assert result.returncode == 0, result.stderr
+    for name in ("check", "run", "bootstrap", "values", "emulator"):
+        assert f"    {name}" in result.stdout
+    version = agent(base_venv, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("defender-agent "), version.stderr
+    sample = agent(base_venv, "sample-config")
+    assert sample.returncode == 0, sample.stderr
+    assert sample.stdout == (ROOT / "config" / "agent.example.yaml").read_text()
+
+
+@pytest.mark.parametrize("command", [
+    ["bootstrap", "--config", "/nonexistent.yaml"],
+    ["values", "--metric", "cpu_usage", "--thing", "gw"],
+    ["emulator", "--port", "1", "--cert", "c", "--key", "k", "--ca", "a"],
+    ["demo"],
+])
+def test_boto3_commands_name_the_extra_in_one_line(base_venv: Path, command: List[str]) -> None:
+    result = agent(base_venv, *command)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"`defender-agent {command[0]}` needs boto3" in lines[0]
+    assert "pip install 'defender-agent[bootstrap]'" in lines[0]
+    # ... and its --help still works
+    assert agent(base_venv, command[0], "--help").returncode == 0
+
+
+@pytest.mark.broker
+def test_check_once_run_and_status_on_the_base_install(
+    base_venv: Path, pki: Pki, broker: Broker, responder: Responder, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    config = tmp_path / "agent.yaml"
+    config.write_text(config_text(pki, broker.port, state, reply_timeout=5) + (
+        "collectors:\n  - type: listening_ports\n  - type: tcp_connections\n  - type: network_stats\n"
+        "  - type: system\n    metrics: [cpu_usage, load_average]\n"
+        "custom_metrics:\n  cpu_usage: {type: number}\n  load_average: {type: number-list}\n"))
+    config.chmod(0o600)
+
+    check = agent(base_venv, "check", "--config", str(config))
+    assert check.returncode == 0, check.stderr
+    assert f"OK (thing '{THING}'" in check.stdout
+
+    report = tmp_path / "report.json"
+    once = agent(base_venv, "once", "--config", str(config), "--output", str(report), "--baseline", "0.2")
+    assert once.returncode == 0, once.stderr
+    valid = agent(base_venv, "validate", str(report))
+    assert valid.returncode == 0 and "valid (json, long keys" in valid.stdout, valid.stdout
+
+    run = agent(base_venv, "run", "--config", str(config), "--reports", "2", PYTHONPROFILEIMPORTTIME="1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    outcomes = ledger(state)
+    assert sorted(outcomes.values()) == ["accepted", "accepted"], outcomes
+    loaded = imported_modules(run.stderr)
+    assert "awscrt.mqtt5" in loaded, "the import log was not captured"
+    assert forbidden(loaded) == []
+
+    status = agent(base_venv, "status", "--config", str(config), "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["outcomes"]["accepted"] == 2, status.stdout
+
+
+@pytest.mark.broker
+def test_run_never_loads_boto3_or_dev_tools_even_where_installed(
+    pki: Pki, broker: Broker, responder: Responder, tmp_path: Path
+) -> None:
+    """The developer's venv has boto3 and the dev tools; the daemon still must not load them."""
+    import importlib.util
+    import sys
+
+    assert importlib.util.find_spec("boto3") is not None, "this test needs a venv that has boto3"
+    state = tmp_path / "state"
+    config = tmp_path / "agent.yaml"
+    config.write_text(config_text(pki, broker.port, state, reply_timeout=5))
+    config.chmod(0o600)
+    dev_venv = Path(sys.executable).parent.parent
+    run = agent(dev_venv, "run", "--config", str(config), "--reports", "1", PYTHONPROFILEIMPORTTIME="1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert list(ledger(state).values()) == ["accepted"]
+    loaded = imported_modules(run.stderr)
+    assert "agent.scheduler" in loaded and "awscrt.mqtt5" in loaded
+    assert forbidden(loaded) == []
