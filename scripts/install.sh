@@ -162,9 +162,13 @@ write_config() {
         return
     fi
     local tmp=$cfg.tmp
-    if [ "$SKIP_VENV" = 0 ] && [ -z "$R" ] && "$VENV/bin/$NAME" sample-config > "$tmp" 2>/dev/null; then
-        :
+    if [ -x "$R$VENV/bin/$NAME" ]; then
+        # The full example, every key documented. Its errors reach the terminal, and a failure stops
+        # the install: a config written by a program that cannot start is worse than none.
+        (cd / && "$R$VENV/bin/$NAME" sample-config) > "$tmp" \
+            || { rm -f "$tmp"; die "'$VENV/bin/$NAME sample-config' failed (its error is above); nothing was written"; }
     else
+        # --skip-venv before any venv exists: a minimal config (`defender-agent sample-config` lists every key).
         cat > "$tmp" <<EOF
 ## defender-agent configuration. The full list of options with their defaults:
 ## \`defender-agent sample-config\`. Check with \`sudo defender-agent check\`.
@@ -187,6 +191,18 @@ EOF
     say "wrote $ETC/agent.yaml (edit thing_name and mqtt.endpoint)"
 }
 
+# The installed program must start: --version through the console script, then the modules that
+# `check` and `run` load (awscrt's MQTT client included), with the venv's own interpreter and from /,
+# so nothing from the source tree can stand in. Any error is printed and stops the install.
+verify_venv() {
+    local version
+    version=$(cd / && "$R$VENV/bin/$NAME" --version) \
+        || die "the installed program does not start: '$VENV/bin/$NAME --version' failed (its error is above)"
+    (cd / && "$R$VENV/bin/python" -c 'import agent.commands.check, agent.commands.run, agent.scheduler, agent.sampling, awscrt.mqtt5, awsiot.mqtt5_client_builder, psutil, cbor2, yaml') \
+        || die "the installed program cannot load what 'check' and 'run' need (the import error is above)"
+    say "installed $version into $VENV"
+}
+
 build_venv() {
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' \
         || die "$PYTHON is older than 3.9"
@@ -204,7 +220,7 @@ build_venv() {
     esac
     # shellcheck disable=SC2086
     "$R$VENV/bin/python" -m pip install --disable-pip-version-check --quiet --upgrade $PIP_ARGS "$FROM$EXTRAS"
-    say "installed $("$R$VENV/bin/python" -c 'import agent; print("defender-agent", agent.__version__)') into $VENV"
+    verify_venv
 }
 
 # --- uninstall -----------------------------------------------------------

@@ -185,16 +185,17 @@ def test_bad_options_are_refused(prefix: Path) -> None:
 
 @pytest.mark.slow
 def test_virtualenv_install_into_prefix(prefix: Path) -> None:
-    """The real venv step: python3 -m venv + pip install of this checkout with its dependencies
-    (from the configured package index; about 20 s)."""
-    result = install(prefix, "--with-bootstrap")
+    """The real venv step as docs/INSTALL.md runs it by default: python3 -m venv + pip install of this
+    checkout with its dependencies and no extras (from the configured package index; about 20 s)."""
+    result = install(prefix)
     venv = prefix / "opt/defender-agent/venv"
     assert (venv / "bin/defender-agent").is_file()
     probe = subprocess.run(
         [
             str(venv / "bin/python"),
             "-c",
-            "import agent, psutil, cbor2, yaml, awscrt, awsiot, boto3; print(agent.__version__)",
+            "import importlib.util as u, agent, psutil, cbor2, yaml, awscrt, awsiot; "
+            "print(agent.__version__, u.find_spec('boto3') is None)",
         ],
         capture_output=True,
         text=True,
@@ -203,5 +204,22 @@ def test_virtualenv_install_into_prefix(prefix: Path) -> None:
         cwd="/",
     )
     assert probe.returncode == 0, probe.stderr
-    assert f"installed defender-agent {probe.stdout.strip()} into /opt/defender-agent/venv" in result.stdout
+    version, no_boto3 = probe.stdout.split()
+    assert no_boto3 == "True", "the default install must not pull in boto3"
+    assert f"installed defender-agent {version} into /opt/defender-agent/venv" in result.stdout
     assert tree(prefix)["opt/defender-agent/venv"][2:] == (0, 0)
+    # The config is the installed program's own full example, not the fallback.
+    written = (prefix / "etc/defender-agent/agent.yaml").read_text()
+    assert written == (REPO / "config" / "agent.example.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_a_broken_install_fails_loudly(prefix: Path) -> None:
+    """pip succeeds but the program cannot run (here: no dependencies at all): the installer must say so
+    and stop, not print "installed" and write a fallback config."""
+    result = install(prefix, "--pip-args", "--no-deps", check=False)
+    assert result.returncode != 0, result.stdout
+    assert "install.sh: error: the installed program cannot load what 'check' and 'run' need" in result.stderr
+    assert "ModuleNotFoundError" in result.stderr, "the import error itself must reach the operator"
+    assert "installed defender-agent" not in result.stdout
+    assert not (prefix / "etc/defender-agent/agent.yaml").exists()
