@@ -15,11 +15,14 @@ The trust rule, for every file the agent trusts:
 - the private key, in addition, is readable by nobody but its owner and the
   agent's own user (``chmod 600``).
 
-Files under ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``) look like
-this on systemd 252: owned by root, mode 0400, plus an ACL entry that lets the
-service user read them, so ``stat`` shows mode 0440 (the group bits of a file
-with an ACL are the ACL mask). The ACL is read and judged entry by entry, so
-those files pass, while a real group-readable key does not.
+Under systemd, ``LoadCredential=`` copies the key into ``$CREDENTIALS_DIRECTORY``
+and the agent reads that copy. On systemd 252 the copy lives on a ramfs and
+looks like ``-r-------- <service user> root`` with no ACL (ramfs holds none);
+other versions may make it root-owned with an ACL entry for the service user,
+so ACLs are read and judged entry by entry. Both shapes pass. The copy is not
+the only file that matters: the on-disk key it was made from is the one the
+operator manages and the one other local users could read, so it is audited
+too, by ``stat`` alone (the service user may not open it).
 """
 
 from __future__ import annotations
@@ -84,7 +87,24 @@ def audit_files(
         what = {"cert": "certificate", "key": "private key", "ca": "CA bundle"}[key]
         for message in _trusted_file_problems(path, what, me, secret=(key == "key")):
             problems.append(ConfigProblem(source, f"mqtt.{key}", message))
+        if path != raw:  # a LoadCredential= copy: judge the file on disk it was made from as well
+            for message in _source_of_copy_problems(raw, me):
+                problems.append(ConfigProblem(source, f"mqtt.{key}", message))
     return problems
+
+
+def _source_of_copy_problems(path: str, me: int) -> List[str]:
+    """The on-disk key behind a credential copy, judged by ``stat`` alone.
+
+    When the service user cannot even ``stat`` it (a directory it may not enter)
+    or it is gone, nobody else can read it through that path either: nothing to report.
+    """
+    try:
+        os.stat(path)
+    except OSError:
+        return []
+    return _trusted_file_problems(path, "private key on disk (the file systemd's LoadCredential= copies)", me,
+                                  secret=True)
 
 
 def _readable(path: str) -> Optional[str]:

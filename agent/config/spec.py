@@ -50,7 +50,8 @@ MQTT = Section(
         ),
         "key": PathStr(
             doc="Device private key (PEM); mode 600, owned by root or the agent's user. Under systemd "
-            "(LoadCredential=) the copy in $CREDENTIALS_DIRECTORY with the same file name is used.",
+            "(LoadCredential=) the copy in $CREDENTIALS_DIRECTORY with the same file name is read, and this "
+            "file is still checked: readable by others, the service exits 78.",
             default=REQUIRED,
             example="/etc/defender-agent/certs/private.pem.key",
         ),

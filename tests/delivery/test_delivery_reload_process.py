@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,27 @@ def test_invalid_config_on_sighup_keeps_the_old_one_and_says_why(pki: Pki, broke
     assert "Traceback" not in text
     assert len(refusals(log)) == len(broken), text
     assert "Reconnected" not in text and "Connection to" not in text, "a refused reload must not touch the link"
+
+
+def unit_exec_reload(pid: int) -> list:
+    """The shipped unit's ExecReload= command line, with systemd's $MAINPID substituted."""
+    unit = Path(__file__).resolve().parents[2] / "systemd" / "defender-agent.service"
+    [line] = [ln for ln in unit.read_text().splitlines() if ln.startswith("ExecReload=")]
+    return [str(pid) if word == "$MAINPID" else word for word in line.split("=", 1)[1].split()]
+
+
+def test_the_units_exec_reload_applies_a_changed_interval(pki: Pki, broker: Broker, responder: Responder,
+                                                          tmp_path: Path) -> None:
+    """`systemctl reload` runs ExecReload=; without one, systemd 252 answers "Job type reload is not applicable"."""
+    state, cfg, log = tmp_path / "state", tmp_path / "agent.yaml", tmp_path / "agent.log"
+    cfg.write_text(config_text(pki, broker.port, state, extra=COUNTER, interval=30))
+    proc = start_agent(cfg, log)
+    try:
+        assert wait_until(lambda: accepted(state) >= 1, 30), log.read_text()
+        cfg.write_text(config_text(pki, broker.port, state, extra=COUNTER, interval=1))
+        subprocess.run(unit_exec_reload(proc.pid), check=True, timeout=10)
+        assert wait_until(lambda: "Reloaded configuration" in log.read_text(), 15), log.read_text()
+        assert wait_until(lambda: accepted(state) >= 3, 15), "the 1 s interval must apply after the reload"
+    finally:
+        stop_agent(proc)
+    assert proc.returncode == 0, log.read_text()

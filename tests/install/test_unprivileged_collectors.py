@@ -53,7 +53,7 @@ Snapshot = Dict[str, Set[Tuple]]
 NOT_SANDBOX = {
     "Type", "NotifyAccess", "ExecStart", "Environment", "WatchdogSec", "TimeoutStartSec", "TimeoutStopSec",
     "Restart", "RestartSec", "RestartPreventExitStatus", "User", "Group", "StateDirectory", "StateDirectoryMode",
-    "ConfigurationDirectory", "ConfigurationDirectoryMode", "LoadCredential",
+    "ConfigurationDirectory", "ConfigurationDirectoryMode", "LoadCredential", "ExecReload",
 }  # fmt: skip
 
 pytestmark = pytest.mark.skipif(

@@ -134,7 +134,9 @@ def test_acl_granting_another_user_read_is_refused(gw: GatewayFiles) -> None:
 
 
 def test_systemd_credential_copy_is_accepted(gw: GatewayFiles, tmp_path: Path) -> None:
-    """What LoadCredential= leaves on systemd 252: root-owned, 0400, ACL user:<service>:r (ls shows 0440)."""
+    """A credential copy that is root-owned, 0400, with an ACL user:<service>:r (ls shows 0440), as systemd
+    versions that keep credentials on a filesystem with ACLs may leave it. systemd 252's own shape
+    (ramfs, owned by the service user, no ACL) is tested with the unit's layout in tests/install."""
     creds = tmp_path / "credentials"
     creds.mkdir()
     copy = creds / "private.pem.key"
