@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, Set
+from typing import Dict, Iterable, List, Set
 
 
 def plain_env(**extra: str) -> Dict[str, str]:
@@ -26,3 +26,8 @@ def imported_modules(stderr: str) -> Set[str]:
             if name != "package":
                 names.add(name)
     return names
+
+
+def under(modules: Iterable[str], *packages: str) -> List[str]:
+    """The modules that are one of ``packages`` or inside one, sorted."""
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in packages))

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import List, Set
+from typing import Set
 
 import pytest
 
 from agent.cli import COMMANDS
-from tests.procs import imported_modules, plain_env
+from tests.procs import imported_modules, plain_env, under
 
 SDK = ("boto3", "botocore")
 
@@ -28,10 +28,6 @@ def loaded_by(*args: str) -> Set[str]:
     modules = imported_modules(result.stderr)
     assert "agent.cli" in modules, "the import log was not captured"
     return modules
-
-
-def under(modules: Set[str], *packages: str) -> List[str]:
-    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in packages))
 
 
 def test_top_level_help_loads_no_command_and_no_library() -> None:

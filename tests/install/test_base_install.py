@@ -6,19 +6,22 @@ the checkout (cwd=/), so nothing from the source tree or the developer's venv le
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
+import sys
 from pathlib import Path
-from typing import List, Set
+from typing import List
 
 import pytest
 
+from agent.cli import COMMANDS
 from agent.devtools.broker import Broker
 from agent.devtools.certs import Pki
 from agent.devtools.rig import ledger
 from agent.emulator.responder import Responder
 from tests.delivery.conftest import THING, config_text
-from tests.procs import imported_modules, plain_env
+from tests.procs import imported_modules, plain_env, under
 
 ROOT = Path(__file__).resolve().parents[2]
 # What the daemon must never carry: the control plane's SDK, the emulator, the developer tools.
@@ -28,10 +31,6 @@ NOT_IN_RUN = ("boto3", "botocore", "agent.emulator", "agent.devtools", "agent.co
 def agent(venv: Path, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(venv / "bin" / "defender-agent"), *args], capture_output=True, text=True,
                           timeout=timeout, check=False, cwd="/", env=plain_env(**env))
-
-
-def forbidden(modules: Set[str]) -> List[str]:
-    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in NOT_IN_RUN))
 
 
 def test_the_base_install_has_no_extras(base_venv: Path) -> None:
@@ -48,8 +47,8 @@ def test_the_base_install_has_no_extras(base_venv: Path) -> None:
 def test_help_version_and_sample_config(base_venv: Path) -> None:
     result = agent(base_venv, "--help")
     assert result.returncode == 0, result.stderr
-    for name in ("check", "run", "bootstrap", "values", "emulator"):
-        assert f"    {name}" in result.stdout
+    for command in COMMANDS:
+        assert f"    {command.name}" in result.stdout
     version = agent(base_venv, "--version")
     assert version.returncode == 0 and version.stdout.startswith("defender-agent "), version.stderr
     sample = agent(base_venv, "sample-config")
@@ -104,7 +103,7 @@ def test_check_once_run_and_status_on_the_base_install(
     assert sorted(outcomes.values()) == ["accepted", "accepted"], outcomes
     loaded = imported_modules(run.stderr)
     assert "awscrt.mqtt5" in loaded, "the import log was not captured"
-    assert forbidden(loaded) == []
+    assert under(loaded, *NOT_IN_RUN) == []
 
     status = agent(base_venv, "status", "--config", str(config), "--json")
     assert status.returncode == 0, status.stderr
@@ -116,9 +115,6 @@ def test_run_never_loads_boto3_or_dev_tools_even_where_installed(
     pki: Pki, broker: Broker, responder: Responder, tmp_path: Path
 ) -> None:
     """The developer's venv has boto3 and the dev tools; the daemon still must not load them."""
-    import importlib.util
-    import sys
-
     assert importlib.util.find_spec("boto3") is not None, "this test needs a venv that has boto3"
     state = tmp_path / "state"
     config = tmp_path / "agent.yaml"
@@ -130,4 +126,4 @@ def test_run_never_loads_boto3_or_dev_tools_even_where_installed(
     assert list(ledger(state).values()) == ["accepted"]
     loaded = imported_modules(run.stderr)
     assert "agent.scheduler" in loaded and "awscrt.mqtt5" in loaded
-    assert forbidden(loaded) == []
+    assert under(loaded, *NOT_IN_RUN) == []
