@@ -12,13 +12,12 @@ import re
 import sys
 from typing import Callable, Dict, List, Optional
 
-from agent.collectors.registry import default_registry
+from agent.cli import build_parser
+from agent.collectors.builtin import default_registry
 from agent.config.sample import collector_table, option_table
 
 
 def cli_table() -> str:
-    from agent.cli import build_parser
-
     parser = build_parser()
     rows = ["| command | what it does |", "|---|---|"]
     for action in parser._actions:

@@ -1,18 +1,24 @@
-"""The exception tree of defender-agent.
+"""The exception tree of defender-agent: every error the agent raises on purpose and lets travel.
 
-Library code raises these; only :mod:`agent.cli` turns them into messages and
-exit codes.
+Library code raises these; only :mod:`agent.cli` turns them into messages and exit codes.
 
     AgentError
-    ├── ConfigError          invalid configuration (exit status 78, EX_CONFIG)
+    ├── ConfigError          invalid configuration, unsafe key or config files included (exit 78, EX_CONFIG)
+    ├── PluginError          a collector plugin cannot be loaded or does not fit the contract (becomes a ConfigError)
     ├── ReportError          a report document or value breaks the Device Defender contract
     ├── CollectorError       a collector failed to sample; only its own metrics are lost
     │   └── NoData           nothing to report this time (e.g. no temperature sensor); not a failure
-    ├── DeliveryError        the outbox or the MQTT connection cannot do its job
-    │   └── OutboxCorrupt    the outbox database is unreadable and was moved aside
-    ├── SecurityError        a key or config file has unsafe ownership or mode
     ├── ControlPlaneError    a control-plane call (bootstrap, values) failed
     └── MissingExtra         a command needs an optional dependency the base install leaves out
+
+Not in the tree, on purpose:
+- storage failures (a full or failing state_dir) surface as the standard library raises them,
+  ``sqlite3.OperationalError`` and ``OSError``; the scheduler's loop catches exactly those
+  (``agent.scheduler.STORAGE_ERRORS``), logs once per burst and retries, and a damaged outbox
+  is moved aside where it is opened (``agent.delivery.db``), so no caller needs a wrapper;
+- errors local to one parser, caught next to where they are raised: ``schema.Invalid``,
+  ``report.document.DecodeError`` and ``collectors.parse.ValueParseError`` (both ``ValueError``),
+  ``collectors.standard.counters.CountersParseError``.
 """
 
 from __future__ import annotations
@@ -91,16 +97,8 @@ class NoData(CollectorError):
     """The collector has nothing to report this cycle; this is not a failure."""
 
 
-class DeliveryError(AgentError):
-    """The outbox or the broker connection cannot do its job."""
-
-
-class OutboxCorrupt(DeliveryError):
-    """The outbox database was unreadable; it has been moved aside."""
-
-
-class SecurityError(AgentError):
-    """A key, certificate or config file has unsafe ownership or permissions."""
+class PluginError(AgentError):
+    """A plugin could not be loaded or does not fit the protocol; the message names it."""
 
 
 class ControlPlaneError(AgentError):

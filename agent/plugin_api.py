@@ -7,12 +7,13 @@ A plugin is a distribution with an entry point in the group
 
 from __future__ import annotations
 
-from agent.collectors.base import Collector, Sample, SampleKind
-from agent.collectors.registry import ENTRY_POINT_GROUP, BuildContext, CollectorSpec, Emits
-from agent.collectors.values import ValueParseError, parse_value
-from agent.config.schema import REQUIRED, Bool, Duration, Enum, Int, ListOf, MapOf, Num, PathStr, Size, Str
+from agent.catalog import MetricType
+from agent.collectors.contract import BuildContext, Collector, CollectorSpec, Emits
+from agent.collectors.parse import ValueParseError, parse_value
+from agent.collectors.registry import ENTRY_POINT_GROUP
 from agent.errors import CollectorError, NoData
-from agent.report.model import CustomValue, MetricType, Number
+from agent.report.model import CustomValue, Number, Sample, SampleKind
+from agent.schema import REQUIRED, Bool, Duration, Enum, Int, ListOf, MapOf, Num, PathStr, Size, Str
 
 __all__ = [
     "ENTRY_POINT_GROUP",

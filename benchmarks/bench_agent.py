@@ -213,12 +213,11 @@ def measure_fsyncs(rig: Any, work: Path, small: int, large: int) -> Dict[str, An
 
 def _seed_backlog(rig: Any, work: Path, count: int) -> Tuple[Path, Path]:
     """A state_dir whose outbox holds ``count`` pending reports (real collectors, CBOR short), none sent."""
-    from agent.collectors.base import Sample
-    from agent.config import parse_config
+    from agent.config.load import parse_config
     from agent.delivery.fold import rewrite
-    from agent.delivery.ids import write_last_id
     from agent.delivery.outbox import Outbox, Pending
     from agent.report.builder import ReportBuilder
+    from agent.report.model import Sample
     from agent.sampling import build_source
 
     state = work / "drain-state"
@@ -240,7 +239,6 @@ def _seed_backlog(rig: Any, work: Path, count: int) -> Tuple[Path, Path]:
             payload = template.payload if i == 0 else rewrite(template.payload, rid, None)
             box._insert(Pending(rid, template.format, payload, now, 0, now, None, False, None))
     box.close()
-    write_last_id(state, first + count - 1)
     copy = work / "drain-baseline.sqlite3"
     src = sqlite3_backup(state / "outbox.sqlite3", copy)
     return cfg_path, src

@@ -12,8 +12,8 @@ from typing import Any, Dict, List
 
 import cbor2
 
+from agent.catalog import MAX_PAYLOAD_BYTES
 from agent.report.encode import Encoder
-from agent.report.keys import MAX_PAYLOAD_BYTES
 from agent.report.model import Connections, Report
 from benchmarks import fixtures
 from benchmarks.common import Figure, interleaved, log

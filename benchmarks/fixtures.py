@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Dict, Tuple
 
+from agent.catalog import MetricType
 from agent.config.model import CustomMetricConfig
 from agent.report.model import (
     Connection,
@@ -12,7 +13,6 @@ from agent.report.model import (
     CustomValue,
     ListeningPort,
     ListeningPorts,
-    MetricType,
     NetworkStats,
     Report,
 )

@@ -178,7 +178,7 @@ class Cycle:
             from agent.collectors.build import build_collectors
             from agent.collectors.sampler import Sampler
             from agent.collectors.system import collector as system_collector
-            from agent.config import parse_config
+            from agent.config.load import parse_config
             from agent.report.builder import ReportBuilder
         except ImportError as exc:  # pragma: no cover - older branches
             raise NotAvailable(f"the collectors are not on this branch ({exc})") from exc
@@ -195,7 +195,7 @@ class Cycle:
         self.sampler = Sampler(
             self.jobs,
             self.config.report.interval,
-            {n: m.type for n, m in self.config.custom_metrics.items()},
+            self.config.custom_metrics,
             logger=logger,
         )
         self.builder = ReportBuilder(self.config, logger)

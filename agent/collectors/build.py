@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 from typing import List, Optional
 
-from agent.collectors.base import Collector, close_collector
-from agent.collectors.registry import BuildContext, PluginError, Registry, default_registry
-from agent.collectors.rounds import RoundCache
+from agent.collectors.builtin import default_registry
+from agent.collectors.contract import BuildContext, Collector, close_collector
+from agent.collectors.readcache import ReadCache
+from agent.collectors.registry import Registry
 from agent.collectors.sampler import CollectorJob
 from agent.config.model import Config
-from agent.config.schema import join
-from agent.errors import AgentError, ConfigError, ConfigProblem
+from agent.errors import AgentError, ConfigError, ConfigProblem, PluginError
+from agent.schema import join
 
 
 def build_collectors(
@@ -36,10 +37,9 @@ def build_collectors(
     """
     registry = registry or default_registry()
     base = logger or logging.getLogger("agent.collectors")
-    declared = {name: m.type for name, m in config.custom_metrics.items()}
     problems: List[ConfigProblem] = []
     jobs: List[CollectorJob] = []
-    rounds = RoundCache()  # one per build: its collectors share the socket table within a round
+    reads = ReadCache()  # one per build: its collectors share the socket table within a round
     for cfg in config.collectors:
         where = cfg.path or cfg.name
         try:
@@ -59,9 +59,9 @@ def build_collectors(
             report_interval=config.report.interval,
             max_list_items=config.report.max_list_items,
             logger=base.getChild(cfg.name),
-            custom_metric_types=declared,
+            custom_metric_types=config.custom_metric_types,
             persist_state=persist_state,
-            rounds=rounds,
+            reads=reads,
         )
         plugin = "" if spec.origin == "built-in" else f" ({spec.origin})"
         try:
@@ -100,7 +100,7 @@ def build_collectors(
                 interval=cfg.interval,
                 emits=dict(spec.emits(cfg.options)),
                 origin=spec.origin,
-                rounds=rounds,
+                reads=reads,
             )
         )
     if problems:

@@ -1,4 +1,4 @@
-"""The list of built-in collector specs."""
+"""The built-in collector types, and the registry of them plus installed plugins."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import List
 
 from agent.collectors import exec as exec_collector
 from agent.collectors import file as file_collector
-from agent.collectors.registry import CollectorSpec
+from agent.collectors.contract import CollectorSpec
+from agent.collectors.registry import Registry
 from agent.collectors.standard import connections, network, ports
 from agent.collectors.system import collector as system
 from agent.collectors.system import disk
@@ -22,3 +23,8 @@ def builtin_specs() -> List[CollectorSpec]:
         exec_collector.SPEC,
         file_collector.SPEC,
     ]
+
+
+def default_registry() -> Registry:
+    """A registry of every built-in collector plus installed plugins."""
+    return Registry(builtin_specs())

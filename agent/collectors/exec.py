@@ -15,16 +15,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Tuple
 
-from agent.collectors.base import Sample
+from agent.catalog import METRIC_NAME, MetricType
+from agent.collectors.contract import BuildContext, CollectorSpec, Emits
+from agent.collectors.parse import FORMATS, ValueParseError, parse_value
 from agent.collectors.process import describe_exit, program_problem, run_bounded
-from agent.collectors.registry import BuildContext, CollectorSpec, Emits
-from agent.collectors.values import FORMATS, ValueParseError, parse_value
-from agent.config.schema import REQUIRED, Checker, Enum, ListOf, MapOf, Size, Str, join
-from agent.config.spec import METRIC_NAME
 from agent.errors import CollectorError
-from agent.report.model import MetricType
-
-METRIC_TYPES = tuple(t.value for t in MetricType)
+from agent.report.model import Sample
+from agent.schema import REQUIRED, Checker, Enum, ListOf, MapOf, Size, Str, join
 
 
 @dataclass(frozen=True)
@@ -141,7 +138,7 @@ def metric_options(kind: str) -> Mapping[str, Any]:
         "metric_type": Enum(
             doc="Declared type of the metric; must match custom_metrics.",
             default=REQUIRED,
-            choices=METRIC_TYPES,
+            of=MetricType,
         ),
         "format": Enum(
             doc=f"How the {kind} holds the value: one value per line, JSON, "

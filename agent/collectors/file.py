@@ -12,13 +12,13 @@ import stat
 import time
 from typing import Any, Callable, List, Mapping, Optional
 
-from agent.collectors.base import Sample
+from agent.catalog import MetricType
+from agent.collectors.contract import BuildContext, CollectorSpec
 from agent.collectors.exec import metric_options, single_metric_emits
-from agent.collectors.registry import BuildContext, CollectorSpec
-from agent.collectors.values import ValueParseError, parse_value
-from agent.config.schema import REQUIRED, Duration, Num, PathStr, Size, format_duration
+from agent.collectors.parse import ValueParseError, parse_value
 from agent.errors import CollectorError
-from agent.report.model import MetricType
+from agent.report.model import Sample
+from agent.schema import REQUIRED, Duration, Num, PathStr, Size, format_duration
 
 
 class FileCollector:

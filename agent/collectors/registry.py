@@ -1,68 +1,25 @@
-"""Collector types by name: built-in specs plus third-party plugins from one entry-point group.
+"""Collector types by name: given specs (the built-in ones, see :mod:`agent.collectors.builtin`) plus
+third-party plugins from one entry-point group.
 
-A :class:`CollectorSpec` says which options a type takes (schema nodes, checked
-once at config load), which metrics it emits for given options, and how to
+A :class:`~agent.collectors.contract.CollectorSpec` says which options a type takes (schema
+nodes, checked once at config load), which metrics it emits for given options, and how to
 build a fresh instance. Plugins are imported only when a config names them.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from importlib import metadata
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from agent.collectors.base import Collector
-from agent.collectors.rounds import RoundCache
-from agent.report.model import MetricType
-
-if TYPE_CHECKING:  # a runtime import would be circular: agent.config.load imports this module
-    from agent.config.schema import Node
+from agent.collectors.contract import CollectorSpec
+from agent.errors import PluginError
 
 ENTRY_POINT_GROUP = "defender_agent.collectors"
-
-# name -> declared custom metric type, or None for a standard metric (`metrics` block)
-Emits = Mapping[str, Optional[MetricType]]
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    """What a collector may know about the agent when it is built."""
-
-    name: str
-    state_dir: Path
-    timeout: float
-    report_interval: float
-    max_list_items: int
-    logger: logging.Logger
-    custom_metric_types: Mapping[str, MetricType] = field(default_factory=dict)
-    rounds: RoundCache = field(default_factory=RoundCache)  # reads shared within one sampling round
-    persist_state: bool = True  # False: read state files but never write them (one-off runs)
-
-
-@dataclass(frozen=True)
-class CollectorSpec:
-    type: str
-    summary: str
-    options: Mapping[str, Node]
-    build: Callable[[BuildContext, Mapping[str, Any]], Collector]
-    emits: Callable[[Mapping[str, Any]], Emits]
-    example: Optional[Mapping[str, Any]] = None  # options shown in the example config
-    # False: the example needs a program or file of the operator's, so it is shown commented out
-    example_enabled: bool = True
-    origin: str = "built-in"  # "entry point NAME from DIST VERSION" for plugins
-
-
-class PluginError(Exception):
-    """A plugin could not be loaded or does not fit the protocol; the message names it."""
-
 
 EntryPointSource = Callable[[], Iterable[Any]]
 
 
 def _installed_entry_points() -> Iterable[Any]:
-    from importlib import metadata
-
     eps = metadata.entry_points()
     if hasattr(eps, "select"):
         return list(eps.select(group=ENTRY_POINT_GROUP))
@@ -84,9 +41,6 @@ class Registry:
             self._specs[spec.type] = spec
         self._entry_points = entry_points
         self._plugins_loaded: Dict[str, CollectorSpec] = {}
-
-    def builtin_types(self) -> List[str]:
-        return sorted(self._specs)
 
     def builtin_specs(self) -> Tuple[CollectorSpec, ...]:
         return tuple(self._specs[name] for name in sorted(self._specs))
@@ -147,11 +101,5 @@ def _load_plugin(ep: Any) -> CollectorSpec:
         example=spec.example,
         example_enabled=spec.example_enabled,
         origin=origin,
+        describes=spec.describes,
     )
-
-
-def default_registry() -> Registry:
-    """A registry of every built-in collector plus installed plugins."""
-    from agent.collectors.builtin import builtin_specs
-
-    return Registry(builtin_specs())

@@ -3,12 +3,13 @@
 Use (the scheduler or ``once``)::
 
     jobs = build_collectors(config)                      # agent.collectors.build
-    sampler = Sampler(jobs, config.report.interval,
-                      {n: m.type for n, m in config.custom_metrics.items()})
-    round_ = sampler.sample_all()                        # once per report
+    sampler = Sampler(jobs, config.report.interval, config.custom_metrics)
+    round_ = sampler.sample_all()                        # once per report (``once``)
     round_.samples     # every good Sample of this round (standard and custom)
     round_.failures    # who failed, how long it took, why
-    sampler.stats()    # per collector: successes, failures, no_data, last duration, last error
+    sampler.sample()   # the same, samples only: the scheduler's agent.sampling.SampleSource
+    sampler.collector_stats()  # per collector: ok, failed, no_data, last duration, last error
+    sampler.stats()    # the same as plain values, for the status meta
     sampler.close()
 
 Each due collector runs in its own daemon worker thread (one per collector,
@@ -17,8 +18,10 @@ creating threads); the round waits for each at most ``timeout + GRACE`` seconds
 after it started, so a hung collector costs only its own metrics. A collector
 whose previous run is still going is not started again (that counts as a
 failure): its worker is busy until that run returns. A collector that raises, times out,
-or returns a sample that is undeclared or of the wrong type loses all of its
-samples for the round. A failure is logged once per streak (warning, with name,
+or returns something that is not a list of declared samples loses all of its
+samples for the round; a custom value that breaks the service's rules
+(:func:`agent.report.rules.check_value`, after ``normalize_value``) loses only
+that metric, and the collector counts as failed for the round. A failure is logged once per streak (warning, with name,
 duration and reason) and recovery once (info). :class:`NoData` is not a failure:
 counted apart and logged once per streak at info level.
 
@@ -37,11 +40,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from agent.collectors.base import Collector, Sample, SampleKind, close_collector
-from agent.collectors.rounds import RoundCache
-from agent.collectors.values import shape_problem
+from agent.catalog import MetricType
+from agent.collectors.contract import Collector, close_collector
+from agent.collectors.readcache import ReadCache
+from agent.config.model import CustomMetricConfig
 from agent.errors import AgentError, NoData
-from agent.report.model import STANDARD_METRICS, MetricType
+from agent.report.model import Sample, SampleKind, standard_value_class
+from agent.report.rules import check_value, normalize_value
+from agent.schema import TextEnum
 
 GRACE = 0.5  # seconds beyond a collector's timeout before the round gives up on it
 
@@ -57,15 +63,15 @@ class CollectorJob:
     interval: Optional[float] = None
     emits: Mapping[str, Optional[MetricType]] = field(default_factory=dict)
     origin: str = "built-in"
-    rounds: Optional[RoundCache] = None  # the build's shared-read cache, opened once per round
+    reads: Optional[ReadCache] = None  # the build's shared-read cache, opened once per round
 
 
 @dataclass(frozen=True)
 class CollectorStats:
     name: str
     type: str
-    successes: int = 0
-    failures: int = 0
+    ok: int = 0
+    failed: int = 0
     no_data: int = 0
     consecutive_failures: int = 0
     last_duration: Optional[float] = None
@@ -73,13 +79,25 @@ class CollectorStats:
     last_run: Optional[float] = None  # wall-clock start of the last finished run
     running: bool = False
 
+    def status(self) -> Dict[str, Any]:
+        """The counters ``defender-agent status`` shows, as plain values."""
+        return {"ok": self.ok, "failed": self.failed, "no_data": self.no_data,
+                "last_duration": self.last_duration, "last_error": self.last_error}
+
+
+class FailureKind(TextEnum):
+    ERROR = "error"  # collect() raised
+    TIMEOUT = "timeout"
+    BUSY = "busy"  # the previous run is still going
+    BAD_VALUE = "bad_value"  # returned something the contract or the service's rules refuse
+
 
 @dataclass(frozen=True)
 class Failure:
     collector: str
     duration: float
     reason: str
-    kind: str  # error | timeout | busy | bad_value
+    kind: FailureKind
 
 
 @dataclass(frozen=True)
@@ -161,8 +179,8 @@ class _State:
     worker: _Worker
     last_round: Optional[int] = None
     run: Optional[_Run] = None
-    successes: int = 0
-    failures: int = 0
+    ok: int = 0
+    failed: int = 0
     no_data: int = 0
     consecutive_failures: int = 0
     last_duration: Optional[float] = None
@@ -176,7 +194,7 @@ class Sampler:
         self,
         jobs: Sequence[CollectorJob],
         report_interval: float,
-        declared: Mapping[str, MetricType],
+        custom_metrics: Mapping[str, CustomMetricConfig],
         *,
         logger: Optional[logging.Logger] = None,
         clock: Callable[[], float] = time.monotonic,
@@ -185,7 +203,7 @@ class Sampler:
         names = [j.name for j in jobs]
         if len(set(names)) != len(names):
             raise ValueError(f"collector names must be unique, got {names}")
-        self._declared = dict(declared)
+        self._custom_metrics = dict(custom_metrics)
         self._logger = logger or logging.getLogger("agent.collectors.sampler")
         self._clock = clock
         self._wall = wall
@@ -193,7 +211,11 @@ class Sampler:
         self._states: Dict[str, _State] = {
             j.name: _State(j, _every(j.interval, report_interval), _Worker(j.name)) for j in jobs
         }
-        self._caches = list({id(j.rounds): j.rounds for j in jobs if j.rounds is not None}.values())
+        self._caches = list({id(j.reads): j.reads for j in jobs if j.reads is not None}.values())
+
+    def sample(self) -> Tuple[Sample, ...]:
+        """One round's good samples (what the scheduler needs of a round)."""
+        return self.sample_all().samples
 
     def sample_all(self) -> SampleRound:
         """Run the due collectors concurrently and gather their checked samples."""
@@ -214,7 +236,7 @@ class Sampler:
             state.last_round = self._round
             if state.run is not None and state.run.is_running():
                 busy = self._clock() - state.run.started
-                failures.append(self._fail(state, 0.0, f"previous run still going after {busy:.1f}s", "busy"))
+                failures.append(self._fail(state, 0.0, f"previous run still going after {busy:.1f}s", FailureKind.BUSY))
                 continue
             state.run = _Run(state.job.collector, self._clock)
             state.worker.submit(state.run)
@@ -228,7 +250,7 @@ class Sampler:
             if run.is_running():
                 duration = self._clock() - run.started
                 failures.append(
-                    self._fail(state, duration, f"timed out after {state.job.timeout:g}s", "timeout")
+                    self._fail(state, duration, f"timed out after {state.job.timeout:g}s", FailureKind.TIMEOUT)
                 )
                 continue
             duration = (run.finished or self._clock()) - run.started
@@ -239,20 +261,26 @@ class Sampler:
                 reason = str(run.error) or type(run.error).__name__
                 if not isinstance(run.error, AgentError):
                     reason = f"{type(run.error).__name__}: {reason}"
-                failures.append(self._fail(state, duration, reason, "error"))
+                failures.append(self._fail(state, duration, reason, FailureKind.ERROR))
             else:
                 checked, problem = self._check(state.job, run.result)
+                samples.extend(checked)
                 if problem is not None:
-                    failures.append(self._fail(state, duration, problem, "bad_value"))
+                    failures.append(self._fail(state, duration, problem, FailureKind.BAD_VALUE))
                 else:
-                    samples.extend(checked)
                     self._succeed(state, duration)
-        return SampleRound(tuple(samples), tuple(failures), no_data, tuple(not_due), self.stats())
+        return SampleRound(tuple(samples), tuple(failures), no_data, tuple(not_due), self.collector_stats())
 
     def _check(self, job: CollectorJob, result: Any) -> Tuple[List[Sample], Optional[str]]:
+        """(the samples to keep, why the collector failed this round or None).
+
+        A result that breaks the collector contract keeps nothing; a custom value that breaks
+        the service's rules costs only its own metric.
+        """
         if not isinstance(result, (list, tuple)):
             return [], f"collect() returned {type(result).__name__}, expected a list of Sample"
         out: List[Sample] = []
+        bad_values: List[str] = []
         seen = set()
         for item in result:
             if not isinstance(item, Sample):
@@ -267,7 +295,7 @@ class Sampler:
                 )
             declared = job.emits[item.name]
             if declared is None:
-                expected = STANDARD_METRICS.get(item.name)
+                expected = standard_value_class(item.name)
                 if (
                     item.kind is not SampleKind.STANDARD
                     or expected is None
@@ -277,32 +305,36 @@ class Sampler:
                     return [], f"sample {item.name!r} is a {type(item.value).__name__}, expected {want}"
                 out.append(item)
                 continue
-            mtype = self._declared.get(item.name, declared)
-            problem = (
-                shape_problem(item.value, mtype) if item.kind is SampleKind.CUSTOM else "not a custom sample"
+            if item.kind is not SampleKind.CUSTOM:
+                return [], f"sample {item.name!r} is declared as a custom metric but is not a custom sample"
+            definition = self._custom_metrics.get(item.name)
+            mtype = definition.type if definition is not None else declared
+            value = normalize_value(item.value, mtype)
+            problem = check_value(
+                value, mtype, allow_any_characters=definition is not None and definition.allow_any_characters
             )
-            if problem:
-                return [], f"sample {item.name!r} ({mtype.value}): {problem}"
-            value = tuple(item.value) if isinstance(item.value, list) else item.value
+            if problem is not None:
+                bad_values.append(f"sample {item.name!r} ({mtype.value}) left out: {problem}")
+                continue
             out.append(item if value is item.value else Sample(item.name, value, item.kind))
-        return out, None
+        return out, "; ".join(bad_values) or None
 
-    def _fail(self, state: _State, duration: float, reason: str, kind: str) -> Failure:
+    def _fail(self, state: _State, duration: float, reason: str, kind: FailureKind) -> Failure:
         if state.consecutive_failures == 0:
             self._logger.warning(
                 "Collector %r (%s) failed after %.3fs: %s", state.job.name, state.job.type, duration, reason
             )
         else:
             self._logger.debug("Collector %r still failing after %.3fs: %s", state.job.name, duration, reason)
-        state.failures += 1
+        state.failed += 1
         state.consecutive_failures += 1
         state.last_error = reason
-        self._finish(state, duration, kind not in ("busy", "timeout"))
+        self._finish(state, duration, kind not in (FailureKind.BUSY, FailureKind.TIMEOUT))
         return Failure(state.job.name, duration, reason, kind)
 
     def _succeed(self, state: _State, duration: float) -> None:
         self._recovered(state)
-        state.successes += 1
+        state.ok += 1
         state.no_data_logged = False
         self._finish(state, duration, True)
 
@@ -326,14 +358,18 @@ class Sampler:
         if finished and state.run is not None:
             state.last_run = self._wall() - (self._clock() - state.run.started)
 
-    def stats(self) -> Dict[str, CollectorStats]:
-        """A snapshot per collector, for ``status``."""
+    def stats(self) -> Dict[str, Dict[str, Any]]:
+        """Per collector, the counters ``status`` shows (the :class:`agent.sampling.SampleSource` view)."""
+        return {name: stats.status() for name, stats in self.collector_stats().items()}
+
+    def collector_stats(self) -> Dict[str, CollectorStats]:
+        """A snapshot per collector."""
         return {
             name: CollectorStats(
                 name=name,
                 type=s.job.type,
-                successes=s.successes,
-                failures=s.failures,
+                ok=s.ok,
+                failed=s.failed,
                 no_data=s.no_data,
                 consecutive_failures=s.consecutive_failures,
                 last_duration=s.last_duration,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agent.collectors.base import close_collector
 from agent.collectors.build import build_collectors
+from agent.collectors.contract import close_collector
 from agent.commands.common import add_config_argument, load_audited
 from agent.delivery.mqtt import check_tls_files
 

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 from typing import List
 
-from agent.collectors.base import Sample
 from agent.collectors.build import build_collectors
 from agent.collectors.sampler import Sampler
 from agent.commands.common import add_config_argument, load_from_args
 from agent.report.builder import ReportBuilder
 from agent.report.document import decode
+from agent.report.model import Sample
 
 LOG = logging.getLogger("agent.once")
 
@@ -44,7 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_from_args(args)
     jobs = build_collectors(config, persist_state=False)
-    sampler = Sampler(jobs, config.report.interval, {n: m.type for n, m in config.custom_metrics.items()})
+    sampler = Sampler(jobs, config.report.interval, config.custom_metrics)
     try:
         samples = _sample(sampler, args.baseline)
     finally:

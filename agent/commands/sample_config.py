@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agent.collectors.registry import default_registry
+from agent.collectors.builtin import default_registry
 from agent.config.sample import render_example
 
 

@@ -1,22 +1,5 @@
-"""Configuration: a schema (the single source), a loader that checks it, a frozen typed model."""
+"""Configuration: the schema of agent.yaml (:mod:`.spec`), the frozen typed model (:mod:`.model`),
+the loader that checks a file against both (:mod:`.load`) and the example it renders (:mod:`.sample`).
 
-from agent.config.load import load_config, parse_config
-from agent.config.model import (
-    CollectorConfig,
-    Config,
-    CustomMetricConfig,
-    DeliveryConfig,
-    MqttConfig,
-    ReportConfig,
-)
-
-__all__ = [
-    "CollectorConfig",
-    "Config",
-    "CustomMetricConfig",
-    "DeliveryConfig",
-    "MqttConfig",
-    "ReportConfig",
-    "load_config",
-    "parse_config",
-]
+Import from the submodules: the model sits below the report and the collectors, the loader above them.
+"""

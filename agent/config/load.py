@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from agent.catalog import METRIC_NAME, BuiltinMetric, MetricType
+from agent.collectors.builtin import default_registry
+from agent.collectors.registry import Registry
 from agent.config.model import CollectorConfig, Config, CustomMetricConfig, MqttConfig, ReportConfig
-from agent.config.schema import Checker, Section, did_you_mean, format_duration, join
-from agent.config.spec import COLLECTOR_COMMON, CUSTOM_METRIC, LOOPBACK_HOSTS, METRIC_NAME, TOP_LEVEL
+from agent.config.spec import COLLECTOR_COMMON, CUSTOM_METRIC, LOOPBACK_HOSTS, TOP_LEVEL
 from agent.config.yamlsrc import read_yaml
-from agent.errors import ConfigError, ConfigProblem
-from agent.report.model import MetricType
-
-if TYPE_CHECKING:
-    from agent.collectors.registry import Registry
+from agent.errors import ConfigError, PluginError
+from agent.schema import Checker, Section, did_you_mean, format_duration, join
 
 DEFAULT_CONFIG_PATH = "/etc/defender-agent/agent.yaml"
 CONFIG_ENV = "DEFENDER_AGENT_CONFIG"
@@ -51,11 +51,7 @@ def parse_config(text: str, file: str = "<string>", registry: Optional[Registry]
     top = Section(fields={**TOP_LEVEL})
     values = top.check_fields(data, "", checker, extra_known=("collectors", "custom_metrics"))
     metrics = _check_custom_metrics(data.get("custom_metrics"), checker)
-    if registry is None:
-        from agent.collectors.registry import default_registry  # the registry imports the schema
-
-        registry = default_registry()
-    collectors = _check_collectors(data.get("collectors"), checker, registry, metrics)
+    collectors, described = _check_collectors(data.get("collectors"), checker, registry or default_registry(), metrics)
     _cross_checks(values, checker)
     if checker.problems:
         raise ConfigError(checker.problems)
@@ -67,9 +63,23 @@ def parse_config(text: str, file: str = "<string>", registry: Optional[Registry]
         state_dir=Path(values["state_dir"]),
         log_level=values["log_level"],
         collectors=tuple(collectors),
-        custom_metrics=metrics,
+        custom_metrics=_with_catalog_text(metrics, described),
         source=file,
     )
+
+
+def _with_catalog_text(
+    metrics: Dict[str, CustomMetricConfig], described: Mapping[str, BuiltinMetric]
+) -> Dict[str, CustomMetricConfig]:
+    """Fill each metric's unset ``unit`` and ``description`` from what its built-in collector computes."""
+    out = dict(metrics)
+    for name, builtin in described.items():
+        metric = out.get(name)
+        if metric is not None and builtin.type is metric.type:
+            out[name] = dataclasses.replace(
+                metric, unit=metric.unit or builtin.unit, description=metric.description or builtin.description
+            )
+    return out
 
 
 def _check_custom_metrics(raw: Any, checker: Checker) -> Dict[str, CustomMetricConfig]:
@@ -108,15 +118,15 @@ def _check_collectors(
     checker: Checker,
     registry: Registry,
     metrics: Mapping[str, CustomMetricConfig],
-) -> List[CollectorConfig]:
-    from agent.collectors.registry import PluginError
-
+) -> Tuple[List[CollectorConfig], Dict[str, BuiltinMetric]]:
+    """The checked collectors, and what the built-in ones compute under each custom metric name."""
     out: List[CollectorConfig] = []
+    described: Dict[str, BuiltinMetric] = {}
     if raw is None:
-        return out
+        return out, described
     if not isinstance(raw, list):
         checker.problem("collectors", "expected a list of collectors, each {type: ..., ...}")
-        return out
+        return out, described
     names: Dict[str, str] = {}
     emitted: Dict[str, Tuple[str, Optional[MetricType]]] = {}
     for index, entry in enumerate(raw):
@@ -157,6 +167,8 @@ def _check_collectors(
             continue
         for metric, mtype in emits.items():
             _check_emitted(metric, mtype, name, path, metrics, emitted, checker)
+        if spec.describes is not None:
+            described.update(spec.describes(options))
         out.append(
             CollectorConfig(
                 type=ctype,
@@ -167,7 +179,7 @@ def _check_collectors(
                 path=path,
             )
         )
-    return out
+    return out, described
 
 
 def _check_emitted(
@@ -220,7 +232,3 @@ def _cross_checks(values: Dict[str, Any], checker: Checker) -> None:
             f"{format_duration(report.interval)} is under 5m; AWS IoT throttles faster reports "
             f"(only a loopback endpoint may go lower, for local tests)",
         )
-
-
-def problems_of(exc: ConfigError) -> Tuple[ConfigProblem, ...]:
-    return exc.problems

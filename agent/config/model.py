@@ -8,9 +8,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
-from agent.report.model import MetricType
+from agent.catalog import KeyNames, MetricType, PayloadFormat
+from agent.schema import TextEnum
+
+
+class MqttProtocol(TextEnum):
+    MQTT5 = "mqtt5"
+    MQTT311 = "mqtt311"
+
+
+class BacklogMode(TextEnum):
+    """After an outage: send only the newest pending report (deltas folded in), or all in order."""
+
+    NEWEST = "newest"
+    ALL = "all"
+
+
+class LogLevel(TextEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
 
 
 @dataclass(frozen=True)
@@ -18,7 +38,7 @@ class MqttConfig:
     endpoint: str
     port: int
     client_id: Optional[str]
-    protocol: str
+    protocol: MqttProtocol
     cert: str
     key: str
     ca: str
@@ -28,8 +48,8 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    format: str  # json | cbor
-    key_names: str  # long | short
+    format: PayloadFormat
+    key_names: KeyNames
     interval: float  # seconds
     jitter: float  # seconds, random 0..jitter added to each interval
     max_list_items: int
@@ -37,7 +57,7 @@ class ReportConfig:
 
 @dataclass(frozen=True)
 class DeliveryConfig:
-    backlog: str  # newest | all
+    backlog: BacklogMode
     reply_timeout: float
     retry_max_delay: float
     drain_interval: float
@@ -75,7 +95,7 @@ class Config:
     report: ReportConfig
     delivery: DeliveryConfig
     state_dir: Path
-    log_level: str
+    log_level: LogLevel
     collectors: Tuple[CollectorConfig, ...]
     custom_metrics: Mapping[str, CustomMetricConfig]
     source: str = "<memory>"
@@ -83,3 +103,8 @@ class Config:
     @property
     def client_id(self) -> str:
         return self.mqtt.client_id or self.thing_name
+
+    @property
+    def custom_metric_types(self) -> Dict[str, MetricType]:
+        """Declared custom metric name -> its type."""
+        return {name: metric.type for name, metric in self.custom_metrics.items()}

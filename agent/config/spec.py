@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from agent.config.model import DeliveryConfig, MqttConfig, ReportConfig
-from agent.config.schema import (
+from agent.catalog import KeyNames, MetricType, PayloadFormat
+from agent.config.model import BacklogMode, DeliveryConfig, LogLevel, MqttConfig, MqttProtocol, ReportConfig
+from agent.schema import (
     REQUIRED,
     Bool,
     Duration,
@@ -14,12 +15,6 @@ from agent.config.schema import (
     Section,
     Size,
     Str,
-)
-
-# The service's metricName pattern (botocore model) minus the reserved "aws:" prefix.
-METRIC_NAME = Str(
-    pattern=r"(?!aws:)[a-zA-Z0-9:_-]{1,128}",
-    pattern_hint="is not a valid custom metric name: 1 to 128 of a-z A-Z 0-9 : _ - and no 'aws:' prefix",
 )
 
 THING_NAME = Str(
@@ -42,7 +37,7 @@ MQTT = Section(
         ),
         "port": Int(doc="TLS port of the endpoint.", default=8883, min=1, max=65535),
         "client_id": Str(doc="MQTT client id; defaults to thing_name.", default=None),
-        "protocol": Enum(doc="MQTT protocol version.", default="mqtt5", choices=("mqtt5", "mqtt311")),
+        "protocol": Enum(doc="MQTT protocol version.", default=MqttProtocol.MQTT5, of=MqttProtocol),
         "cert": PathStr(
             doc="Device certificate (PEM).",
             default=REQUIRED,
@@ -69,8 +64,8 @@ REPORT = Section(
     doc="What a report looks like and how often one is sent.",
     model=ReportConfig,
     fields={
-        "format": Enum(doc="Payload encoding (and topic suffix).", default="json", choices=("json", "cbor")),
-        "key_names": Enum(doc="Long or short key names in the report.", default="long", choices=("long", "short")),
+        "format": Enum(doc="Payload encoding (and topic suffix).", default=PayloadFormat.JSON, of=PayloadFormat),
+        "key_names": Enum(doc="Long or short key names in the report.", default=KeyNames.LONG, of=KeyNames),
         "interval": Duration(
             doc="Time between reports. The service throttles faster than 5m; "
             "only a loopback endpoint may go lower (down to 1s, for local tests).",
@@ -101,8 +96,8 @@ DELIVERY = Section(
         "backlog": Enum(
             doc="After an outage: send only the newest pending report (folding network deltas into it) "
             "or all of them in order.",
-            default="newest",
-            choices=("newest", "all"),
+            default=BacklogMode.NEWEST,
+            of=BacklogMode,
         ),
         "reply_timeout": Duration(
             doc="Publish the same report again when no accepted/rejected reply came within this time.",
@@ -130,7 +125,7 @@ CUSTOM_METRIC = Section(
         "type": Enum(
             doc="Device Defender type; cannot change once registered.",
             default=REQUIRED,
-            choices=("number", "number-list", "string-list", "ip-address-list"),
+            of=MetricType,
         ),
         "display_name": Str(doc="Friendly name shown in the console (up to 128 characters).", max_bytes=128),
         "unit": Str(doc="Unit, for people (not sent to the service)."),
@@ -155,8 +150,8 @@ TOP_LEVEL = {
     ),
     "log_level": Enum(
         doc="Logging threshold (logs go to stderr, i.e. the journal).",
-        default="info",
-        choices=("debug", "info", "warning", "error"),
+        default=LogLevel.INFO,
+        of=LogLevel,
     ),
     # `collectors` and `custom_metrics` are checked by agent.config.load (they depend on each other).
 }

@@ -10,8 +10,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from agent.config.schema import join
 from agent.errors import ConfigError, ConfigProblem
+from agent.schema import join
 
 
 def read_yaml(text: str, file: str) -> Tuple[Any, Dict[str, int]]:

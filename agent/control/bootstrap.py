@@ -18,7 +18,6 @@ by the service instead of failing with ResourceAlreadyExistsException.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 import logging
@@ -28,6 +27,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from agent.config.model import CustomMetricConfig
 from agent.control.aws import RetryPolicy, call, client_error_message, error_code
 from agent.errors import ControlPlaneError
+from agent.schema import TextEnum
 
 log = logging.getLogger("agent.control.bootstrap")
 
@@ -55,7 +55,7 @@ def request_token(definition: Definition) -> str:
     return "da-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:48]
 
 
-class Action(str, enum.Enum):
+class Action(TextEnum):
     CREATE = "create"
     UPDATE = "update"
     UNCHANGED = "unchanged"

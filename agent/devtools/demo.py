@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional, TextIO
 
-from agent.collectors.registry import default_registry
-from agent.config import parse_config
+from agent.collectors.builtin import default_registry
+from agent.config.load import parse_config
 from agent.delivery.status import format_status, read_status
 from agent.devtools.broker import Broker
 from agent.devtools.certs import make_pki

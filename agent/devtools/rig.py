@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from agent.devtools.broker import Broker
 from agent.devtools.certs import Pki, make_pki
+from agent.emulator.responder import Responder, ResponderOptions
 
 THING = "rig-gw"
 DB = "outbox.sqlite3"
@@ -159,8 +160,6 @@ class Rig:
         return self
 
     def start_responder(self) -> None:
-        from agent.emulator.responder import Responder, ResponderOptions
-
         pair = self.pki.client("defender-emulator")
         self.responder = Responder(ResponderOptions("127.0.0.1", self.broker.port, str(pair.cert), str(pair.key),
                                                     str(self.pki.ca), client_id=f"emulator-{os.getpid()}"))

@@ -2,7 +2,7 @@
 
 Thread-safe (one lock); shared by the control-plane HTTP server and the MQTT
 responder. :meth:`Store.record_report` keeps values the way the service does
-(SPEC.md, "Control plane"): a custom metric's value is stored only when the
+("AWS IoT Device Defender: Custom metrics", and ListMetricValues in the API reference): a custom metric's value is stored only when the
 metric is defined with the matching type and the value keeps the value rules;
 everything else is dropped silently, as the real service drops it.
 """
@@ -16,20 +16,21 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
+from agent.catalog import MetricType
 from agent.report import rules
 from agent.report.document import key_style, to_long
 
 log = logging.getLogger("agent.emulator.store")
 
 ACCOUNT = "123456789012"
-METRIC_TYPES = ("string-list", "ip-address-list", "number-list", "number")
+METRIC_TYPES = tuple(t.value for t in MetricType)
 
-# Report value key -> (declared type, key in the stored MetricValue, rule for one item).
-_CUSTOM = {
-    "number": ("number", "number", rules.check_number),
-    "number_list": ("number-list", "numbers", rules.check_number),
-    "string_list": ("string-list", "strings", rules.check_string),
-    "ip_list": ("ip-address-list", "cidrs", rules.check_ip),
+# Custom metric type -> key of the value in a stored MetricValue (ListMetricValues).
+_STORED_KEY = {
+    MetricType.NUMBER: "number",
+    MetricType.NUMBER_LIST: "numbers",
+    MetricType.STRING_LIST: "strings",
+    MetricType.IP_ADDRESS_LIST: "cidrs",
 }
 
 # network_stats field -> standard metric name (Device Defender developer guide, "Device-side metrics").
@@ -237,16 +238,13 @@ class Store:
         if not isinstance(entry, Mapping) or len(entry) != 1:
             return None
         ((key, value),) = entry.items()
-        spec = _CUSTOM.get(key)
-        if spec is None or spec[0] != defined_type:
+        mtype = MetricType.from_value_key(key) if isinstance(key, str) else None
+        if mtype is None or mtype.value != defined_type or rules.check_value(value, mtype) is not None:
             return None
-        _, out_key, check = spec
-        if key == "number":
-            return None if check(value) else {out_key: float(value)}
-        if not isinstance(value, list) or any(check(item) for item in value):
-            return None
-        items = [float(v) for v in value] if key == "number_list" else list(value)
-        return {out_key: items}
+        out_key = _STORED_KEY[mtype]
+        if mtype is MetricType.NUMBER:
+            return {out_key: float(value)}
+        return {out_key: [float(v) for v in value] if mtype is MetricType.NUMBER_LIST else list(value)}
 
 
 def standard_values(metrics: Mapping[str, Any]) -> List[Tuple[str, Dict[str, Any]]]:

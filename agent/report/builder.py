@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Dict, Sequence, Set
 
-from agent.collectors.base import Sample, SampleKind
+from agent.catalog import STANDARD_METRICS
 from agent.config.model import Config
 from agent.report.encode import EncodedReport, Encoder
-from agent.report.model import STANDARD_METRICS, CustomValue, Report, StandardValue
+from agent.report.model import CustomValue, Report, Sample, SampleKind, StandardValue
 
 
 class ReportBuilder:

@@ -12,42 +12,51 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import cbor2
 
+from agent.catalog import (
+    LONG_TO_SHORT,
+    MAX_PAYLOAD_BYTES,
+    REPORT_VERSION,
+    SHORT_TO_LONG,
+    STANDARD_METRICS,
+    KeyNames,
+    MetricType,
+    PayloadFormat,
+    is_metric_name,
+)
 from agent.errors import Violation
 from agent.report import rules
-from agent.report.keys import LONG_TO_SHORT, MAX_PAYLOAD_BYTES, REPORT_VERSION, SHORT_TO_LONG
-from agent.report.model import MetricType
 
 _ROOT_LONG = ("header", "metrics", "custom_metrics")
-_METRIC_NAMES = ("listening_tcp_ports", "listening_udp_ports", "tcp_connections", "network_stats")
+_METRIC_NAMES = tuple(STANDARD_METRICS)
 
 
 class DecodeError(ValueError):
     """The bytes are neither a JSON nor a CBOR report."""
 
 
-def decode(payload: bytes) -> Tuple[Any, str]:
+def decode(payload: bytes) -> Tuple[Any, PayloadFormat]:
     """Decode ``payload`` as JSON when it looks like JSON, else CBOR. Returns (document, format)."""
     head = payload.lstrip()[:1]
     if head in (b"{", b"["):
         try:
-            return json.loads(payload.decode("utf-8")), "json"
+            return json.loads(payload.decode("utf-8")), PayloadFormat.JSON
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
             raise DecodeError(f"not valid JSON: {exc}") from None
     try:
-        return cbor2.loads(payload), "cbor"
+        return cbor2.loads(payload), PayloadFormat.CBOR
     except Exception as exc:  # cbor2 raises several types for garbage
         raise DecodeError(f"neither JSON nor valid CBOR: {exc}") from None
 
 
-def key_style(document: Mapping[str, Any]) -> Optional[str]:
-    """``long``, ``short``, or ``None`` when mixed or unrecognisable."""
+def key_style(document: Mapping[str, Any]) -> Optional[KeyNames]:
+    """Long or short key names, or ``None`` when mixed or unrecognisable."""
     keys = set(document)
     long_hits = keys & set(_ROOT_LONG)
     short_hits = keys & {LONG_TO_SHORT[k] for k in _ROOT_LONG}
     if long_hits and not short_hits:
-        return "long"
+        return KeyNames.LONG
     if short_hits and not long_hits:
-        return "short"
+        return KeyNames.SHORT
     return None
 
 
@@ -69,13 +78,13 @@ def _to_long(value: Any, inside_custom: bool) -> Any:
 
 
 class _Walker:
-    def __init__(self, style: str, max_list_items: Optional[int]) -> None:
+    def __init__(self, style: KeyNames, max_list_items: Optional[int]) -> None:
         self.style = style
         self.max_list_items = max_list_items
         self.violations: List[Violation] = []
 
     def key(self, long_name: str) -> str:
-        return LONG_TO_SHORT[long_name] if self.style == "short" else long_name
+        return LONG_TO_SHORT[long_name] if self.style is KeyNames.SHORT else long_name
 
     def add(self, path: str, rule: str, value: Any = None, metric: Optional[str] = None) -> None:
         self.violations.append(Violation(path, rule, value, metric))
@@ -91,7 +100,7 @@ class _Walker:
         names = {self.key(a): a for a in allowed}
         for key in value:
             if key not in names:
-                other = "long" if self.style == "short" else "short"
+                other = "long" if self.style is KeyNames.SHORT else "short"
                 hint = f" (a {other} key name: long and short names must not be mixed)" if _is_other_style(key, self.style) else ""
                 self.add(f"{path}.{key}" if path else str(key), f"unknown key{hint}", None)
         for need in required:
@@ -108,14 +117,14 @@ class _Walker:
         return value
 
 
-def _is_other_style(key: Any, style: str) -> bool:
-    return (key in SHORT_TO_LONG) if style == "long" else (key in LONG_TO_SHORT)
+def _is_other_style(key: Any, style: KeyNames) -> bool:
+    return (key in SHORT_TO_LONG) if style is KeyNames.LONG else (key in LONG_TO_SHORT)
 
 
 def validate_document(
     document: Any, max_list_items: Optional[int] = None, payload_size: Optional[int] = None
 ) -> List[Violation]:
-    """Every rule of SPEC.md that ``document`` breaks. Empty when valid."""
+    """Every rule of the report format that ``document`` breaks. Empty when valid."""
     if not isinstance(document, dict):
         return [Violation("", "a report must be an object", type(document).__name__)]
     style = key_style(document)
@@ -201,7 +210,7 @@ def _custom(w: _Walker, value: Any, path: str) -> None:
         return
     for name, wrapped in value.items():
         mpath = f"{path}.{name}"
-        if not isinstance(name, str) or name.startswith("aws:") or not _metric_name_ok(name):
+        if not is_metric_name(name):
             w.add(mpath, "not a valid custom metric name", name, str(name))
             continue
         if not isinstance(wrapped, list) or len(wrapped) != 1 or not isinstance(wrapped[0], dict):
@@ -216,18 +225,13 @@ def _custom(w: _Walker, value: Any, path: str) -> None:
         vpath = f"{mpath}[0].{vkey}"
         if mtype is None:
             w.add(vpath, "unknown value key; expected number, number_list, string_list or ip_list", vkey, name)
-        elif mtype is MetricType.NUMBER:
-            w.rule(rules.check_number(item), vpath, item, name)
-        else:
-            for index, element in enumerate(w.items(item, vpath)):
-                if mtype is MetricType.NUMBER_LIST:
-                    problem = rules.check_number(element)
-                elif mtype is MetricType.STRING_LIST:
-                    problem = rules.check_string(element)
-                else:
-                    problem = rules.check_ip(element)
-                w.rule(problem, f"{vpath}[{index}]", element, name)
-
-
-def _metric_name_ok(name: str) -> bool:
-    return 0 < len(name) <= 128 and all(c.isascii() and (c.isalnum() or c in ":_-") for c in name)
+            continue
+        if mtype is not MetricType.NUMBER:
+            if not isinstance(item, list):
+                w.add(vpath, "expected a list", item, name)
+                continue
+            w.items(item, vpath)  # the list cap, when one is given
+        problem = rules.check_value(item, mtype)
+        if problem is not None:
+            where = vpath if problem.index is None else f"{vpath}[{problem.index}]"
+            w.add(where, problem.rule, problem.item, name)

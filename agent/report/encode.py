@@ -1,7 +1,8 @@
 """Turn a :class:`Report` into Device Defender bytes (JSON or CBOR, long or short keys).
 
-Every value is checked first (:mod:`agent.report.rules`). A custom metric that
-breaks a rule is dropped and reported in ``EncodedReport.dropped``; the rest of
+Every value is checked first (:mod:`agent.report.rules`: custom values with
+``normalize_value`` + ``check_value``, the one definition the sampler and ``validate``
+use too). A custom metric that breaks a rule is dropped and reported in ``EncodedReport.dropped``; the rest of
 the report still goes. Lists longer than the cap keep a deterministic subset
 (ports ascending; connections by remote address, then local port) and keep
 ``total`` as the true count; lists under the cap keep the collector's order (the
@@ -11,44 +12,40 @@ built-in collectors sort already). The payload is kept under 128 KiB.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import cbor2
 
+from agent.catalog import MAX_PAYLOAD_BYTES, REPORT_VERSION, KeyNames, MetricType, PayloadFormat, key_map
 from agent.config.model import CustomMetricConfig
 from agent.errors import ReportError, Violation
 from agent.report import rules
-from agent.report.keys import MAX_PAYLOAD_BYTES, REPORT_VERSION, key_map
 from agent.report.model import (
     Connection,
     Connections,
     CustomValue,
     ListeningPort,
     ListeningPorts,
-    MetricType,
     NetworkStats,
     Report,
     StandardValue,
 )
-
-FORMATS = ("json", "cbor")
 
 
 @dataclass(frozen=True)
 class EncodedReport:
     report_id: int
     payload: bytes
-    format: str
+    format: PayloadFormat
     dropped: Tuple[Violation, ...] = ()  # custom metrics left out, with the broken rule
     capped: Tuple[str, ...] = ()  # lists that were cut to the cap (JSON paths)
     unusual_strings: Tuple[str, ...] = ()  # metrics sent with characters outside the set (opted in)
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-def serialize(document: Mapping[str, Any], fmt: str) -> bytes:
-    if fmt == "cbor":
+def serialize(document: Mapping[str, Any], fmt: PayloadFormat) -> bytes:
+    if fmt == PayloadFormat.CBOR:
         return bytes(cbor2.dumps(document))
     return json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
@@ -59,16 +56,14 @@ class Encoder:
     def __init__(
         self,
         custom_metrics: Mapping[str, CustomMetricConfig],
-        fmt: str = "json",
-        key_names: str = "long",
+        fmt: PayloadFormat = PayloadFormat.JSON,
+        key_names: KeyNames = KeyNames.LONG,
         max_list_items: int = 500,
         max_payload: int = MAX_PAYLOAD_BYTES,
     ) -> None:
-        if fmt not in FORMATS:
-            raise ValueError(f"format must be json or cbor, not {fmt!r}")
         self.custom_metrics = custom_metrics
-        self.format = fmt
-        self.key_names = key_names
+        self.format = PayloadFormat(fmt)  # ValueError for anything but json or cbor
+        self.key_names = KeyNames(key_names)
         self.max_list_items = max_list_items
         self.max_payload = max_payload
         self._k = key_map(key_names)
@@ -232,36 +227,20 @@ class Encoder:
     def _custom_value(self, definition: CustomMetricConfig, value: Any, name: str) -> Tuple[Dict[str, Any], bool]:
         mtype = definition.type
         key = mtype.value_key
+        path = f"custom_metrics.{name}[0].{key}"
+        value = rules.normalize_value(value, mtype)
+        problem = rules.check_value(value, mtype, allow_any_characters=definition.allow_any_characters)
+        if problem is not None:
+            where = path if problem.index is None else f"{path}[{problem.index}]"
+            raise ReportError([Violation(where, problem.rule, problem.item)])
         if mtype is MetricType.NUMBER:
-            fast = _plain_number(value)
-            return {key: fast if fast is not None else _number(value, f"custom_metrics.{name}[0].number")}, False
-        path = f"custom_metrics.{name}"
-        if not isinstance(value, (list, tuple)):
-            raise ReportError([Violation(f"{path}[0].{key}", f"a {mtype.value} needs a list", value)])
+            return {key: value}, False
         if len(value) > self.max_list_items:
             raise ReportError(
-                [Violation(f"{path}[0].{key}", f"list has {len(value)} items; the cap is {self.max_list_items}", len(value))]
+                [Violation(path, f"list has {len(value)} items; the cap is {self.max_list_items}", len(value))]
             )
-        if mtype is MetricType.NUMBER_LIST:
-            numbers = _plain_numbers(value)
-            if numbers is None:
-                numbers = [_number(item, f"{path}[0].{key}[{i}]") for i, item in enumerate(value)]
-            return {key: numbers}, False
-        if mtype is MetricType.STRING_LIST:
-            if rules.all_plain_strings(value):  # the common case: one regex pass over the whole list
-                return {key: list(value)}, False
-            allow_any = definition.allow_any_characters
-            odd = False
-            for index, item in enumerate(value):
-                if type(item) is str and item and rules.string_is_plain(item):
-                    continue
-                _require(rules.check_string(item, allow_any), f"{path}[0].{key}[{index}]", item)
-                odd = True
-            return {key: list(value)}, odd
-        for index, item in enumerate(value):
-            if type(item) is not str or not rules.is_ip(item):
-                _require(rules.check_ip(item) or "is not a valid IPv4 or IPv6 address", f"{path}[0].{key}[{index}]", item)
-        return {key: list(value)}, False
+        odd = definition.allow_any_characters and rules.any_unusual_strings(value)
+        return {key: list(value)}, odd
 
 
 def _port_order(port: Any) -> Tuple[int, str]:
@@ -272,44 +251,7 @@ def _connection_order(conn: Any) -> Tuple[str, int, str]:
     return (conn.remote_addr, conn.local_port or 0, conn.local_interface or "")
 
 
-def _number(value: Any, path: str) -> Any:
-    kind = type(value)
-    if kind is float:
-        value = rules.round_significant(value)
-        if math.isfinite(value):
-            return value
-    elif kind is int and -_INT_LIMIT < value < _INT_LIMIT:
-        return value
-    _require(rules.check_number(value) or "is not an acceptable number", path, value)
-    return value
-
-
-_INT_LIMIT = 10**rules.MAX_SIGNIFICANT_DIGITS
 _NETWORK_FIELDS = ("bytes_in", "bytes_out", "packets_in", "packets_out")
-
-
-def _plain_number(value: Any) -> Optional[Any]:
-    """What :func:`_number` returns for a finite float or an int within 15 digits; None for anything else.
-
-    ``f"{value:.15g}"`` is :func:`rules.round_significant` for finite non-zero floats (zero
-    keeps its sign either way); what rounds past the largest double goes to the full path.
-    """
-    kind = type(value)
-    if kind is float:
-        rounded = float(f"{value:.{rules.MAX_SIGNIFICANT_DIGITS}g}")
-        return rounded if math.isfinite(rounded) else None
-    if kind is int and -_INT_LIMIT < value < _INT_LIMIT:
-        return value
-    return None
-
-
-def _plain_numbers(values: Sequence[Any]) -> Optional[List[Any]]:
-    """:func:`_plain_number` of every item, or None when one of them needs the full path."""
-    if not all(type(v) is float or (type(v) is int and -_INT_LIMIT < v < _INT_LIMIT) for v in values):
-        return None
-    digits = rules.MAX_SIGNIFICANT_DIGITS
-    out = [float(f"{v:.{digits}g}") if type(v) is float else v for v in values]
-    return out if all(map(math.isfinite, out)) else None
 
 
 def _require_count(total: Any, path: str) -> None:

@@ -1,43 +1,17 @@
 """Typed values of a Device Defender report, independent of key names and encoding.
 
-Collectors return these inside :class:`agent.collectors.base.Sample`; the encoder
-turns them into a document with long or short key names (SPEC.md, "Report document").
+Collectors return these inside a :class:`Sample`; :class:`agent.report.builder.ReportBuilder`
+groups a round's samples into a :class:`Report` and the encoder turns it into a document
+with long or short key names (the names are in :mod:`agent.catalog`).
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple, Union
 
-
-class MetricType(str, enum.Enum):
-    """A custom metric's declared type, spelled as the control plane spells it."""
-
-    NUMBER = "number"
-    NUMBER_LIST = "number-list"
-    STRING_LIST = "string-list"
-    IP_ADDRESS_LIST = "ip-address-list"
-
-    @property
-    def value_key(self) -> str:
-        """The key that wraps a value of this type in a report (`number_list`, ...)."""
-        return _VALUE_KEYS[self]
-
-    @classmethod
-    def from_value_key(cls, key: str) -> Optional[MetricType]:
-        for member, vkey in _VALUE_KEYS.items():
-            if vkey == key:
-                return member
-        return None
-
-
-_VALUE_KEYS = {
-    MetricType.NUMBER: "number",
-    MetricType.NUMBER_LIST: "number_list",
-    MetricType.STRING_LIST: "string_list",
-    MetricType.IP_ADDRESS_LIST: "ip_list",
-}
+from agent.catalog import STANDARD_METRICS, StandardKind
+from agent.schema import TextEnum
 
 Number = Union[int, float]
 CustomValue = Union[Number, Tuple[Number, ...], Tuple[str, ...]]
@@ -100,13 +74,32 @@ class NetworkStats:
 
 StandardValue = Union[ListeningPorts, Connections, NetworkStats]
 
-# Standard metric names (the long report keys under `metrics`) and the value type each takes.
-STANDARD_METRICS: Mapping[str, type] = {
-    "listening_tcp_ports": ListeningPorts,
-    "listening_udp_ports": ListeningPorts,
-    "tcp_connections": Connections,
-    "network_stats": NetworkStats,
+# The value class of each standard metric kind (the names are in agent.catalog.STANDARD_METRICS).
+VALUE_CLASSES: Mapping[StandardKind, type] = {
+    StandardKind.PORTS: ListeningPorts,
+    StandardKind.CONNECTIONS: Connections,
+    StandardKind.NETWORK_STATS: NetworkStats,
 }
+
+
+def standard_value_class(name: str) -> Optional[type]:
+    """The value class a standard metric ``name`` takes; None for a name that is not a standard metric."""
+    metric = STANDARD_METRICS.get(name)
+    return None if metric is None else VALUE_CLASSES[metric.kind]
+
+
+class SampleKind(TextEnum):
+    STANDARD = "standard"  # goes under `metrics`; the name is a key of agent.catalog.STANDARD_METRICS
+    CUSTOM = "custom"  # goes under `custom_metrics`; the name is a declared custom metric
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One value a collector read, by metric name: the report's input."""
+
+    name: str
+    value: Union[StandardValue, CustomValue]
+    kind: SampleKind = SampleKind.CUSTOM
 
 
 @dataclass(frozen=True)

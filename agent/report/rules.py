@@ -1,8 +1,14 @@
-"""The value rules of Device Defender, one pure function each.
+"""The value rules of Device Defender, one pure function each: the one definition of "valid".
 
-Each returns ``None`` when the value is fine, or a short rule text saying what
-is wrong. The encoder (before sending) and the document validator (``validate``)
-both use these, so there is one definition of "valid".
+Each ``check_*`` returns ``None`` when the value is fine, or a short rule text saying
+what is wrong. :func:`check_value` checks a custom metric value against its declared
+type; the sampler (what a collector returns), the encoder (what goes out) and the
+document validator (``validate``, what the service receives) all call it.
+:func:`normalize_value` is the one change the agent makes to a value before it is
+checked: floats are rounded to 15 significant digits, lists become tuples.
+
+The rules are those of "AWS IoT Device Defender: Custom metrics" and "Device-side
+metrics" (developer guide); docs/NOTES.md records where the documents are silent.
 """
 
 from __future__ import annotations
@@ -10,8 +16,11 @@ from __future__ import annotations
 import math
 import re
 import socket
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, List, Optional, Sequence
+
+from agent.catalog import MetricType
 
 MAX_SIGNIFICANT_DIGITS = 15
 _ALLOWED_STRING = re.compile(r"[A-Za-z0-9:_\-/.]+")
@@ -29,6 +38,14 @@ def significant_digits(value: float) -> int:
 
 
 def check_number(value: Any) -> Optional[str]:
+    kind = type(value)
+    if kind is float:
+        # A finite float that survives rounding to 15 digits has at most 15 significant digits in its
+        # shortest representation (a property test pins this against significant_digits).
+        if math.isfinite(value) and float(f"{value:.{MAX_SIGNIFICANT_DIGITS}g}") == value:
+            return None
+    elif kind is int and -_INT_LIMIT < value < _INT_LIMIT:
+        return None
     if isinstance(value, bool):
         return "a boolean is not a number"
     if not is_number(value):
@@ -38,6 +55,9 @@ def check_number(value: Any) -> Optional[str]:
     if value != 0 and significant_digits(value) > MAX_SIGNIFICANT_DIGITS:
         return f"has more than {MAX_SIGNIFICANT_DIGITS} significant digits"
     return None
+
+
+_INT_LIMIT = 10**MAX_SIGNIFICANT_DIGITS
 
 
 def round_significant(value: float) -> float:
@@ -120,7 +140,6 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)"
 _IPV4_ADDR_PORT_TEXT = rf"{_OCTET}(?:\.{_OCTET}){{3}}:{_PORT}"
 _IPV4_ADDR_PORT = re.compile(_IPV4_ADDR_PORT_TEXT)
-_IPV4_ADDR_PORT_LINES = re.compile(rf"(?:{_IPV4_ADDR_PORT_TEXT}\n)*")
 
 
 _REMOTE_ADDR_LINES = re.compile(rf"(?:(?:{_IPV4_ADDR_PORT_TEXT}|\[[0-9A-Fa-f:.]+\]:{_PORT})\n)*")
@@ -140,16 +159,6 @@ def _lines(values: Sequence[Any]) -> Optional[str]:
         return None
     text = "\n".join(values) + "\n"
     return text if text.count("\n") == len(values) else None
-
-
-def all_plain_ipv4_remote_addrs(values: Sequence[Any]) -> bool:
-    """True when every value is an ``IPv4:port`` string: one regex pass in C for the whole list.
-
-    The encoder's fast path for the common case; anything else (IPv6, a bad
-    value) falls back to :func:`check_remote_addr` per item for a precise message.
-    """
-    text = _lines(values)
-    return text is not None and _IPV4_ADDR_PORT_LINES.fullmatch(text) is not None
 
 
 def _all_remote_addrs_match(values: Sequence[Any]) -> bool:
@@ -223,3 +232,63 @@ def check_remote_addr(value: Any) -> Optional[str]:
 
 def format_remote_addr(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+@dataclass(frozen=True)
+class ValueProblem:
+    """Why a custom value is not valid: the rule, and the list item it concerns (index None: the value itself)."""
+
+    rule: str
+    index: Optional[int] = None
+    item: Any = None
+
+    def __str__(self) -> str:
+        return self.rule if self.index is None else f"item {self.index} ({self.item!r}): {self.rule}"
+
+
+def check_value(value: Any, mtype: MetricType, *, allow_any_characters: bool = False) -> Optional[ValueProblem]:
+    """Why ``value`` is not a valid value of a custom metric of type ``mtype``; None when it is.
+
+    ``allow_any_characters`` (a string-list metric's opt-in) accepts any non-empty string.
+    Lists may be lists or tuples; their length is not checked here (``max_list_items`` is the
+    report's cap, applied by the encoder).
+    """
+    if mtype is MetricType.NUMBER:
+        problem = check_number(value)
+        return None if problem is None else ValueProblem(problem, None, value)
+    if not isinstance(value, (list, tuple)):
+        return ValueProblem(f"a {mtype.value} needs a list, got {type(value).__name__}", None, value)
+    if mtype is MetricType.STRING_LIST:
+        if not allow_any_characters and all_plain_strings(value):  # the common case: one regex pass
+            return None
+        check_item = check_string
+        for index, item in enumerate(value):
+            problem = check_item(item, allow_any_characters)
+            if problem is not None:
+                return ValueProblem(problem, index, item)
+        return None
+    checker = check_number if mtype is MetricType.NUMBER_LIST else check_ip
+    for index, item in enumerate(value):
+        problem = checker(item)
+        if problem is not None:
+            return ValueProblem(problem, index, item)
+    return None
+
+
+def normalize_value(value: Any, mtype: MetricType) -> Any:
+    """``value`` as the agent sends it: floats rounded to 15 significant digits, lists as tuples.
+
+    Anything that is not a finite float is returned as it is (``check_value`` judges it).
+    """
+    if mtype is MetricType.NUMBER:
+        return round_significant(value) if type(value) is float else value
+    if not isinstance(value, (list, tuple)):
+        return value
+    if mtype is MetricType.NUMBER_LIST:
+        return tuple(round_significant(v) if type(v) is float else v for v in value)
+    return tuple(value)
+
+
+def any_unusual_strings(values: Sequence[Any]) -> bool:
+    """True when a string-list holds a string outside the documented character set (sent under the opt-in)."""
+    return not all_plain_strings(values)

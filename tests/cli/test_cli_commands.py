@@ -12,7 +12,7 @@ from typing import Dict, Optional
 
 import pytest
 
-from agent.collectors.registry import default_registry
+from agent.collectors.builtin import default_registry
 from agent.config.sample import render_example
 from agent.devtools.certs import Pki, make_pki
 from agent.docs import update
@@ -156,7 +156,7 @@ def test_readme_generated_sections_are_current() -> None:
 
 
 def test_example_config_is_valid() -> None:
-    from agent.config import load_config
+    from agent.config.load import load_config
 
     config = load_config(str(ROOT / "config" / "agent.example.yaml"))
     assert config.thing_name == "gateway-01"

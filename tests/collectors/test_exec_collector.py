@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from agent.catalog import MetricType
+from agent.collectors.contract import BuildContext
 from agent.collectors.exec import SPEC, ExecCollector
 from agent.collectors.process import program_problem
-from agent.collectors.registry import BuildContext
-from agent.config import parse_config
+from agent.config.load import parse_config
 from agent.errors import CollectorError, ConfigError
-from agent.report.model import MetricType
 
 
 def script(tmp_path: Path, name: str, body: str, mode: int = 0o755) -> str:

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from agent.catalog import MetricType
 from agent.collectors.file import FileCollector
 from agent.errors import CollectorError
-from agent.report.model import MetricType
 
 
 def collect(path, mtype=MetricType.NUMBER, **kw):

@@ -11,11 +11,11 @@ import pytest
 
 from agent import plugin_api
 from agent.collectors.build import build_collectors
-from agent.collectors.registry import default_registry
+from agent.collectors.builtin import default_registry
 from agent.collectors.sampler import Sampler
-from agent.config import parse_config
-from agent.config.schema import render_scalar
+from agent.config.load import parse_config
 from agent.errors import ConfigError
+from agent.schema import render_scalar
 
 BASE = """
 thing_name: gw
@@ -71,11 +71,7 @@ collectors:
     assert jobs[0].origin.startswith(
         "entry point 'dice' (defender_agent_dice:spec) from defender-agent-dice 1.0.0"
     )
-    sampler = Sampler(
-        jobs,
-        10.0,
-        {"dice_total": plugin_api.MetricType.NUMBER, "dice_rolls": plugin_api.MetricType.NUMBER_LIST},
-    )
+    sampler = Sampler(jobs, 10.0, config.custom_metrics)
     values = {s.name: s.value for s in sampler.sample_all().samples}
     assert len(values["dice_rolls"]) == 3 and values["dice_total"] == sum(values["dice_rolls"])
     sampler.close()
@@ -125,7 +121,7 @@ def test_plugin_building_junk_is_a_config_error(installed_plugins):
 
 def test_plugin_loads_in_a_fresh_interpreter(installed_plugins):
     code = (
-        "from agent.collectors.registry import default_registry; "
+        "from agent.collectors.builtin import default_registry; "
         "print(default_registry().get('dice').summary)"
     )
     env = {
@@ -184,8 +180,7 @@ def test_every_builtin_example_is_a_valid_config(tmp_path):
         + "\n"
     )
     built = build_collectors(usable, registry, persist_state=False)
-    declared = {n: m.type for n, m in usable.custom_metrics.items()}
-    result = Sampler(built, usable.report.interval, declared).sample_all()
+    result = Sampler(built, usable.report.interval, usable.custom_metrics).sample_all()
     assert result.failures == ()
     names = {s.name for s in result.samples}
     assert {"listening_tcp_ports", "listening_udp_ports", "tcp_connections", "network_stats"} <= names
@@ -197,7 +192,7 @@ def test_every_builtin_example_is_a_valid_config(tmp_path):
 
 
 def _checked_options(spec):
-    from agent.config.schema import Checker, Section
+    from agent.schema import Checker, Section
 
     checker = Checker("<example>")
     values = Section(fields=dict(spec.options)).check_fields(dict(spec.example), "", checker, extra_known=())

@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from agent.collectors.base import Sample, SampleKind
-from agent.collectors.sampler import GRACE, CollectorJob, Sampler
+from agent.catalog import MetricType
+from agent.collectors.sampler import GRACE, CollectorJob, FailureKind, Sampler
+from agent.config.model import CustomMetricConfig
 from agent.errors import CollectorError, NoData
-from agent.report.model import ListeningPorts, MetricType, NetworkStats
+from agent.report.model import ListeningPorts, NetworkStats, Sample, SampleKind
 
 N = MetricType.NUMBER
 
@@ -85,10 +86,10 @@ def test_failures_lose_only_their_own_metrics(caplog):
     assert elapsed < 0.2 + GRACE + 0.5  # the hung collector did not hold the round
     assert [s.name for s in result.samples] == ["ok", "network_stats"]
     reasons = {f.collector: (f.kind, f.reason) for f in result.failures}
-    assert reasons["boom"] == ("error", "sensor bus busy")
-    assert reasons["crash"] == ("error", "KeyError: 'missing'")
-    assert reasons["hang"] == ("timeout", "timed out after 0.2s")
-    assert reasons["wrong"][0] == "bad_value" and "expected a number, got str" in reasons["wrong"][1]
+    assert reasons["boom"] == (FailureKind.ERROR, "sensor bus busy")
+    assert reasons["crash"] == (FailureKind.ERROR, "KeyError: 'missing'")
+    assert reasons["hang"] == (FailureKind.TIMEOUT, "timed out after 0.2s")
+    assert reasons["wrong"][0] is FailureKind.BAD_VALUE and "expected a number, got str" in reasons["wrong"][1]
     assert "'other' is not one of the metrics it declared" in reasons["undeclared"][1]
     assert "expected ListeningPorts" in reasons["std_bad"][1]
     assert result.no_data == {"nodata": "no sensors"}
@@ -99,7 +100,7 @@ def test_failures_lose_only_their_own_metrics(caplog):
         for m in warnings
     )
     stats = result.stats
-    assert stats["ok"].successes == 1 and stats["boom"].failures == 1 and stats["nodata"].no_data == 1
+    assert stats["ok"].ok == 1 and stats["boom"].failed == 1 and stats["nodata"].no_data == 1
     assert stats["boom"].last_error == "sensor bus busy" and stats["ok"].last_duration is not None
 
 
@@ -125,8 +126,10 @@ def test_log_once_per_streak_and_on_recovery(caplog):
         (logging.INFO, "Collector 'flaky' recovered after 3 failed sample(s)"),
         (logging.WARNING, messages[2][1]),
     ]
-    stats = sampler.stats()["flaky"]
-    assert (stats.successes, stats.failures, stats.consecutive_failures) == (1, 4, 1)
+    stats = sampler.collector_stats()["flaky"]
+    assert (stats.ok, stats.failed, stats.consecutive_failures) == (1, 4, 1)
+    assert sampler.stats()["flaky"] == {"ok": 1, "failed": 4, "no_data": 0,
+                                        "last_duration": stats.last_duration, "last_error": "down"}
 
 
 def test_hung_collector_is_not_started_twice():
@@ -141,11 +144,13 @@ def test_hung_collector_is_not_started_twice():
     sampler = Sampler([job("hang", hangs, timeout=0.05)], 300.0, {})
     first = sampler.sample_all()
     second = sampler.sample_all()
-    assert first.failures[0].kind == "timeout"
-    assert second.failures[0].kind == "busy" and "still going" in second.failures[0].reason
-    assert len(started) == 1 and sampler.stats()["hang"].running
+    assert first.failures[0].kind is FailureKind.TIMEOUT
+    assert second.failures[0].kind is FailureKind.BUSY and "still going" in second.failures[0].reason
+    assert len(started) == 1 and sampler.collector_stats()["hang"].running
     release.set()
-    time.sleep(0.05)
+    deadline = time.monotonic() + 10  # the hung run ends once released; wait for it, boundedly
+    while sampler.collector_stats()["hang"].running and time.monotonic() < deadline:
+        time.sleep(0.01)
     third = sampler.sample_all()
     assert [s.name for s in third.samples] == ["hang"] and len(started) == 2
 
@@ -166,18 +171,47 @@ def test_interval_in_whole_report_intervals():
     ]
 
 
+def declared(**types):
+    return {name: CustomMetricConfig(type=MetricType(t), name=name) for name, t in types.items()}
+
+
 def test_declared_type_wins_and_lists_become_tuples():
     sampler = Sampler(
-        [job("l", lambda c: [Sample("l", [1, 2])], emits={"l": MetricType.NUMBER_LIST})],
+        [job("l", lambda c: [Sample("l", [1, 0.1 + 0.2])], emits={"l": MetricType.NUMBER_LIST})],
         300.0,
-        {"l": MetricType.NUMBER_LIST},
+        declared(l="number-list"),
     )
     [sample] = sampler.sample_all().samples
-    assert sample.value == (1, 2)
-    wrong = Sampler(
-        [job("x", lambda c: [Sample("x", 5)], emits={"x": N})], 300.0, {"x": MetricType.STRING_LIST}
+    assert sample.value == (1, 0.3)  # normalized: a tuple, floats to 15 significant digits
+    wrong = Sampler([job("x", lambda c: [Sample("x", 5)], emits={"x": N})], 300.0, declared(x="string-list"))
+    assert wrong.sample_all().failures[0].kind is FailureKind.BAD_VALUE
+
+
+def test_a_value_the_service_refuses_costs_only_its_own_metric(caplog):
+    emits = {"fine": N, "huge": N, "names": MetricType.STRING_LIST}
+    sampler = Sampler(
+        [job("sys", lambda c: [Sample("fine", 1), Sample("huge", 10**15 + 1), Sample("names", ("josé",))],
+             emits=emits)],
+        300.0,
+        declared(fine="number", huge="number", names="string-list"),
     )
-    assert wrong.sample_all().failures[0].kind == "bad_value"
+    with caplog.at_level(logging.WARNING, logger="agent.collectors.sampler"):
+        result = sampler.sample_all()
+    assert [s.name for s in result.samples] == ["fine"]
+    [failure] = result.failures
+    assert failure.kind is FailureKind.BAD_VALUE
+    assert "'huge' (number) left out: has more than 15 significant digits" in failure.reason
+    assert "'names' (string-list) left out: item 0 ('josé')" in failure.reason
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert "Collector 'sys'" in warning and "'huge'" in warning and "'names'" in warning
+
+
+def test_allow_any_characters_is_honoured_by_the_sampler():
+    metrics = {"names": CustomMetricConfig(type=MetricType.STRING_LIST, allow_any_characters=True, name="names")}
+    sampler = Sampler(
+        [job("u", lambda c: [Sample("names", ["josé"])], emits={"names": MetricType.STRING_LIST})], 300.0, metrics
+    )
+    assert [s.value for s in sampler.sample_all().samples] == [("josé",)]
 
 
 def test_not_a_list_and_close():

@@ -7,12 +7,12 @@ import collections
 import psutil
 import pytest
 
+from agent.catalog import MetricType
 from agent.collectors.system import cpu, host
-from agent.collectors.system.collector import CATALOG, SystemCollector
+from agent.collectors.system.collector import METRICS, SystemCollector
 from agent.collectors.system.disk import DiskCollector
-from agent.config import parse_config
+from agent.config.load import parse_config
 from agent.errors import CollectorError, ConfigError, NoData
-from agent.report.model import MetricType
 
 Times = collections.namedtuple("Times", "user nice system idle iowait irq softirq steal guest guest_nice")
 Temp = collections.namedtuple("Temp", "label current high critical")
@@ -108,7 +108,7 @@ def _system(source, metrics, monotonic=None):
 
 def test_system_collector_on_a_fake_source():
     source = FakeSystem()
-    collector = _system(source, {name: name for name in CATALOG})
+    collector = _system(source, {name: name for name in METRICS})
     source.times.append(t(30, 10))
     values = {s.name: s.value for s in collector.collect()}
     assert values == {
@@ -208,11 +208,11 @@ collectors:
 
 
 def test_this_host_gives_at_least_six_system_metrics():
-    collector = SystemCollector("sys", metrics={name: name for name in CATALOG})
+    collector = SystemCollector("sys", metrics={name: name for name in METRICS})
     samples = collector.collect()
     assert len(samples) >= 6
     for sample in samples:
-        kind = CATALOG[sample.name].type
+        kind = METRICS[sample.name].type
         if kind is MetricType.NUMBER:
             assert isinstance(sample.value, (int, float)) and sample.value >= 0
         else:

@@ -8,7 +8,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.config import parse_config
+from agent.config.load import parse_config
 from agent.config.spec import COLLECTOR_COMMON, CUSTOM_METRIC, DELIVERY, MQTT, REPORT, TOP_LEVEL
 from agent.errors import ConfigError
 

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_config, parse_config
-from agent.config.load import config_path, is_loopback
-from agent.config.schema import format_duration, parse_duration
+from agent.catalog import MetricType
+from agent.config.load import config_path, is_loopback, load_config, parse_config
 from agent.errors import ConfigError
-from agent.report.model import MetricType
+from agent.schema import format_duration, parse_duration
 
 MINIMAL = """\
 thing_name: gw-1

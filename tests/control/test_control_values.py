@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from agent.config import load_config
+from agent.config.load import load_config
 from agent.control import values as cv
 from agent.control.aws import RetryPolicy
 from agent.report.document import decode

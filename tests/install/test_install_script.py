@@ -15,7 +15,7 @@ from typing import Dict, Tuple
 
 import pytest
 
-from agent.config import parse_config
+from agent.config.load import parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "install.sh"

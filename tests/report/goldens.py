@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Tuple
 
 import yaml
 
+from agent.catalog import MetricType
 from agent.config.model import CustomMetricConfig
 from agent.report.encode import Encoder
 from agent.report.model import (
@@ -14,7 +15,6 @@ from agent.report.model import (
     Connections,
     ListeningPort,
     ListeningPorts,
-    MetricType,
     NetworkStats,
     Report,
     StandardValue,

@@ -10,17 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.catalog import MAX_PAYLOAD_BYTES, MetricType
 from agent.config.model import CustomMetricConfig
 from agent.errors import ReportError
 from agent.report.document import decode, to_long, validate_document
 from agent.report.encode import Encoder
-from agent.report.keys import MAX_PAYLOAD_BYTES
 from agent.report.model import (
     Connection,
     Connections,
     ListeningPort,
     ListeningPorts,
-    MetricType,
     NetworkStats,
     Report,
 )

@@ -1,16 +1,16 @@
-"""The encoder's batch fast paths agree with the per-item checks they stand in for."""
+"""The fast paths of :mod:`agent.report.rules` (one regex or one float round-trip for a whole check) agree
+with the definitions they stand in for."""
 
 from __future__ import annotations
 
 import math
 from typing import Any, List
 
-import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from agent.errors import ReportError
-from agent.report import encode, rules
+from agent.catalog import MetricType
+from agent.report import rules
 
 TEXT = st.text(alphabet=st.sampled_from("aZ09:_-/.\n é["), max_size=12)
 REMOTE = st.one_of(
@@ -44,42 +44,31 @@ NUMBER = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(-(10**16), 10**16),
     st.booleans(),
-    st.sampled_from([1.7976931348623157e308, -1.7976931348623157e308, 0.0, -0.0, 0.1 + 0.2]),
+    st.sampled_from([1.7976931348623157e308, -1.7976931348623157e308, 0.0, -0.0, 0.1 + 0.2, 10**15, -(10**15)]),
 )
 
 
-def _slow(value: Any) -> Any:
-    try:
-        return encode._number(value, "p")
-    except ReportError:
-        return ReportError
+def _number_by_definition(value: Any) -> bool:
+    """The documented rule, spelled out slowly: a finite non-boolean number of at most 15 significant digits."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return value == 0 or rules.significant_digits(value) <= rules.MAX_SIGNIFICANT_DIGITS
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return (a == b and math.copysign(1, a) == math.copysign(1, b)) or (math.isnan(a) and math.isnan(b))
-    return type(a) is type(b) and a == b
-
-
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(NUMBER)
-def test_plain_number_is_the_full_path_where_it_answers(value: Any) -> None:
-    fast = encode._plain_number(value)
-    if fast is not None:
-        assert _same(fast, _slow(value))
+@example(0.1 + 0.2)
+@example(123456789012345.6)
+@example(1e-320)
+def test_check_number_fast_path_is_the_definition(value: Any) -> None:
+    assert (rules.check_number(value) is None) is _number_by_definition(value)
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(NUMBER, max_size=6))
-def test_plain_numbers_is_the_full_path_where_it_answers(values: List[Any]) -> None:
-    fast = encode._plain_numbers(values)
-    slow = [_slow(v) for v in values]
-    if fast is None:
-        assert ReportError in slow or any(encode._plain_number(v) is None for v in values)
-    else:
-        assert len(fast) == len(slow) and all(_same(a, b) for a, b in zip(fast, slow))
-
-
-@pytest.mark.parametrize("value", [1.7976931348623157e308, float("nan"), float("inf"), True, 10**15, "1"])
-def test_plain_number_leaves_the_hard_cases_to_the_full_path(value: Any) -> None:
-    assert encode._plain_number(value) is None
+@given(st.lists(st.one_of(TEXT, st.integers()), max_size=6), st.booleans())
+def test_check_value_on_string_lists_is_the_per_item_check(values: List[Any], allow_any: bool) -> None:
+    expected = all(rules.check_string(v, allow_any) is None for v in values)
+    problem = rules.check_value(values, MetricType.STRING_LIST, allow_any_characters=allow_any)
+    assert (problem is None) is expected

@@ -1,4 +1,4 @@
-"""The per-value rules shared by the encoder and `validate`."""
+"""The per-value rules shared by the sampler, the encoder and `validate`: ``check_value`` is the one definition."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.catalog import MetricType
 from agent.report import rules
+
+N, NL, SL, IP = MetricType.NUMBER, MetricType.NUMBER_LIST, MetricType.STRING_LIST, MetricType.IP_ADDRESS_LIST
 
 
 @pytest.mark.parametrize("value", [0, 1, -1, 37.5, -0.001, 10**14, 999999999999999, 1e300, 1.5e-300])
@@ -97,17 +100,6 @@ def test_format_remote_addr() -> None:
     assert rules.format_remote_addr("fd00::1", 22) == "[fd00::1]:22"
 
 
-@given(st.lists(st.one_of(
-    st.tuples(st.ip_addresses(v=4).map(str), st.integers(0, 70000)).map(lambda t: f"{t[0]}:{t[1]}"),
-    st.tuples(st.ip_addresses(v=6).map(str), st.integers(0, 65535)).map(lambda t: f"[{t[0]}]:{t[1]}"),
-    st.text(max_size=25),
-), max_size=8))
-def test_batch_remote_addr_check_agrees_with_the_single_check(values: list) -> None:
-    assert rules.all_plain_ipv4_remote_addrs(values) == all(
-        rules.check_remote_addr(v) is None and "[" not in v for v in values
-    )
-
-
 @given(st.one_of(st.ip_addresses().map(str), st.text(max_size=45)))
 def test_fast_ip_check_agrees_with_ipaddress(text: str) -> None:
     import ipaddress
@@ -120,11 +112,44 @@ def test_fast_ip_check_agrees_with_ipaddress(text: str) -> None:
     assert rules.is_ip(text) is expected
 
 
-@given(st.lists(st.one_of(
-    st.tuples(st.ip_addresses(v=4).map(str), st.integers(0, 70000)).map(lambda t: f"{t[0]}:{t[1]}"),
-    st.tuples(st.ip_addresses(v=6).map(str), st.integers(0, 70000)).map(lambda t: f"[{t[0]}]:{t[1]}"),
-    st.text(max_size=25),
-    st.integers(),
-), max_size=8))
-def test_all_valid_remote_addrs_agrees_with_the_single_check(values: list) -> None:
-    assert rules.all_valid_remote_addrs(values) == all(rules.check_remote_addr(v) is None for v in values)
+@pytest.mark.parametrize(
+    ("value", "mtype", "rule", "index"),
+    [
+        (True, N, "a boolean is not a number", None),
+        ("1", N, "expected a number", None),
+        (math.inf, N, "finite", None),
+        (10**15 + 1, N, "more than 15 significant digits", None),
+        (1.5, NL, "needs a list", None),
+        ((1, "2"), NL, "expected a number", 1),
+        ((1, 2), SL, "expected a string", 0),
+        (("ok", ""), SL, "must not be empty", 1),
+        (("a b",), SL, "outside the service's set", 0),
+        (("10.0.0.1", "nope"), IP, "not a valid IPv4 or IPv6", 1),
+        (("fe80::1%eth0",), IP, "not a valid IPv4 or IPv6", 0),
+    ],
+)
+def test_check_value_names_the_rule_and_the_item(value: object, mtype: MetricType, rule: str, index: object) -> None:
+    problem = rules.check_value(value, mtype)
+    assert problem is not None and rule in problem.rule and problem.index == index
+
+
+@pytest.mark.parametrize(
+    ("value", "mtype"),
+    [(3, N), (10**15, N), (-0.5, N), ((1, 2.0), NL), ([], NL), (["a", "b/c.d:e_f-1"], SL), (("::1", "10.0.0.1"), IP)],
+)
+def test_check_value_accepts(value: object, mtype: MetricType) -> None:
+    assert rules.check_value(value, mtype) is None
+
+
+def test_allow_any_characters_accepts_any_non_empty_string() -> None:
+    assert rules.check_value(("a b", "é"), SL, allow_any_characters=True) is None
+    problem = rules.check_value(("a b", ""), SL, allow_any_characters=True)
+    assert problem is not None and problem.index == 1
+
+
+def test_normalize_rounds_floats_to_15_digits_and_makes_tuples() -> None:
+    assert rules.normalize_value(0.1 + 0.2, N) == 0.3
+    assert rules.normalize_value([0.1 + 0.2, 7], NL) == (0.3, 7)
+    assert rules.normalize_value(["a"], SL) == ("a",)
+    assert rules.normalize_value(10**16, N) == 10**16  # integers are never rounded: check_value refuses them
+    assert rules.check_value(rules.normalize_value(0.1 + 0.2, N), N) is None

@@ -9,7 +9,7 @@ from typing import List
 
 import pytest
 
-from agent.config import load_config
+from agent.config.load import load_config
 from agent.security import (
     ACL_GROUP_OBJ,
     ACL_MASK,

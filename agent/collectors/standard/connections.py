@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, List, Mapping, Optional, Set, Tuple
 
-from agent.collectors.base import Sample, SampleKind
-from agent.collectors.registry import BuildContext, CollectorSpec, Emits
+from agent.collectors.contract import BuildContext, CollectorSpec, Emits
 from agent.collectors.standard.ports import note_capping
 from agent.collectors.standard.sockets import (
     InterfaceMap,
@@ -25,9 +24,9 @@ from agent.collectors.standard.sockets import (
     is_loopback,
     socket_table,
 )
-from agent.config.schema import Bool
 from agent.errors import CollectorError
-from agent.report.model import Connection, Connections
+from agent.report.model import Connection, Connections, Sample, SampleKind
+from agent.schema import Bool
 
 METRIC = "tcp_connections"
 
@@ -96,7 +95,7 @@ def _build(ctx: BuildContext, options: Mapping[str, Any]) -> ConnectionsCollecto
         exclude_loopback=options["exclude_loopback"],
         max_items=ctx.max_list_items,
         logger=ctx.logger,
-        source=PsutilSockets(ctx.rounds),
+        source=PsutilSockets(ctx.reads),
     )
 
 

@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, List, Mapping, Optional
 
-from agent.collectors.base import Sample, SampleKind
-from agent.collectors.registry import BuildContext, CollectorSpec, Emits
+from agent.collectors.contract import BuildContext, CollectorSpec, Emits
 from agent.collectors.standard.counters import ProcCounters
 from agent.collectors.standard.delta import DeltaEngine, Snapshot, StateFile, filter_from
-from agent.config.schema import ListOf, Str
 from agent.errors import CollectorError, NoData
+from agent.report.model import Sample, SampleKind
+from agent.schema import ListOf, Str
 
 METRIC = "network_stats"
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, List, Mapping, Optional, Set, Tuple
 
-from agent.collectors.base import Sample, SampleKind
-from agent.collectors.registry import BuildContext, CollectorSpec, Emits
+from agent.collectors.contract import BuildContext, CollectorSpec, Emits
 from agent.collectors.standard.sockets import (
     InterfaceMap,
     PsutilSockets,
@@ -25,9 +24,9 @@ from agent.collectors.standard.sockets import (
     is_loopback,
     socket_table,
 )
-from agent.config.schema import Bool, Enum, ListOf
 from agent.errors import CollectorError
-from agent.report.model import ListeningPort, ListeningPorts
+from agent.report.model import ListeningPort, ListeningPorts, Sample, SampleKind
+from agent.schema import Bool, Enum, ListOf
 
 METRIC_BY_PROTO = {"tcp": "listening_tcp_ports", "udp": "listening_udp_ports"}
 
@@ -120,7 +119,7 @@ def _build(ctx: BuildContext, options: Mapping[str, Any]) -> ListeningPortsColle
         exclude_loopback=options["exclude_loopback"],
         max_items=ctx.max_list_items,
         logger=ctx.logger,
-        source=PsutilSockets(ctx.rounds),
+        source=PsutilSockets(ctx.reads),
     )
 
 

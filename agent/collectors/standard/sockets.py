@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Proto
 
 import psutil
 
-from agent.collectors.rounds import RoundCache
+from agent.collectors.readcache import ReadCache
 
 T = TypeVar("T")
 
@@ -44,13 +44,13 @@ _KIND_TYPES = {"inet": None, "tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM
 class PsutilSockets:
     """Reads /proc/net/{tcp,tcp6,udp,udp6} through psutil; needs no privilege (pids stay unknown).
 
-    Within a sampling round of its :class:`RoundCache` the table is read once, as ``inet``
+    Within a sampling round of its :class:`ReadCache` the table is read once, as ``inet``
     (TCP and UDP), and each kind is filtered from it: the listening-ports and connections
     collectors would otherwise each pay for ``net_connections``, the dearest call of a cycle.
     """
 
-    def __init__(self, rounds: Optional[RoundCache] = None) -> None:
-        self._rounds = rounds or RoundCache()
+    def __init__(self, rounds: Optional[ReadCache] = None) -> None:
+        self._rounds = rounds or ReadCache()
 
     def connections(self, kind: str) -> Sequence[Any]:
         if kind not in _KIND_TYPES:
@@ -204,7 +204,7 @@ class InterfaceMap:
 
 
 def format_remote(ip: str, port: int) -> str:
-    """``10.0.0.2:443``; IPv6 in brackets: ``[fd00::1]:443`` (SPEC.md)."""
+    """``10.0.0.2:443``; IPv6 in brackets: ``[fd00::1]:443`` (the developer guide's device-side metrics example)."""
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 

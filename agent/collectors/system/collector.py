@@ -15,51 +15,18 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from agent.collectors.base import Sample
-from agent.collectors.registry import BuildContext, CollectorSpec, Emits
+from agent.catalog import BUILTIN_METRICS, METRIC_NAME, BuiltinMetric
+from agent.collectors.contract import BuildContext, CollectorSpec, Emits
 from agent.collectors.system import cpu, host
 from agent.collectors.system.source import PsutilSystem, SystemSource
-from agent.config.schema import REQUIRED, Checker, ListOf, Node, Str, did_you_mean, join
-from agent.config.spec import METRIC_NAME
 from agent.errors import CollectorError, NoData
-from agent.report.model import CustomValue, MetricType
+from agent.report.model import CustomValue, Sample
+from agent.schema import REQUIRED, Checker, ListOf, Node, Str, did_you_mean, join
 
 MIN_CPU_WINDOW = 0.25  # seconds; a first sample right after start waits this long for a meaningful cpu %
 
 
-@dataclass(frozen=True)
-class SystemMetric:
-    type: MetricType
-    unit: str
-    description: str
-
-
-CATALOG: Mapping[str, SystemMetric] = {
-    "cpu_usage": SystemMetric(
-        MetricType.NUMBER, "percent", "CPU busy time since the previous sample, all cores"
-    ),
-    "cpu_core_usage": SystemMetric(
-        MetricType.NUMBER_LIST, "percent", "CPU busy time per core since the previous sample"
-    ),
-    "load_average": SystemMetric(
-        MetricType.NUMBER_LIST, "processes", "Load averages over 1, 5 and 15 minutes"
-    ),
-    "memory_used_percent": SystemMetric(
-        MetricType.NUMBER, "percent", "Memory in use (total - available) / total"
-    ),
-    "memory_available_bytes": SystemMetric(MetricType.NUMBER, "bytes", "Memory available to new programs"),
-    "swap_used_percent": SystemMetric(MetricType.NUMBER, "percent", "Swap in use; 0 without swap"),
-    "swap_used_bytes": SystemMetric(MetricType.NUMBER, "bytes", "Swap in use"),
-    "temperature": SystemMetric(MetricType.NUMBER, "celsius", "Highest reading of the selected sensors"),
-    "uptime_seconds": SystemMetric(MetricType.NUMBER, "seconds", "Time since boot"),
-    "process_count": SystemMetric(MetricType.NUMBER, "processes", "Number of processes"),
-    "logged_in_users": SystemMetric(
-        MetricType.STRING_LIST, "names", "Distinct names of logged-in users (utmp)"
-    ),
-    "agent_open_fds": SystemMetric(
-        MetricType.NUMBER, "descriptors", "Open file descriptors of the agent itself"
-    ),
-}
+METRICS: Mapping[str, BuiltinMetric] = BUILTIN_METRICS["system"]
 
 
 @dataclass(frozen=True)
@@ -83,9 +50,9 @@ class MetricSelection(Node):
         out: Dict[str, str] = {}
         before = len(checker.problems)
         for builtin, target, sub in pairs:
-            if not isinstance(builtin, str) or builtin not in CATALOG:
-                hint = did_you_mean(str(builtin), list(CATALOG))
-                checker.problem(sub, f"unknown system metric {builtin!r}{hint}; known: {', '.join(CATALOG)}")
+            if not isinstance(builtin, str) or builtin not in METRICS:
+                hint = did_you_mean(str(builtin), list(METRICS))
+                checker.problem(sub, f"unknown system metric {builtin!r}{hint}; known: {', '.join(METRICS)}")
                 continue
             name = METRIC_NAME.check(target, sub, checker)
             if name is None:
@@ -176,7 +143,11 @@ class SystemCollector:
 
 
 def _emits(options: Mapping[str, Any]) -> Emits:
-    return {name: CATALOG[builtin].type for builtin, name in options["metrics"].items()}
+    return {name: METRICS[builtin].type for builtin, name in options["metrics"].items()}
+
+
+def _describes(options: Mapping[str, Any]) -> Mapping[str, BuiltinMetric]:
+    return {name: METRICS[builtin] for builtin, name in options["metrics"].items()}
 
 
 def _build(ctx: BuildContext, options: Mapping[str, Any]) -> SystemCollector:
@@ -187,13 +158,13 @@ def _build(ctx: BuildContext, options: Mapping[str, Any]) -> SystemCollector:
 
 SPEC = CollectorSpec(
     type="system",
-    summary="Host metrics: " + ", ".join(f"{k} ({v.type.value})" for k, v in CATALOG.items()) + ".",
+    summary="Host metrics: " + ", ".join(f"{k} ({v.type.value})" for k, v in METRICS.items()) + ".",
     options={
         "metrics": MetricSelection(
             doc="Built-in metrics to emit: a list (emitted under their own names) "
             "or a mapping of built-in name to custom metric name.",
             default=REQUIRED,
-            example=list(CATALOG),
+            example=list(METRICS),
         ),
         "temperature_sensors": ListOf(
             doc="Sensor chips (or chip/label) to read for `temperature`, by name or glob, e.g. cpu_thermal.",
@@ -203,5 +174,6 @@ SPEC = CollectorSpec(
     },
     build=_build,
     emits=_emits,
-    example={"metrics": list(CATALOG)},
+    describes=_describes,
+    example={"metrics": list(METRICS)},
 )

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any, List, Mapping, Optional
 
-from agent.collectors.base import Sample
-from agent.collectors.registry import BuildContext, CollectorSpec, Emits
+from agent.catalog import BUILTIN_METRICS, METRIC_NAME, BuiltinMetric
+from agent.collectors.contract import BuildContext, CollectorSpec, Emits
 from agent.collectors.system.source import PsutilSystem, SystemSource
-from agent.config.schema import REQUIRED, Enum, MapOf, Str
-from agent.config.spec import METRIC_NAME
 from agent.errors import CollectorError
-from agent.report.model import MetricType
+from agent.report.model import Sample
+from agent.schema import REQUIRED, Enum, MapOf, Str
 
 
 def usage_value(usage: Any, value: str) -> float:
@@ -43,7 +42,14 @@ class DiskCollector:
 
 
 def _emits(options: Mapping[str, Any]) -> Emits:
-    return {metric: MetricType.NUMBER for metric in options["mounts"].values()}
+    return {metric: METRICS[options["value"]].type for metric in options["mounts"].values()}
+
+
+def _describes(options: Mapping[str, Any]) -> Mapping[str, BuiltinMetric]:
+    return {metric: METRICS[options["value"]] for metric in options["mounts"].values()}
+
+
+METRICS: Mapping[str, BuiltinMetric] = BUILTIN_METRICS["disk"]
 
 
 def _build(ctx: BuildContext, options: Mapping[str, Any]) -> DiskCollector:
@@ -64,10 +70,11 @@ SPEC = CollectorSpec(
         "value": Enum(
             doc="What to report for each mount.",
             default="used_percent",
-            choices=("used_percent", "used_bytes", "free_bytes"),
+            choices=tuple(METRICS),
         ),
     },
     build=_build,
     emits=_emits,
+    describes=_describes,
     example={"mounts": {"/": "disk_root_used_percent"}},
 )

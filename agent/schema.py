@@ -9,12 +9,28 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from agent.errors import ConfigProblem
+
+
+class TextEnum(str, enum.Enum):
+    """A ``str`` enum that reads and prints as its value (``f"{PayloadFormat.JSON}" == "json"``).
+
+    Python's mixed ``str`` enums format as ``ClassName.MEMBER`` in an f-string on 3.12; log lines,
+    status output and topics need the value.
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
 
 REQUIRED: Any = object()
 """Marker default: the key must be present."""
@@ -106,6 +122,8 @@ class Node:
 
 
 def render_scalar(value: Any) -> str:
+    if isinstance(value, enum.Enum):
+        return str(value.value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
@@ -196,7 +214,14 @@ class Bool(Node):
 
 @dataclass(frozen=True)
 class Enum(Node):
+    """One of ``choices``; with ``of`` (a ``str`` enum) the choices are its values and a member is returned."""
+
     choices: Tuple[str, ...] = ()
+    of: Optional[Any] = None
+
+    def __post_init__(self) -> None:
+        if self.of is not None and not self.choices:
+            object.__setattr__(self, "choices", tuple(member.value for member in self.of))
 
     def type_name(self) -> str:
         return " | ".join(self.choices)
@@ -205,7 +230,7 @@ class Enum(Node):
         if not isinstance(value, str) or value not in self.choices:
             hint = did_you_mean(str(value), self.choices)
             raise Invalid(f"expected one of {', '.join(self.choices)}, got {_describe(value)}{hint}")
-        return value
+        return value if self.of is None else self.of(value)
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")

@@ -1,10 +1,10 @@
-"""Data shared by the collectors of one sampling round, read once per round.
+"""ReadCache: expensive reads shared by the collectors of one sampling round, read once per round.
 
 ``listening_ports`` and ``tcp_connections`` both need the kernel's socket table.
 ``psutil.net_connections()`` is the dearest call of a report cycle (it parses
 /proc/net/* and walks every process's file descriptors, about 10 ms on a small
 gateway), so the :class:`~agent.collectors.sampler.Sampler` opens a round
-(``with cache.round():``) and :meth:`RoundCache.shared` memoizes such reads for its
+(``with cache.round():``) and :meth:`ReadCache.shared` memoizes such reads for its
 duration: concurrent callers wait for the one read in flight and get the same
 result. Outside a round (a collector called directly, a collector thread that
 outlived its round's timeout) every call reads afresh, so nothing is ever stale
@@ -26,7 +26,7 @@ class _Entry:
         self.value: Any = None
 
 
-class RoundCache:
+class ReadCache:
     """Reads shared by the collectors of one build (one :func:`build_collectors` call).
 
     The :class:`~agent.collectors.sampler.Sampler` opens a round around each

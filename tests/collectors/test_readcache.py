@@ -10,7 +10,7 @@ from typing import List
 
 import pytest
 
-from agent.collectors.rounds import RoundCache
+from agent.collectors.readcache import ReadCache
 from agent.collectors.sampler import CollectorJob, Sampler
 from agent.collectors.standard import sockets
 from agent.collectors.standard.connections import ConnectionsCollector
@@ -20,14 +20,14 @@ LOG = logging.getLogger("test")
 
 
 def test_outside_a_round_every_call_reads() -> None:
-    rounds = RoundCache()
+    cache = ReadCache()
     calls: List[int] = []
-    assert rounds.shared("k", lambda: calls.append(1) or len(calls)) == 1
-    assert rounds.shared("k", lambda: calls.append(1) or len(calls)) == 2
+    assert cache.shared("k", lambda: calls.append(1) or len(calls)) == 1
+    assert cache.shared("k", lambda: calls.append(1) or len(calls)) == 2
 
 
 def test_inside_a_round_concurrent_callers_share_one_read() -> None:
-    rounds = RoundCache()
+    cache = ReadCache()
     calls: List[int] = []
 
     def slow_read() -> int:
@@ -36,20 +36,20 @@ def test_inside_a_round_concurrent_callers_share_one_read() -> None:
         return 42
 
     got: List[int] = []
-    with rounds.round():
-        threads = [threading.Thread(target=lambda: got.append(rounds.shared("k", slow_read))) for _ in range(5)]
+    with cache.round():
+        threads = [threading.Thread(target=lambda: got.append(cache.shared("k", slow_read))) for _ in range(5)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(5)
     assert got == [42] * 5 and len(calls) == 1
-    with rounds.round():  # a new round reads again: nothing is carried over
-        assert rounds.shared("k", slow_read) == 42
+    with cache.round():  # a new round reads again: nothing is carried over
+        assert cache.shared("k", slow_read) == 42
     assert len(calls) == 2
 
 
 def test_an_error_is_not_cached() -> None:
-    rounds = RoundCache()
+    cache = ReadCache()
     attempts: List[int] = []
 
     def flaky() -> str:
@@ -58,10 +58,10 @@ def test_an_error_is_not_cached() -> None:
             raise OSError("boom")
         return "ok"
 
-    with rounds.round():
+    with cache.round():
         with pytest.raises(OSError):
-            rounds.shared("k", flaky)
-        assert rounds.shared("k", flaky) == "ok"
+            cache.shared("k", flaky)
+        assert cache.shared("k", flaky) == "ok"
 
 
 def test_ports_and_connections_read_the_socket_table_once_per_round(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,15 +73,15 @@ def test_ports_and_connections_read_the_socket_table_once_per_round(monkeypatch:
         return real(kind)
 
     monkeypatch.setattr(sockets.psutil, "net_connections", counting)
-    cache = RoundCache()
+    cache = ReadCache()
     ports = ListeningPortsCollector("p", protocols=("tcp", "udp"), exclude_loopback=False, max_items=500, logger=LOG,
                                     source=sockets.PsutilSockets(cache))
     conns = ConnectionsCollector("c", exclude_loopback=False, max_items=500, logger=LOG,
                                  source=sockets.PsutilSockets(cache))
     jobs = [
         CollectorJob("p", "listening_ports", ports, 5.0, emits={"listening_tcp_ports": None, "listening_udp_ports": None},
-                     rounds=cache),
-        CollectorJob("c", "tcp_connections", conns, 5.0, emits={"tcp_connections": None}, rounds=cache),
+                     reads=cache),
+        CollectorJob("c", "tcp_connections", conns, 5.0, emits={"tcp_connections": None}, reads=cache),
     ]
     sampler = Sampler(jobs, 60.0, {})
     with socket.socket() as srv:
@@ -104,7 +104,7 @@ def test_ports_and_connections_read_the_socket_table_once_per_round(monkeypatch:
 
 
 def test_two_builds_share_nothing() -> None:
-    first, second = RoundCache(), RoundCache()
+    first, second = ReadCache(), ReadCache()
     with first.round():
         assert first.shared("k", lambda: 1) == 1
         assert first.shared("k", lambda: 2) == 1

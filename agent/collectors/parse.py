@@ -1,6 +1,8 @@
-"""Text or JSON -> a typed custom metric value, and shape checks on values.
+"""Text or JSON -> a typed custom metric value (what the ``exec`` and ``file`` collectors read).
 
-Shared by the ``exec`` and ``file`` collectors and by the sampler. Pure: no I/O.
+Pure: no I/O. Parsing only turns text into a value of the declared type; whether the
+value is one the service accepts is :func:`agent.report.rules.check_value`'s call (the
+sampler makes it).
 
 Text rules (``format: lines``): one value per line; surrounding blanks are
 stripped; empty lines and lines starting with ``#`` are ignored. A ``number``
@@ -18,7 +20,9 @@ import math
 import re
 from typing import Any, List, Optional, Tuple
 
-from agent.report.model import CustomValue, MetricType, Number
+from agent.catalog import MetricType
+from agent.report.model import CustomValue, Number
+from agent.report.rules import is_ip, is_number
 
 FORMATS = ("auto", "lines", "json")
 
@@ -44,11 +48,15 @@ def parse_number(text: str) -> Number:
 
 
 def parse_ip(text: str) -> str:
+    """An address in canonical form (``fd00::1``); refuses zone ids (``fe80::1%eth0``), which the service does not take."""
     token = text.strip()
     try:
-        return str(ipaddress.ip_address(token))
+        canonical = str(ipaddress.ip_address(token))
     except ValueError:
         raise ValueParseError(f"{_show(token)} is not an IPv4 or IPv6 address") from None
+    if not is_ip(canonical):
+        raise ValueParseError(f"{_show(token)} has a zone id (%...), which Device Defender does not accept")
+    return canonical
 
 
 def parse_value(
@@ -100,7 +108,7 @@ def _from_json(text: str, mtype: MetricType) -> CustomValue:
     except ValueError as exc:
         raise ValueParseError(f"not valid JSON: {exc}") from None
     if mtype is MetricType.NUMBER:
-        if not _is_number(data):
+        if not is_number(data):
             raise ValueParseError(f"expected a JSON number, got {_json_kind(data)}")
         return _finite(data)
     if not isinstance(data, list):
@@ -108,7 +116,7 @@ def _from_json(text: str, mtype: MetricType) -> CustomValue:
     out: List[Any] = []
     for index, item in enumerate(data):
         if mtype is MetricType.NUMBER_LIST:
-            if not _is_number(item):
+            if not is_number(item):
                 raise ValueParseError(f"item {index}: expected a number, got {_json_kind(item)}")
             out.append(_finite(item))
         elif not isinstance(item, str):
@@ -136,14 +144,10 @@ def _scaled(value: CustomValue, scale: float) -> CustomValue:
 
 
 def _scale_one(value: Any, scale: float) -> Number:
-    if not _is_number(value):
+    if not is_number(value):
         raise ValueParseError("scale applies to numbers only")
     result = value * scale
     return result if isinstance(result, int) else round(result, 9)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _json_kind(value: Any) -> str:
@@ -162,31 +166,3 @@ def _json_kind(value: Any) -> str:
 
 def _show(text: str) -> str:
     return repr(text if len(text) <= 40 else text[:37] + "...")
-
-
-def shape_problem(value: Any, mtype: MetricType) -> Optional[str]:
-    """Why ``value`` cannot be a value of ``mtype`` (None when it fits).
-
-    Checks Python types only (number vs list of numbers vs list of strings, valid IPs,
-    finite numbers); the encoder checks the service's finer rules (digits, characters).
-    """
-    if mtype is MetricType.NUMBER:
-        if not _is_number(value):
-            return f"expected a number, got {type(value).__name__}"
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"expected a finite number, got {value}"
-        return None
-    if not isinstance(value, (tuple, list)):
-        return f"expected a tuple for a {mtype.value}, got {type(value).__name__}"
-    for index, item in enumerate(value):
-        if mtype is MetricType.NUMBER_LIST:
-            if not _is_number(item) or (isinstance(item, float) and not math.isfinite(item)):
-                return f"item {index} is {item!r}, expected a finite number"
-        elif not isinstance(item, str):
-            return f"item {index} is a {type(item).__name__}, expected a string"
-        elif mtype is MetricType.IP_ADDRESS_LIST:
-            try:
-                ipaddress.ip_address(item)
-            except ValueError:
-                return f"item {index} {item!r} is not an IP address"
-    return None

@@ -1,0 +1,166 @@
+"""The vocabulary of Device Defender reports, as data: every module that names a metric, a type or a key reads it here.
+
+- :class:`MetricType`: the four custom metric types, spelled as the control plane spells them, and the key
+  that wraps a value of each in a report (``number`` -> ``[{"number": 42}]``).
+- :data:`STANDARD_METRICS`: the device-side standard metrics (long and short report key, kind, description).
+- :data:`LONG_TO_SHORT`: every key of the report document in its long and short spelling.
+- :data:`BUILTIN_METRICS`: the custom metrics the built-in ``system`` and ``disk`` collectors can emit, with
+  their type, unit and description (shown in the docs and by ``bootstrap``, filled into a custom metric's
+  ``unit``/``description`` when the config leaves them out).
+- :data:`METRIC_NAME`: what a custom metric name may be (the config schema node and a plain predicate).
+
+Sources: "AWS IoT Device Defender: Device-side metrics" and "Custom metrics" in the AWS IoT developer guide,
+and the ``metricName`` shape of the ``iot`` API (botocore's service model); see docs/NOTES.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional
+
+from agent.schema import Str, TextEnum
+
+
+class MetricType(TextEnum):
+    """A custom metric's declared type."""
+
+    NUMBER = "number"
+    NUMBER_LIST = "number-list"
+    STRING_LIST = "string-list"
+    IP_ADDRESS_LIST = "ip-address-list"
+
+    @property
+    def value_key(self) -> str:
+        """The key that wraps a value of this type in a report (``number_list``, ...)."""
+        return VALUE_KEYS[self]
+
+    @classmethod
+    def from_value_key(cls, key: str) -> Optional[MetricType]:
+        return _TYPE_OF_VALUE_KEY.get(key)
+
+
+VALUE_KEYS: Mapping[MetricType, str] = {
+    MetricType.NUMBER: "number",
+    MetricType.NUMBER_LIST: "number_list",
+    MetricType.STRING_LIST: "string_list",
+    MetricType.IP_ADDRESS_LIST: "ip_list",
+}
+_TYPE_OF_VALUE_KEY: Dict[str, MetricType] = {key: mtype for mtype, key in VALUE_KEYS.items()}
+
+
+class PayloadFormat(TextEnum):
+    """Report encoding; also the last level of the report topic."""
+
+    JSON = "json"
+    CBOR = "cbor"
+
+
+class KeyNames(TextEnum):
+    LONG = "long"
+    SHORT = "short"
+
+
+class StandardKind(enum.Enum):
+    """The value shape of a standard metric."""
+
+    PORTS = "ports"
+    CONNECTIONS = "connections"
+    NETWORK_STATS = "network_stats"
+
+
+@dataclass(frozen=True)
+class StandardMetric:
+    name: str  # the long key under `metrics`
+    short: str
+    kind: StandardKind
+    description: str
+
+
+STANDARD_METRICS: Mapping[str, StandardMetric] = {
+    m.name: m
+    for m in (
+        StandardMetric("listening_tcp_ports", "tp", StandardKind.PORTS, "TCP ports listening for connections"),
+        StandardMetric("listening_udp_ports", "up", StandardKind.PORTS, "UDP ports bound to receive datagrams"),
+        StandardMetric("tcp_connections", "tc", StandardKind.CONNECTIONS, "Established outbound and inbound TCP connections"),
+        StandardMetric("network_stats", "ns", StandardKind.NETWORK_STATS, "Bytes and packets in and out since the previous report"),
+    )
+}
+
+REPORT_VERSION = "1.0"
+MAX_PAYLOAD_BYTES = 128 * 1024  # AWS IoT Core's MQTT message size limit
+
+LONG_TO_SHORT: Mapping[str, str] = {
+    "header": "hed",
+    "report_id": "rid",
+    "version": "v",
+    "metrics": "met",
+    "custom_metrics": "cmet",
+    **{m.name: m.short for m in STANDARD_METRICS.values()},
+    "ports": "pts",
+    "port": "pt",
+    "interface": "if",
+    "total": "t",
+    "established_connections": "ec",
+    "connections": "cs",
+    "remote_addr": "rad",
+    "local_port": "lp",
+    "local_interface": "li",
+    "bytes_in": "bi",
+    "bytes_out": "bo",
+    "packets_in": "pi",
+    "packets_out": "po",
+}
+SHORT_TO_LONG: Mapping[str, str] = {short: long for long, short in LONG_TO_SHORT.items()}
+_LONG_KEYS: Mapping[str, str] = {key: key for key in LONG_TO_SHORT}
+
+
+def key_map(key_names: str) -> Mapping[str, str]:
+    """long name -> the name used in a document with ``key_names``."""
+    return LONG_TO_SHORT if key_names == KeyNames.SHORT else _LONG_KEYS
+
+
+# The service's metricName pattern (the iot API model) minus the reserved "aws:" prefix.
+_METRIC_NAME_PATTERN = r"(?!aws:)[a-zA-Z0-9:_-]{1,128}"
+_METRIC_NAME = re.compile(_METRIC_NAME_PATTERN)
+METRIC_NAME = Str(
+    pattern=_METRIC_NAME_PATTERN,
+    pattern_hint="is not a valid custom metric name: 1 to 128 of a-z A-Z 0-9 : _ - and no 'aws:' prefix",
+)
+
+
+def is_metric_name(name: object) -> bool:
+    return isinstance(name, str) and _METRIC_NAME.fullmatch(name) is not None
+
+
+@dataclass(frozen=True)
+class BuiltinMetric:
+    """A metric a built-in collector computes: its type, unit and meaning."""
+
+    type: MetricType
+    unit: str
+    description: str
+
+
+BUILTIN_METRICS: Mapping[str, Mapping[str, BuiltinMetric]] = {
+    "system": {
+        "cpu_usage": BuiltinMetric(MetricType.NUMBER, "percent", "CPU busy time since the previous sample, all cores"),
+        "cpu_core_usage": BuiltinMetric(MetricType.NUMBER_LIST, "percent", "CPU busy time per core since the previous sample"),
+        "load_average": BuiltinMetric(MetricType.NUMBER_LIST, "processes", "Load averages over 1, 5 and 15 minutes"),
+        "memory_used_percent": BuiltinMetric(MetricType.NUMBER, "percent", "Memory in use (total - available) / total"),
+        "memory_available_bytes": BuiltinMetric(MetricType.NUMBER, "bytes", "Memory available to new programs"),
+        "swap_used_percent": BuiltinMetric(MetricType.NUMBER, "percent", "Swap in use; 0 without swap"),
+        "swap_used_bytes": BuiltinMetric(MetricType.NUMBER, "bytes", "Swap in use"),
+        "temperature": BuiltinMetric(MetricType.NUMBER, "celsius", "Highest reading of the selected sensors"),
+        "uptime_seconds": BuiltinMetric(MetricType.NUMBER, "seconds", "Time since boot"),
+        "process_count": BuiltinMetric(MetricType.NUMBER, "processes", "Number of processes"),
+        "logged_in_users": BuiltinMetric(MetricType.STRING_LIST, "names", "Distinct names of logged-in users (utmp)"),
+        "agent_open_fds": BuiltinMetric(MetricType.NUMBER, "descriptors", "Open file descriptors of the agent itself"),
+    },
+    "disk": {
+        "used_percent": BuiltinMetric(MetricType.NUMBER, "percent", "Disk space in use, as df shows it (root reserve excluded)"),
+        "used_bytes": BuiltinMetric(MetricType.NUMBER, "bytes", "Disk space in use"),
+        "free_bytes": BuiltinMetric(MetricType.NUMBER, "bytes", "Disk space free for unprivileged users"),
+    },
+}
