@@ -152,7 +152,7 @@ BUILTIN_METRICS: Mapping[str, Mapping[str, BuiltinMetric]] = {
         "memory_available_bytes": BuiltinMetric(MetricType.NUMBER, "bytes", "Memory available to new programs"),
         "swap_used_percent": BuiltinMetric(MetricType.NUMBER, "percent", "Swap in use; 0 without swap"),
         "swap_used_bytes": BuiltinMetric(MetricType.NUMBER, "bytes", "Swap in use"),
-        "temperature": BuiltinMetric(MetricType.NUMBER, "celsius", "Highest reading of the selected sensors"),
+        "temperature": BuiltinMetric(MetricType.NUMBER, "celsius", "Highest reading of the selected sensors; left out when there is none"),
         "uptime_seconds": BuiltinMetric(MetricType.NUMBER, "seconds", "Time since boot"),
         "process_count": BuiltinMetric(MetricType.NUMBER, "processes", "Number of processes"),
         "logged_in_users": BuiltinMetric(MetricType.STRING_LIST, "names", "Distinct names of logged-in users (utmp)"),

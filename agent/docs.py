@@ -12,6 +12,7 @@ import re
 import sys
 from typing import Callable, Dict, List, Optional
 
+from agent.catalog import BUILTIN_METRICS
 from agent.cli import build_parser
 from agent.collectors.builtin import default_registry
 from agent.config.sample import collector_table, option_table
@@ -27,11 +28,21 @@ def cli_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def builtin_metric_table() -> str:
+    """The metrics the built-in collectors compute (agent.catalog.BUILTIN_METRICS), one row each."""
+    rows = ["| collector | built-in name | type | unit | meaning |", "|---|---|---|---|---|"]
+    for collector, metrics in BUILTIN_METRICS.items():
+        for name, metric in metrics.items():
+            rows.append(f"| `{collector}` | `{name}` | {metric.type.value} | {metric.unit} | {metric.description} |")
+    return "\n".join(rows) + "\n"
+
+
 def sections() -> Dict[str, Callable[[], str]]:
     registry = default_registry()
     return {
         "options": option_table,
         "collectors": lambda: collector_table(registry),
+        "builtin-metrics": builtin_metric_table,
         "cli": cli_table,
     }
 

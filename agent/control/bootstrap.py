@@ -40,10 +40,12 @@ class Definition:
     type: str
     display_name: Optional[str] = None
     tags: Tuple[Tuple[str, str], ...] = ()
+    unit: Optional[str] = field(default=None, compare=False)  # for people: the service stores no unit
 
     @classmethod
     def from_config(cls, metric: CustomMetricConfig) -> Definition:
-        return cls(metric.name, metric.type.value, metric.display_name, tuple(sorted(metric.tags.items())))
+        return cls(metric.name, metric.type.value, metric.display_name, tuple(sorted(metric.tags.items())),
+                   metric.unit)
 
 
 def request_token(definition: Definition) -> str:

@@ -12,16 +12,17 @@ from agent.control.bootstrap import Action, Outcome, Step
 
 
 def describe_step(step: Step) -> str:
-    """One plan line for people: ``create     cpu_usage (number, display name "CPU")``."""
+    """One plan line for people: ``create     cpu_usage: number in percent, display name 'CPU'``."""
     want, have = step.desired, step.current
     if step.action is Action.CREATE and want is not None:
-        extra = f", display name {want.display_name!r}" if want.display_name else ""
+        extra = f" in {want.unit}" if want.unit else ""
+        extra += f", display name {want.display_name!r}" if want.display_name else ""
         extra += f", {len(want.tags)} tag(s)" if want.tags else ""
         text = f"{want.type}{extra}"
     elif step.action is Action.UPDATE and want is not None and have is not None:
         text = f"display name {have.display_name or ''!r} -> {want.display_name!r}"
     elif step.action is Action.UNCHANGED and want is not None:
-        text = want.type
+        text = want.type + (f" in {want.unit}" if want.unit else "")
     elif step.action is Action.REPLACE and want is not None and have is not None:
         text = f"type {have.type} -> {want.type}: delete and recreate (stored values are lost)"
     elif step.action is Action.DELETE:

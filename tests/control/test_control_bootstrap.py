@@ -253,3 +253,26 @@ def test_plan_covers_every_case() -> None:
         s.name for s in bs.plan(desired, state) if s.action is bs.Action.DELETE
     ] == []  # no prune by default
     assert bs.plan([D("d", "string-list")], state, replace_changed_types=True)[0].action is bs.Action.REPLACE
+
+
+def test_units_of_built_in_metrics_reach_the_plan(emulator, store, cli, write_config) -> None:
+    """A metric fed by the system or disk collector gets the catalog's unit; one the config describes keeps its own."""
+    store.create_metric("load", "number-list", None, (), "t")
+    config = write_config("""\
+        custom_metrics:
+          cpu: number
+          load: number-list
+          root_free: number
+          own: {type: number, unit: widgets}
+        collectors:
+          - {type: system, metrics: {cpu_usage: cpu, load_average: load}}
+          - {type: disk, mounts: {/: root_free}, value: free_bytes}
+          - {type: file, path: /nonexistent, metric: own, metric_type: number}
+        """)
+    code, out, err = run_bootstrap(cli, config, emulator, "--dry-run")
+    assert code == 0, err
+    lines = {line.split()[1]: line for line in out.splitlines()[1:] if len(line.split()) > 1}
+    assert lines["cpu:"].endswith("cpu: number in percent")
+    assert lines["load:"].endswith("load: number-list in processes")  # unchanged in the cloud, unit still shown
+    assert lines["root_free:"].endswith("root_free: number in bytes")
+    assert lines["own:"].endswith("own: number in widgets")
