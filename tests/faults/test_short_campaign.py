@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.faults import run_campaign
+from benchmarks.faults.cli import run_campaign
 
 
 def test_short_fault_campaign_loses_nothing_and_raises_no_traceback() -> None:

@@ -125,6 +125,6 @@ def test_validator_never_crashes_on_arbitrary_documents(document: Any) -> None:
 
 
 def test_deeply_nested_json_is_a_decode_error_not_a_recursion_error() -> None:
-    # Found by the fault campaign (benchmarks/faults.py, generated malformed replies).
+    # Found by the fault campaign (benchmarks/faults/replies.py, generated malformed replies).
     with pytest.raises(DecodeError):
         decode(b"[" * 100_000)
