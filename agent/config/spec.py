@@ -17,13 +17,24 @@ from agent.schema import (
     Str,
 )
 
+# The CreateThing thingName rule (AWS IoT API reference): it is also a level of the report topic,
+# so a name outside it (`gw+1`, `gw/1`) would make the subscribe fail at run time.
 THING_NAME = Str(
-    doc="AWS IoT thing name of this gateway; the report topic and (by default) the MQTT client id.",
+    doc="AWS IoT thing name of this gateway (1 to 128 of A-Z a-z 0-9 : _ -, as CreateThing allows); "
+    "the report topic and (by default) the MQTT client id.",
     default=REQUIRED,
     example="gateway-01",
+    pattern=r"[a-zA-Z0-9:_-]{1,128}",
+    pattern_hint="must be 1 to 128 of A-Z a-z 0-9 : _ - (the AWS IoT thing name rule)",
+)
+
+# AWS IoT Core: a client id is at most 128 bytes; MQTT wildcards and `/` have no place in it.
+CLIENT_ID = Str(
+    doc="MQTT client id (at most 128 bytes; no + # or /); defaults to thing_name.",
+    default=None,
     max_bytes=128,
-    pattern=r"[^\x00-\x1f\x7f]+",
-    pattern_hint="contains control characters, which the service rejects",
+    pattern=r"[^+#/\x00-\x1f\x7f]+",
+    pattern_hint="must not contain + # / or control characters",
 )
 
 MQTT = Section(
@@ -36,7 +47,7 @@ MQTT = Section(
             example="xxxxxxxxxxxxxx-ats.iot.eu-west-1.amazonaws.com",
         ),
         "port": Int(doc="TLS port of the endpoint.", default=8883, min=1, max=65535),
-        "client_id": Str(doc="MQTT client id; defaults to thing_name.", default=None),
+        "client_id": CLIENT_ID,
         "protocol": Enum(doc="MQTT protocol version.", default=MqttProtocol.MQTT5, of=MqttProtocol),
         "cert": PathStr(
             doc="Device certificate (PEM).",

@@ -3,7 +3,7 @@
 Random bytes, cut and mangled JSON, replies with odd values in JSON and CBOR, JSON and CBOR nested
 up to 100,000 deep: ``parse_reply`` must refuse or ignore each (return, never raise) within 5 s.
 
-Overlaps tests/delivery/test_delivery_units.py::test_reply_parser_never_raises (hypothesis payloads,
+Overlaps tests/delivery/test_replies.py::test_reply_parser_never_raises (hypothesis payloads,
 300 examples, run by `make test`) and tests/report/test_document.py::
 test_deeply_nested_json_is_a_decode_error_not_a_recursion_error; what this adds is the scale
 (10,000), nesting 100,000 deep in JSON and CBOR, CBOR payloads, and the 5 s hang guard.

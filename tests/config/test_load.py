@@ -80,10 +80,25 @@ custom_metrics:
     assert len(found) == 6
 
 
-def test_thing_name_limits() -> None:
-    assert any("at most 128 allowed" in p for p in problems(MINIMAL.replace("gw-1", "é" * 65)))
-    assert any("control characters" in p for p in problems(MINIMAL.replace("gw-1", '"gw\\t1"')))
-    parse_config(MINIMAL.replace("gw-1", "é" * 64))  # 128 bytes exactly is fine
+@pytest.mark.parametrize("name", ["gw+1", "gw#", "gw/1", '"gw 1"', "é", "a" * 129, '"gw\\t1"', '""'])
+def test_thing_names_outside_the_create_thing_rule_are_refused(name: str) -> None:
+    """CreateThing (AWS IoT API reference): thingName is 1 to 128 of [a-zA-Z0-9:_-]."""
+    [problem] = problems(MINIMAL.replace("gw-1", name))
+    why = "must not be empty" if name == '""' else "must be 1 to 128 of A-Z a-z 0-9 : _ - (the AWS IoT thing name rule)"
+    assert problem.startswith("agent.yaml:1: thing_name: ") and problem.endswith(why)
+
+
+@pytest.mark.parametrize("name", ["a", "gw-1", "Gateway_01:edge", "a" * 128])
+def test_thing_names_inside_the_rule_load(name: str) -> None:
+    assert parse_config(MINIMAL.replace("gw-1", name)).thing_name == name
+
+
+@pytest.mark.parametrize(("client_id", "why"), [("gw+1", "must not contain"), ("gw/1", "must not contain"),
+                                                ("a#", "must not contain"), ("x" * 129, "at most 128")])
+def test_client_ids_the_broker_cannot_take_are_refused(client_id: str, why: str) -> None:
+    text = MINIMAL.replace("mqtt:\n", f"mqtt:\n  client_id: '{client_id}'\n", 1)
+    [problem] = problems(text)
+    assert "mqtt.client_id: " in problem and why in problem
 
 
 def test_interval_under_five_minutes_needs_a_loopback_endpoint() -> None:
