@@ -234,9 +234,32 @@ def test_restart_with_real_counters_never_reports_raw_totals(tmp_path):
 
 
 def test_first_run_without_state_measures_from_start(tmp_path):
-    collector = _collector(tmp_path, include=("lo",), exclude=())
-    stats = collector.collect()[0].value
-    assert stats.bytes_in < ProcCounters().counters()["lo"].bytes_in or stats.bytes_in == 0
+    """No state file: the counters at the agent's start are the baseline, not zero (raw totals since boot)."""
+    root = tmp_path / "host"
+    ifindex = {"lo": 1, "eth0": 2, "wlan0": 3, "docker0": 4}
+    _proc_tree(root, FIXTURE.read_text(), "boot-1", ifindex)  # eth0 has 314920203 bytes in since boot
+    collector = _collector(tmp_path, root=root)  # every interface but lo
+    assert not collector.engine.from_state
+    # (bytes_in, bytes_out, packets_in, packets_out); lo moves too but is excluded
+    after = {
+        "lo": (3193 + 10**6, 3193 + 10**6, 29 + 700, 29 + 700),
+        "eth0": (314920203 + 1500, 515133 + 700, 9188 + 3, 5428 + 2),
+        "wlan0": (4294967000 + 200, 4294966000 + 250, 1000 + 2, 900 + 1),
+        "docker0": (0, 0, 0, 0),
+    }
+    _proc_tree(root, _dev(**after), "boot-1", ifindex)
+    assert collector.collect()[0].value == NetworkStats(1500 + 200, 700 + 250, 3 + 2, 2 + 1)
+    # wlan0's 32-bit rx counter wraps (4294967200 -> 104): that interval is skipped, never negative ...
+    after["eth0"] = (314921703 + 40, 515833 + 60, 9191 + 1, 5430 + 1)
+    after["wlan0"] = (104, 4294966250 + 30, 1002 + 1, 901 + 1)
+    _proc_tree(root, _dev(**after), "boot-1", ifindex)
+    with pytest.raises(NoData, match=r"wlan0 bytes_in went backwards \(4294967200 -> 104\).*32-bit wrap"):
+        collector.collect()
+    # ... and the wrapped counters are the next baseline
+    after["eth0"] = (314921743 + 5, 515893 + 6, 9192 + 1, 5431 + 1)
+    after["wlan0"] = (104 + 300, 4294966280 + 7, 1003 + 2, 902 + 1)
+    _proc_tree(root, _dev(**after), "boot-1", ifindex)
+    assert collector.collect()[0].value == NetworkStats(5 + 300, 6 + 7, 1 + 2, 1 + 1)
 
 
 def test_persist_false_reads_but_never_writes(tmp_path):

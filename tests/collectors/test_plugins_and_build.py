@@ -78,11 +78,49 @@ collectors:
     assert jobs[0].collector.closed
 
 
+def _fresh_interpreter(installed_plugins, code: str) -> str:
+    """Run ``code`` in a new Python that sees the installed plugins; its stdout."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{installed_plugins}{os.pathsep}{Path(__file__).resolve().parents[2]}",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def test_plugins_are_imported_only_when_named(installed_plugins):
-    registry = default_registry()
-    assert {"dice", "fails_import", "builds_junk"} <= set(registry.available())
-    parse_config(BASE + "collectors: [{type: tcp_connections}]", registry=registry)
-    assert "defender_agent_dice" not in sys.modules or registry._plugins_loaded == {}
+    """In a fresh interpreter, so no earlier test in this one has imported a plugin already."""
+    builtin_only = BASE + "collectors: [{type: tcp_connections}]"
+    naming_dice = (
+        BASE
+        + "custom_metrics: {dice_total: number, dice_rolls: number-list}\n"
+        + "collectors: [{type: dice, total_metric: dice_total, rolls_metric: dice_rolls}]"
+    )
+    code = f"""
+import sys
+from agent.collectors.builtin import default_registry
+from agent.config.load import parse_config
+
+def plugins():
+    return sorted(m for m in sys.modules if m.startswith("defender_agent_"))
+
+registry = default_registry()
+print(sorted({{"dice", "fails_import", "builds_junk"}} & set(registry.available())))
+print(plugins())
+parse_config({builtin_only!r}, registry=registry)
+print(plugins())
+parse_config({naming_dice!r}, registry=registry)
+print(plugins())
+"""
+    assert _fresh_interpreter(installed_plugins, code).splitlines() == [
+        "['builds_junk', 'dice', 'fails_import']",  # listed from the entry points ...
+        "[]",  # ... without importing any
+        "[]",  # a config naming only built-in types imports no plugin
+        "['defender_agent_dice']",  # naming one imports that one (so the probe does see an import)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -124,15 +162,8 @@ def test_plugin_loads_in_a_fresh_interpreter(installed_plugins):
         "from agent.collectors.builtin import default_registry; "
         "print(default_registry().get('dice').summary)"
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{installed_plugins}{os.pathsep}{Path(__file__).resolve().parents[2]}",
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "Rolls dice: the total (number) and each roll (number-list)."
+    out = _fresh_interpreter(installed_plugins, code)
+    assert out.strip() == "Rolls dice: the total (number) and each roll (number-list)."
 
 
 def _example_yaml(spec_type: str, options) -> str:

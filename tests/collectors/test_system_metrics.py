@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
+import tempfile
 
 import psutil
 import pytest
@@ -218,6 +221,34 @@ def test_this_host_gives_at_least_six_system_metrics():
         else:
             assert isinstance(sample.value, tuple)
     values = {s.name: s.value for s in samples}
-    assert values["agent_open_fds"] == psutil.Process().num_fds() or values["agent_open_fds"] > 0
+    assert values["agent_open_fds"] == _fd_count()
     assert len(values["cpu_core_usage"]) == psutil.cpu_count()
     assert 0 <= values["cpu_usage"] <= 100
+
+
+def _fd_count() -> int:
+    """This process's open descriptors, as /proc/self/fd lists them while it is read.
+
+    The listing counts the one descriptor it opens for itself, as psutil's num_fds() does.
+    """
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_agent_open_fds_is_the_count_of_this_process_and_follows_it():
+    collector = SystemCollector("sys", metrics={"agent_open_fds": "fds"})
+
+    def sample() -> int:
+        before = _fd_count()
+        [fds] = collector.collect()
+        after = _fd_count()
+        assert before == after, "a descriptor was opened or closed while sampling"
+        assert fds.name == "fds"
+        assert fds.value == before
+        return int(fds.value)
+
+    start = sample()
+    with contextlib.ExitStack() as extra:
+        for _ in range(7):
+            extra.enter_context(tempfile.TemporaryFile())
+        assert sample() == start + 7
+    assert sample() == start
