@@ -7,6 +7,7 @@ means the document is valid.
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -42,10 +43,14 @@ def decode(payload: bytes) -> Tuple[Any, PayloadFormat]:
             return json.loads(payload.decode("utf-8")), PayloadFormat.JSON
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
             raise DecodeError(f"not valid JSON: {exc}") from None
+    stream = io.BytesIO(payload)
     try:
-        return cbor2.loads(payload), PayloadFormat.CBOR
+        document = cbor2.CBORDecoder(stream).decode()
     except Exception as exc:  # cbor2 raises several types for garbage
         raise DecodeError(f"neither JSON nor valid CBOR: {exc}") from None
+    if stream.tell() != len(payload):  # cbor2.loads ignores what follows the first item; JSON refuses it
+        raise DecodeError(f"not one CBOR item: {len(payload) - stream.tell()} byte(s) after the report")
+    return document, PayloadFormat.CBOR
 
 
 def key_style(document: Mapping[str, Any]) -> Optional[KeyNames]:
@@ -148,9 +153,8 @@ def _header(w: _Walker, value: Any, path: str) -> None:
     if value is None:
         return
     header = w.mapping(value, path, ("report_id", "version"), required=("report_id", "version"))
-    rid = header.get("report_id")
-    if "report_id" in header and (isinstance(rid, bool) or not isinstance(rid, int) or rid <= 0):
-        w.add(f"{path}.{w.key('report_id')}", "must be a positive integer", rid)
+    if "report_id" in header:
+        w.rule(rules.check_report_id(header["report_id"]), f"{path}.{w.key('report_id')}", header["report_id"])
     if "version" in header and header["version"] != REPORT_VERSION:
         w.add(f"{path}.{w.key('version')}", f'must be the string "{REPORT_VERSION}"', header["version"])
 

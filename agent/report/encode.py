@@ -70,8 +70,12 @@ class Encoder:
         self._network_keys = tuple(self._k[f] for f in _NETWORK_FIELDS)
 
     def encode(self, report: Report) -> EncodedReport:
-        if isinstance(report.report_id, bool) or not isinstance(report.report_id, int) or report.report_id <= 0:
-            raise ReportError([Violation("header.report_id", "must be a positive integer", report.report_id)])
+        """The checked payload. Over the size limit, the largest custom metrics are left out first
+        (each in ``dropped`` with its size), then the standard lists are cut further: the standard
+        metrics always go."""
+        problem = rules.check_report_id(report.report_id)
+        if problem is not None:
+            raise ReportError([Violation("header.report_id", problem, report.report_id)])
         dropped: List[Violation] = []
         unusual: List[str] = []
         custom = self._custom_block(report.custom, dropped, unusual)
@@ -83,11 +87,14 @@ class Encoder:
             payload = serialize(document, self.format)
             if len(payload) <= self.max_payload:
                 break
-            if cap <= 1:
+            if custom:
+                self._leave_out_largest(custom, len(payload), dropped)
+            elif cap > 1:
+                cap //= 2
+            else:
                 raise ReportError(
                     [Violation("", f"report is {len(payload)} bytes; the limit is {self.max_payload}", None)]
                 )
-            cap //= 2
         return EncodedReport(
             report_id=report.report_id,
             payload=payload,
@@ -97,6 +104,19 @@ class Encoder:
             unusual_strings=tuple(unusual),
             document=document,
         )
+
+    def _leave_out_largest(self, custom: Dict[str, Any], size: int, dropped: List[Violation]) -> None:
+        """Remove the custom metric whose encoding is largest (ties: the name last in order)."""
+        sizes = {name: len(serialize({name: wrapped}, self.format)) for name, wrapped in custom.items()}
+        name = max(sorted(sizes), key=lambda n: sizes[n])
+        del custom[name]
+        dropped.append(Violation(
+            f"custom_metrics.{name}",
+            f"left out: the report was {size} bytes, over the {self.max_payload}-byte limit, and this is its "
+            f"largest custom metric ({sizes[name]} bytes)",
+            None,
+            name,
+        ))
 
     # -- document parts --------------------------------------------------------------
 

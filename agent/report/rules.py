@@ -80,6 +80,11 @@ def check_string(value: Any, allow_any: bool = False) -> Optional[str]:
     if value == "":
         return "must not be empty"
     if allow_any:
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800" from JSON): no encoding can carry it
+                return f"is not valid Unicode: {value[exc.start]!r} at index {exc.start} is a lone surrogate"
         return None
     bad = _BAD_CHAR.search(value)
     if bad:
@@ -117,6 +122,17 @@ def check_ip(value: Any) -> Optional[str]:
         return f"expected an IP address string, got {type(value).__name__}"
     if not is_ip(value):
         return "is not a valid IPv4 or IPv6 address"
+    return None
+
+
+MAX_REPORT_ID = 2**63 - 1  # the service reads reportId as a signed 64-bit integer (a Java long)
+
+
+def check_report_id(value: Any) -> Optional[str]:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return "must be a positive integer"
+    if value > MAX_REPORT_ID:
+        return f"must be at most 2^63-1 ({MAX_REPORT_ID})"
     return None
 
 

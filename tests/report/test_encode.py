@@ -95,10 +95,40 @@ def test_report_is_kept_under_the_payload_limit_by_halving_lists() -> None:
         assert 0 < len(document["metrics"]["listening_tcp_ports"]["ports"]) < 5000
 
 
-def test_custom_metrics_alone_over_the_limit_raise() -> None:
-    big = tuple("x" * 100 for _ in range(2000))
-    with pytest.raises(ReportError, match="the limit is"):
-        Encoder(defs(s="string-list"), max_list_items=5000).encode(Report(1, custom={"s": big}))
+def test_one_custom_metric_over_the_payload_limit_is_left_out_and_the_rest_goes() -> None:
+    """AWS IoT Core's MQTT payload limit is 128 KiB (131072 bytes): 450 strings of 300 characters exceed it
+    on their own, under the default max_list_items of 500. The report still goes, without that metric."""
+    big = tuple(f"{i:03d}" + "x" * 297 for i in range(450))
+    mid = tuple("y" * 100 for _ in range(200))
+    ports = ListeningPorts(tuple(ListeningPort(p) for p in range(1, 21)))
+    report = Report(7, {"listening_tcp_ports": ports, "network_stats": NetworkStats(1, 2, 3, 4)},
+                    {"big": big, "mid": mid, "cpu": 12.5})
+    for fmt in ("json", "cbor"):
+        encoded = Encoder(defs(big="string-list", mid="string-list", cpu="number"), fmt=fmt).encode(report)
+        assert len(encoded.payload) <= 131072
+        document, _ = decode(encoded.payload)
+        assert set(document["custom_metrics"]) == {"mid", "cpu"}  # only the largest went
+        assert document["metrics"]["network_stats"] == {"bytes_in": 1, "bytes_out": 2, "packets_in": 3, "packets_out": 4}
+        assert len(document["metrics"]["listening_tcp_ports"]["ports"]) == 20
+        [violation] = encoded.dropped
+        assert violation.metric == "big" and "over the 131072-byte limit" in violation.rule
+        assert "largest custom metric (13" in violation.rule  # its own encoded size, about 135 KB
+
+
+def test_custom_metrics_are_left_out_largest_first_until_the_report_fits() -> None:
+    sizes = {"a": 300, "b": 250, "c": 200, "d": 10}
+    custom = {name: tuple("z" * 200 for _ in range(n)) for name, n in sizes.items()}
+    encoded = Encoder(defs(**{n: "string-list" for n in sizes}), max_list_items=5000, max_payload=60_000).encode(
+        Report(1, custom=custom)
+    )
+    assert [v.metric for v in encoded.dropped] == ["a", "b"]
+    assert set(json.loads(encoded.payload)["custom_metrics"]) == {"c", "d"}
+
+
+def test_a_report_that_cannot_fit_even_without_custom_metrics_raises() -> None:
+    conns = Connections(tuple(Connection(f"10.0.0.{i % 250}:{i}", 1, "eth0") for i in range(1, 200)))
+    with pytest.raises(ReportError, match="the limit is 50"):
+        Encoder({}, max_payload=50).encode(Report(1, {"tcp_connections": conns}))
 
 
 def test_unknown_format_is_a_programming_error() -> None:

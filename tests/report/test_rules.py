@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import math
 
+import cbor2
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.catalog import MetricType
+from agent.catalog import MetricType, PayloadFormat
+from agent.collectors.sampler import CollectorJob, Sampler
+from agent.config.model import CustomMetricConfig
 from agent.report import rules
+from agent.report.document import decode, validate_document
+from agent.report.encode import Encoder
+from agent.report.model import Report, Sample
 
 N, NL, SL, IP = MetricType.NUMBER, MetricType.NUMBER_LIST, MetricType.STRING_LIST, MetricType.IP_ADDRESS_LIST
 
@@ -153,3 +159,93 @@ def test_normalize_rounds_floats_to_15_digits_and_makes_tuples() -> None:
     assert rules.normalize_value(["a"], SL) == ("a",)
     assert rules.normalize_value(10**16, N) == 10**16  # integers are never rounded: check_value refuses them
     assert rules.check_value(rules.normalize_value(0.1 + 0.2, N), N) is None
+
+
+# -- one verdict: the sampler, the encoder and `validate` agree on every value ------------------------
+
+_NUMBERS = st.one_of(
+    st.integers(-(10**16), 10**16),
+    st.sampled_from([10**15, 10**15 + 1, -(10**15), 10**15 - 1, 2**63, True, False]),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+_STRINGS = st.one_of(
+    st.text(alphabet=st.sampled_from("aZ09:_-/. é\n\ud800"), max_size=6),
+    st.sampled_from(["\ud800", "", "sshd", "value_1"]),
+)
+_IPS = st.one_of(
+    st.ip_addresses().map(str),
+    st.sampled_from(["fe80::1%eth0", "10.0.0.0/8", "010.0.0.1", "::ffff:1.2.3.4", "not-an-ip", ""]),
+)
+_CASES = st.one_of(
+    st.tuples(st.just(N), _NUMBERS),
+    st.tuples(st.just(NL), st.lists(_NUMBERS, max_size=4)),
+    st.tuples(st.just(SL), st.lists(_STRINGS, max_size=4)),
+    st.tuples(st.just(IP), st.lists(_IPS, max_size=4)),
+    st.tuples(st.sampled_from([NL, SL, IP]), _NUMBERS),  # not a list at all
+)
+
+
+def _sampler_keeps(value: object, mtype: MetricType, metric: CustomMetricConfig) -> bool:
+    job = CollectorJob("c", "test", _OneSample(value), 5.0, emits={"m": mtype})
+    sampler = Sampler([job], 300.0, {"m": metric})
+    try:
+        return [s.name for s in sampler.sample_all().samples] == ["m"]
+    finally:
+        sampler.close()
+
+
+def _encoder_sends(value: object, metric: CustomMetricConfig) -> bool:
+    encoded = Encoder({"m": metric}, fmt=PayloadFormat.CBOR).encode(Report(1, custom={"m": value}))
+    return "m" in (decode(encoded.payload)[0].get("custom_metrics") or {})
+
+
+def _validate_accepts(value: object, mtype: MetricType) -> bool:
+    """What the service would receive: the normalized value under its key, as CBOR (which carries NaN and big ints)."""
+    wire = rules.normalize_value(value, mtype)
+    wire = list(wire) if isinstance(wire, tuple) else wire
+    document = {"header": {"report_id": 1, "version": "1.0"}, "custom_metrics": {"m": [{mtype.value_key: wire}]}}
+    try:
+        payload = cbor2.dumps(document)
+    except (UnicodeEncodeError, ValueError, OverflowError, cbor2.CBOREncodeError):
+        return False  # no report can carry it
+    return not validate_document(decode(payload)[0])
+
+
+class _OneSample:
+    name = "c"
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def collect(self) -> list:
+        return [Sample("m", self.value)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_CASES, st.booleans())
+def test_sampler_encoder_and_validate_give_one_verdict(case: tuple, allow_any: bool) -> None:
+    mtype, value = case
+    metric = CustomMetricConfig(type=mtype, allow_any_characters=allow_any and mtype is SL, name="m")
+    verdicts = {
+        "sampler": _sampler_keeps(value, mtype, metric),
+        "encoder": _encoder_sends(value, metric),
+        "validate": _validate_accepts(value, mtype) if not metric.allow_any_characters else None,
+    }
+    expected = rules.check_value(rules.normalize_value(value, mtype), mtype,
+                                 allow_any_characters=metric.allow_any_characters) is None
+    assert {k: v for k, v in verdicts.items() if v is not None} == {
+        k: expected for k, v in verdicts.items() if v is not None
+    }, (mtype, value)
+
+
+@pytest.mark.parametrize(
+    ("mtype", "value"),
+    [(N, 10**15 + 1), (N, 2**63), (IP, ["fe80::1%eth0"]), (SL, ["\ud800"]), (SL, [""]), (NL, [math.nan])],
+)
+def test_the_reported_disagreements_are_refused_everywhere(mtype: MetricType, value: object) -> None:
+    """Issue 13's cases: a 1 PB-sized integer, a zone id, a lone surrogate (under allow_any_characters too)."""
+    for allow_any in (False, True):
+        metric = CustomMetricConfig(type=mtype, allow_any_characters=allow_any and mtype is SL, name="m")
+        assert not _sampler_keeps(value, mtype, metric)
+        assert not _encoder_sends(value, metric)
+    assert not _validate_accepts(value, mtype)
