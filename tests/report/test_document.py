@@ -128,3 +128,21 @@ def test_deeply_nested_json_is_a_decode_error_not_a_recursion_error() -> None:
     # Found by the fault campaign (benchmarks/faults/replies.py, generated malformed replies).
     with pytest.raises(DecodeError):
         decode(b"[" * 100_000)
+
+
+def test_cbor_with_bytes_after_the_report_is_refused_like_json() -> None:
+    payload = cbor2.dumps(DOCS_LONG)
+    assert decode(payload)[0] == DOCS_LONG
+    for trailer in (b"\x00", cbor2.dumps(DOCS_LONG)):
+        with pytest.raises(DecodeError, match="after the report"):
+            decode(payload + trailer)
+    with pytest.raises(DecodeError):
+        decode(json.dumps(DOCS_LONG).encode() + b"{}")
+
+
+@pytest.mark.parametrize(("report_id", "ok"), [(2**63 - 1, True), (2**63, False), (10**30, False), (0, False)])
+def test_report_ids_must_fit_a_signed_64_bit_integer(report_id: int, ok: bool) -> None:
+    document = {**DOCS_LONG, "header": {"report_id": report_id, "version": "1.0"}}
+    for payload in (cbor2.dumps(document), json.dumps(document).encode()):
+        problems = validate_document(decode(payload)[0])
+        assert (problems == []) is ok, problems
