@@ -91,8 +91,9 @@ REPORT = Section(
             max=3600,
         ),
         "max_list_items": Int(
-            doc="Cap on each list in a report (ports, connections, custom lists); "
-            "a deterministic subset is kept and `total` stays the true count.",
+            doc="Cap on each list in a report. Ports and connections over it keep a deterministic subset "
+            "and `total` stays the true count; a custom list over it is left out whole (logged), "
+            "since a cut list of names or addresses would say something else.",
             default=500,
             min=1,
             max=5000,
