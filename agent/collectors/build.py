@@ -16,7 +16,7 @@ from agent.collectors.builtin import default_registry
 from agent.collectors.contract import BuildContext, Collector, close_collector
 from agent.collectors.readcache import ReadCache
 from agent.collectors.registry import Registry
-from agent.collectors.sampler import CollectorJob
+from agent.collectors.sampler import CollectorJob, rounds_between
 from agent.config.model import Config
 from agent.errors import AgentError, ConfigError, ConfigProblem, PluginError
 from agent.schema import join
@@ -62,6 +62,7 @@ def build_collectors(
             custom_metric_types=config.custom_metric_types,
             persist_state=persist_state,
             reads=reads,
+            sample_interval=rounds_between(cfg.interval, config.report.interval) * config.report.interval,
         )
         plugin = "" if spec.origin == "built-in" else f" ({spec.origin})"
         try:

@@ -52,6 +52,11 @@ class BuildContext:
     custom_metric_types: Mapping[str, MetricType] = field(default_factory=dict)
     reads: ReadCache = field(default_factory=ReadCache)  # reads shared within one sampling round
     persist_state: bool = True  # False: read state files but never write them (one-off runs)
+    sample_interval: float = 0.0  # how often this collector runs (report_interval when 0)
+
+    def __post_init__(self) -> None:
+        if not self.sample_interval:
+            object.__setattr__(self, "sample_interval", self.report_interval)
 
 
 @dataclass(frozen=True)

@@ -209,7 +209,7 @@ class Sampler:
         self._wall = wall
         self._round = 0
         self._states: Dict[str, _State] = {
-            j.name: _State(j, _every(j.interval, report_interval), _Worker(j.name)) for j in jobs
+            j.name: _State(j, rounds_between(j.interval, report_interval), _Worker(j.name)) for j in jobs
         }
         self._caches = list({id(j.reads): j.reads for j in jobs if j.reads is not None}.values())
 
@@ -393,7 +393,8 @@ class Sampler:
                 self._logger.warning("Collector %r failed to close: %s", state.job.name, exc)
 
 
-def _every(interval: Optional[float], report_interval: float) -> int:
+def rounds_between(interval: Optional[float], report_interval: float) -> int:
+    """How many report rounds apart a collector with ``interval`` runs (1: every round)."""
     if not interval or report_interval <= 0:
         return 1
     return max(1, math.ceil(interval / report_interval - 1e-9))

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.collectors.build import build_collectors
 from agent.collectors.standard.counters import (
     CountersParseError,
     IfCounters,
@@ -19,13 +20,16 @@ from agent.collectors.standard.counters import (
     parse_proc_net_dev,
 )
 from agent.collectors.standard.delta import (
+    Delta,
     DeltaEngine,
     InterfaceFilter,
     Snapshot,
     StateFile,
     compute_delta,
+    limit_span,
 )
 from agent.collectors.standard.network import NetworkStatsCollector, state_path
+from agent.config.load import parse_config
 from agent.errors import NoData
 from agent.report.model import NetworkStats
 
@@ -126,7 +130,7 @@ def test_state_file_roundtrip_and_atomic_write(tmp_path):
     assert state.load() == (None, None)
     s = snap(eth0=(1, 2, 3, 4, 5))
     state.save(s, 123.0)
-    assert state.load() == (s, None)
+    assert state.load() == (Snapshot(s.boot_id, s.interfaces, 123.0), None)  # the save time comes back
     assert [p.name for p in state.path.parent.iterdir()] == ["net.json"]  # no temporary file left
 
 
@@ -294,3 +298,76 @@ def test_state_file_mode_and_location(tmp_path):
         json.loads(path.read_text())["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     )
     assert os.stat(path).st_size > 0
+
+
+# -- a delta never covers much more than one sampling interval -------------------------------------
+
+
+def _timed_collector(tmp_path, root, now, max_span):
+    state = StateFile(state_path(tmp_path / "state", "net"))
+    return NetworkStatsCollector(
+        "net",
+        lambda base: DeltaEngine(state, InterfaceFilter(), base, max_span=max_span),
+        ProcCounters(root / "proc", root / "sys"),
+        logging.getLogger("t"),
+        clock=lambda: now[0],
+    )
+
+
+def test_a_delta_over_an_agent_stop_longer_than_the_span_is_skipped_and_said(tmp_path):
+    """Detect sums deltas per 300-3600 s window: a 2 h stop must not arrive as one report's traffic."""
+    root, now = tmp_path / "host", [1_000_000.0]
+    _proc_tree(root, _dev(eth0=(1000, 500, 10, 5)), "boot-1", {"eth0": 2})
+    first = _timed_collector(tmp_path, root, now, max_span=450)
+    now[0] += 300
+    _proc_tree(root, _dev(eth0=(1600, 700, 16, 7)), "boot-1", {"eth0": 2})
+    assert first.collect()[0].value == NetworkStats(600, 200, 6, 2)  # one interval: sent
+    now[0] += 7200  # the agent was stopped for two hours; traffic went on
+    _proc_tree(root, _dev(eth0=(901_600, 20_700, 916, 27)), "boot-1", {"eth0": 2})
+    restarted = _timed_collector(tmp_path, root, now, max_span=450)
+    with pytest.raises(NoData) as skipped:
+        restarted.collect()
+    assert "the previous sample is 7200 s old, more than the 450 s one delta may cover" in str(skipped.value)
+    assert "left out 900000 bytes in, 20000 bytes out, 900 packets in, 20 packets out" in str(skipped.value)
+    now[0] += 300
+    _proc_tree(root, _dev(eth0=(902_000, 20_800, 920, 28)), "boot-1", {"eth0": 2})
+    assert restarted.collect()[0].value == NetworkStats(400, 100, 4, 1)  # the next interval is whole again
+
+
+def test_a_restart_within_the_span_keeps_the_true_delta(tmp_path):
+    root, now = tmp_path / "host", [1_000_000.0]
+    _proc_tree(root, _dev(eth0=(1000, 500, 10, 5)), "boot-1", {"eth0": 2})
+    first = _timed_collector(tmp_path, root, now, max_span=450)
+    now[0] += 300
+    _proc_tree(root, _dev(eth0=(1600, 700, 16, 7)), "boot-1", {"eth0": 2})
+    first.collect()
+    now[0] += 420  # a quick restart: still within 1.5 intervals
+    _proc_tree(root, _dev(eth0=(2000, 900, 20, 9)), "boot-1", {"eth0": 2})
+    assert _timed_collector(tmp_path, root, now, max_span=450).collect()[0].value == NetworkStats(400, 200, 4, 2)
+
+
+@pytest.mark.parametrize(
+    ("since", "now", "max_span", "sent"),
+    [(0, 300, 450, True), (0, 450, 450, True), (0, 451, 450, False), (100, 50, 450, False),
+     (None, 10_000, 450, True), (0, 10_000, None, True)],
+)
+def test_limit_span(since, now, max_span, sent):
+    delta = limit_span(Delta(NetworkStats(1, 2, 3, 4)), since, now, max_span)
+    assert (delta.stats is not None) is sent
+    if since is not None and now < since:
+        assert "the clock went back 50 s" in delta.skipped
+
+
+def test_the_default_span_follows_the_collectors_interval(tmp_path):
+    def span(collector_yaml):
+        config = parse_config(
+            "thing_name: gw\nmqtt: {endpoint: 127.0.0.1, cert: /c, key: /k, ca: /a}\n"
+            f"state_dir: {tmp_path}\ncollectors:\n  - {collector_yaml}\n"
+        )
+        [job] = build_collectors(config, persist_state=False)
+        return job.collector.engine._max_span
+
+    assert span("{type: network_stats}") == 450.0  # 1.5 x the 5-minute report interval
+    assert span("{type: network_stats, interval: 10m}") == 900.0
+    assert span("{type: network_stats, max_span: 1h}") == 3600.0
+    assert span("{type: network_stats, max_span: 0}") is None  # opted out: every delta is sent

@@ -8,7 +8,10 @@ When a true delta cannot be known, the interval is skipped (``None`` plus a
 reason) and the new counters become the baseline:
 - the boot id changed (a reboot);
 - an included interface disappeared, or was re-created (new ifindex);
-- a counter went backwards (a reset, or a 32-bit counter that wrapped).
+- a counter went backwards (a reset, or a 32-bit counter that wrapped);
+- the previous sample is much older than one sampling interval (``max_span``: the agent was
+  stopped, or a round was missed): Detect sums deltas per 300-3600 s window, so a delta that
+  covers a long stop would land in one window as a false spike. What is left out is said.
 An interface that is new in the same boot was created after the previous
 sample, so its counters are its traffic in this interval and are counted.
 Without any state (first run, state lost) the baseline is the agent's start.
@@ -37,6 +40,7 @@ _U32 = 2**32
 class Snapshot:
     boot_id: Optional[str]
     interfaces: Mapping[str, IfCounters]
+    taken_at: Optional[float] = None  # wall-clock seconds; None when unknown
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,9 @@ class StateFile:
                 for name, c in data["interfaces"].items()
             }
             boot_id = data.get("boot_id")
-            return Snapshot(str(boot_id) if boot_id else None, interfaces), None
+            taken = data.get("time")
+            taken_at = float(taken) if isinstance(taken, (int, float)) and not isinstance(taken, bool) else None
+            return Snapshot(str(boot_id) if boot_id else None, interfaces, taken_at), None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return None, f"{self.path} is not a valid counter state ({type(exc).__name__}: {exc})"
 
@@ -192,10 +198,12 @@ class DeltaEngine:
         wanted: InterfaceFilter,
         baseline: Snapshot,
         persist: bool = True,
+        max_span: Optional[float] = None,
     ) -> None:
         self._state = state
         self._wanted = wanted
         self._persist = persist
+        self._max_span = max_span
         self._lock = threading.Lock()
         loaded, self.load_problem = state.load()
         self._prev: Snapshot = loaded if loaded is not None else baseline
@@ -210,8 +218,9 @@ class DeltaEngine:
 
         Returns the delta and a problem saving the state (None when saved or not persisting).
         """
+        cur = Snapshot(cur.boot_id, cur.interfaces, now)
         with self._lock:
-            delta = compute_delta(self._prev, cur, self._wanted)
+            delta = limit_span(compute_delta(self._prev, cur, self._wanted), self._prev.taken_at, now, self._max_span)
             self._prev = cur
             if not self._persist:
                 return delta, None
@@ -220,6 +229,21 @@ class DeltaEngine:
             except OSError as exc:
                 return delta, f"cannot save counter state to {self._state.path}: {exc.strerror or exc}"
             return delta, None
+
+
+def limit_span(delta: Delta, since: Optional[float], now: float, max_span: Optional[float]) -> Delta:
+    """``delta``, or a skip saying what it would have carried when it covers more than ``max_span`` seconds (pure)."""
+    if delta.stats is None or max_span is None or since is None:
+        return delta
+    span = now - since
+    if 0 <= span <= max_span:
+        return delta
+    s = delta.stats
+    why = (f"the clock went back {-span:.0f} s since the previous sample" if span < 0 else
+           f"the previous sample is {span:.0f} s old, more than the {max_span:.0f} s one delta may cover "
+           f"(the agent was stopped, or rounds were missed)")
+    return Delta(None, f"{why}; left out {s.bytes_in} bytes in, {s.bytes_out} bytes out, {s.packets_in} packets in, "
+                       f"{s.packets_out} packets out, so that no report carries them as one interval's traffic")
 
 
 def filter_from(include: Sequence[str], exclude: Sequence[str]) -> InterfaceFilter:

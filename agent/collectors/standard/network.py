@@ -12,9 +12,10 @@ from agent.collectors.standard.counters import ProcCounters
 from agent.collectors.standard.delta import DeltaEngine, Snapshot, StateFile, filter_from
 from agent.errors import CollectorError, NoData
 from agent.report.model import Sample, SampleKind
-from agent.schema import ListOf, Str
+from agent.schema import Duration, ListOf, Str
 
 METRIC = "network_stats"
+SPAN_FACTOR = 1.5  # a delta may cover up to 1.5 sampling intervals (jitter, a slow round), not more
 
 
 class NetworkStatsCollector:
@@ -69,9 +70,10 @@ def _build(ctx: BuildContext, options: Mapping[str, Any]) -> NetworkStatsCollect
     state = StateFile(state_path(ctx.state_dir, ctx.name))
     persist = ctx.persist_state
     source = ProcCounters(options["proc_root"], options["sys_root"])
+    max_span = options["max_span"] if options["max_span"] is not None else SPAN_FACTOR * ctx.sample_interval
     return NetworkStatsCollector(
         ctx.name,
-        lambda baseline: DeltaEngine(state, wanted, baseline, persist=persist),
+        lambda baseline: DeltaEngine(state, wanted, baseline, persist=persist, max_span=max_span or None),
         source,
         ctx.logger,
     )
@@ -88,6 +90,12 @@ SPEC = CollectorSpec(
         ),
         "proc_root": Str(doc="Where procfs is mounted (for containers).", default="/proc"),
         "sys_root": Str(doc="Where sysfs is mounted (for containers).", default="/sys"),
+        "max_span": Duration(
+            doc="Longest time one delta may cover; a longer one (after the agent was stopped, or a missed "
+            "round) is skipped and what it held is logged, so no report shows an outage's traffic as one "
+            "interval's. Default: 1.5 times the collector's sampling interval; 0 sends every delta.",
+            min=0,
+        ),
     },
     build=_build,
     emits=_emits,
