@@ -4,11 +4,13 @@ It subscribes to ``$aws/things/+/defender/metrics/+`` (an explicit filter: ``#``
 does not match topics that begin with ``$``), checks each report with the same
 rules as ``defender-agent validate``, and publishes an accepted reply, or a
 rejected one with ErrorCode ``InvalidPayload`` / ErrorMessage ``Malformed metrics
-report`` (SPEC.md, "Replies"). Replies use the report's own encoding.
+report`` (the reply format: AWS IoT Device Defender, "Sending metrics from
+devices"). Replies use the report's own encoding.
 
 Knobs for tests: ``mode`` = ``normal`` | ``reject`` (reject everything) |
-``silent`` (no reply) | ``garbage`` (undecodable reply); ``delay`` seconds before
-replying. The awscrt callback only enqueues; one worker thread does the rest.
+``guide`` (reject everything exactly as the troubleshooting guide's "Malformed metrics
+report" example prints it: no ``reportId``) | ``silent`` (no reply) | ``garbage``
+(undecodable reply); ``delay`` seconds before replying. The awscrt callback only enqueues; one worker thread does the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from agent.delivery.topics import RESPONDER_FILTER, parse_topic
 from agent.report.document import decode, to_long, validate_document
 
 OnAccepted = Callable[[str, Dict[str, Any], int], None]
-MODES = ("normal", "reject", "silent", "garbage")
+MODES = ("normal", "reject", "guide", "silent", "garbage")
 ERROR_CODE = "InvalidPayload"
 ERROR_MESSAGE = "Malformed metrics report"
 
@@ -101,9 +103,6 @@ class Responder:
             self.stop()
             raise RuntimeError(f"responder could not connect and subscribe to {o.endpoint}:{o.port} in {timeout} s")
 
-    def wait_ready(self, timeout: float = 15.0) -> bool:
-        return self._subscribed.wait(timeout)
-
     def stop(self) -> None:
         if self._client is not None:
             self._client.stop()
@@ -156,7 +155,7 @@ class Responder:
                 report_id = rid if isinstance(rid, int) and not isinstance(rid, bool) else None
         except Exception as exc:
             problems.append(f"cannot decode: {exc}")
-        ok = not problems and self.mode != "reject"
+        ok = not problems and self.mode not in ("reject", "guide")
         if report_id is not None:
             with self._lock:
                 key = (thing, report_id)
@@ -179,11 +178,16 @@ class Responder:
         if mode == "silent":
             return "none"
         outcome = "accepted" if ok else "rejected"
-        body: Dict[str, Any] = {"thingName": thing, "status": outcome.upper(), "timestamp": now_ms}
-        if report_id is not None:
-            body["reportId"] = report_id
-        if not ok:
-            body["statusDetails"] = {"ErrorCode": ERROR_CODE, "ErrorMessage": ERROR_MESSAGE}
+        if mode == "guide":  # the troubleshooting guide's example, key for key
+            body: Dict[str, Any] = {"thingName": thing, "status": "REJECTED",
+                                    "statusDetails": {"ErrorCode": ERROR_CODE, "ErrorMessage": ERROR_MESSAGE},
+                                    "timestamp": now_ms}
+        else:
+            body = {"thingName": thing, "status": outcome.upper(), "timestamp": now_ms}
+            if report_id is not None:
+                body["reportId"] = report_id
+            if not ok:
+                body["statusDetails"] = {"ErrorCode": ERROR_CODE, "ErrorMessage": ERROR_MESSAGE}
         if mode == "garbage":
             payload = b"\xff\x00not a reply{"
             outcome_label = "garbage"

@@ -87,3 +87,26 @@ def test_reject_mode(pki: Pki, broker: Broker, responder: Responder) -> None:
     finally:
         client.stop()
     assert topic.endswith("/rejected")
+
+
+# The troubleshooting guide's "Malformed metrics report" reply, as AWS prints it (no reportId).
+GUIDE_REJECTED = {"thingName": "myThing", "status": "REJECTED",
+                  "statusDetails": {"ErrorCode": "InvalidPayload", "ErrorMessage": "Malformed metrics report"},
+                  "timestamp": 0}
+
+
+@pytest.mark.parametrize("fmt", ["json", "cbor"])
+def test_guide_mode_answers_as_the_troubleshooting_guide_prints(pki: Pki, broker: Broker, responder: Responder,
+                                                                 fmt: str) -> None:
+    responder.mode = "guide"
+    client = Client(pki, broker.port)
+    report = {"header": {"report_id": 5, "version": "1.0"}, "metrics": {}}
+    try:
+        topic, body = client.send(fmt, json.dumps(report).encode() if fmt == "json" else cbor2.dumps(report))
+    finally:
+        client.stop()
+    reply = json.loads(body) if fmt == "json" else cbor2.loads(body)
+    assert topic == TOPIC + fmt + "/rejected"
+    assert list(reply) == list(GUIDE_REJECTED)  # the same keys in the same order: no reportId
+    assert {**reply, "thingName": "myThing", "timestamp": 0} == GUIDE_REJECTED
+    assert reply["thingName"] == "gw-9" and isinstance(reply["timestamp"], int)
