@@ -1,10 +1,17 @@
-"""Device Defender MQTT topics (SPEC.md, "Topics")."""
+"""Device Defender MQTT topics.
+
+Sources: AWS IoT Device Defender, "Sending metrics from devices", and AWS IoT Core,
+"Reserved topics" (``$aws/things/thingName/defender/metrics/payload-format`` and its
+``/accepted`` and ``/rejected`` replies, payload-format ``json`` or ``cbor``).
+"""
 
 from __future__ import annotations
 
 from typing import Optional, Tuple
 
-FORMATS = ("json", "cbor")
+from agent.catalog import PayloadFormat
+
+FORMATS = tuple(f.value for f in PayloadFormat)
 OUTCOMES = ("accepted", "rejected")
 PREFIX = "$aws/things/"
 RESPONDER_FILTER = "$aws/things/+/defender/metrics/+"
