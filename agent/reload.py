@@ -1,8 +1,9 @@
-"""SIGHUP: load the config file again, check it as at start, and work out what changed.
+"""SIGHUP: work out what a newly loaded config changes.
 
-Pure apart from the load itself: the scheduler applies the result (new sample
+Pure: the scheduler loads the config again (with the same checks as at start,
+:func:`agent.commands.common.load_audited`), applies the result (new sample
 source, new connection, ...) and logs it. A config that fails to load or fails
-the file audit raises, so the running configuration stays in place.
+the file audit raises before this runs, so the running configuration stays in place.
 """
 
 from __future__ import annotations
@@ -10,33 +11,35 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 from agent.config.model import Config
-from agent.errors import ConfigError
-from agent.security import audit_files
+from agent.schema import TextEnum
 
-# Parts of the config the scheduler reacts to, in the order they are named in the log.
-SECTIONS = ("thing_name", "mqtt", "report", "delivery", "collectors", "custom_metrics")
+
+class Section(TextEnum):
+    """Parts of the config the scheduler reacts to (the value is the Config field), in log order."""
+
+    THING_NAME = "thing_name"
+    MQTT = "mqtt"
+    REPORT = "report"
+    DELIVERY = "delivery"
+    COLLECTORS = "collectors"
+    CUSTOM_METRICS = "custom_metrics"
 
 
 @dataclass(frozen=True)
 class Reload:
     config: Config  # what to run from now on
-    changed: Tuple[str, ...]  # names from SECTIONS
+    changed: Tuple[Section, ...]
     refused_state_dir: Optional[Path] = None  # asked for, but state_dir only changes with a restart
 
-    def touches(self, *names: str) -> bool:
-        return any(name in self.changed for name in names)
+    def touches(self, *sections: Section) -> bool:
+        return any(section in self.changed for section in sections)
 
-
-def load_checked(load: Callable[[], Config]) -> Config:
-    """The new config, with the same file audit as at start. Raises :class:`agent.errors.AgentError`."""
-    new = load()
-    problems = audit_files(new)
-    if problems:
-        raise ConfigError(problems)
-    return new
+    def changed_names(self) -> str:
+        """For the log: ``report, delivery`` (or ``nothing``)."""
+        return ", ".join(self.changed) or "nothing"
 
 
 def compare(old: Config, new: Config) -> Reload:
@@ -45,5 +48,5 @@ def compare(old: Config, new: Config) -> Reload:
     if new.state_dir != old.state_dir:
         refused = new.state_dir
         new = dataclasses.replace(new, state_dir=old.state_dir)
-    changed = tuple(name for name in SECTIONS if getattr(new, name) != getattr(old, name))
+    changed = tuple(s for s in Section if getattr(new, s.value) != getattr(old, s.value))
     return Reload(new, changed, refused)

@@ -7,18 +7,23 @@ for the next event or the next deadline (report due, resend due, watchdog).
 Helpers, one job each: :mod:`agent.delivery.session` (MQTT link, connection, reply
 subscriptions), :mod:`agent.delivery.resend` (when to publish again), :mod:`agent.reload`
 (SIGHUP), :mod:`agent.heartbeat` (watchdog, STATUS= and the status meta).
+
+Seams for tests: the MQTT link (``link_factory``; :mod:`agent.delivery.fakelink` ships a
+fake one) and time (``clock``; :class:`agent.clock.FakeClock`). ``run()`` is ``open()``,
+``run_once()`` until stopped, then ``close()``; a test calls those itself for a bounded run.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import queue
 import random
 import sqlite3
-import time
 from typing import Any, Callable, Optional, Set
 
-from agent.config.model import Config
+from agent.clock import Clock, SystemClock
+from agent.config.model import BacklogMode, Config
 from agent.delivery import events as ev
 from agent.delivery.backlog import Backlog
 from agent.delivery.ids import OutboxIds
@@ -31,16 +36,26 @@ from agent.delivery.topics import report_topic
 from agent.errors import AgentError, ReportError
 from agent.heartbeat import Heartbeat, meta_values, status_line
 from agent.notify import Notifier
-from agent.reload import compare, load_checked
+from agent.reload import Section, compare
 from agent.report.builder import ReportBuilder
 from agent.report.encode import first_violations
 from agent.sampling import SampleSource, network_stats
 
 SourceFactory = Callable[[Config], SampleSource]
 MAX_WAIT = 1.0  # the loop wakes at least this often (signals, deadlines, watchdog)
+MAX_EVENTS_PER_TURN = 1000  # then the deadlines get their turn, even under a flood of events
 # What a full or failing state_dir raises: SQLite ("database or disk is full", "disk I/O error") and
 # plain file writes (ENOSPC, EDQUOT, EIO). The loop survives them and tries again on the next round.
 STORAGE_ERRORS = (sqlite3.OperationalError, OSError)
+
+
+class Stage(enum.Enum):
+    """What the loop was doing when a write to state_dir failed; the value is named in the log line."""
+
+    STORE = "storing a report"
+    SEND = "sending reports"
+    EVENT = "handling an event"
+    SAVE_STATUS = "saving the status"
 
 
 def default_link(config: Config, events: queue.SimpleQueue[object], logger: logging.Logger) -> Link:
@@ -59,18 +74,22 @@ class Service:
         notifier: Optional[Notifier] = None,
         rng: Optional[random.Random] = None,
         max_reports: Optional[int] = None,
+        clock: Optional[Clock] = None,
     ) -> None:
+        """``reload_config`` loads the config again on SIGHUP, with the checks of a start (it raises
+        :class:`AgentError` to refuse it); ``clock`` defaults to the real one."""
         self.config = config
         self.source_factory = source_factory
         self.log = logger
         self.reload_config = reload_config
+        self.clock: Clock = clock or SystemClock()
         self.notifier = notifier or Notifier({})
         self.rng = rng or random.Random()
         self.max_reports = max_reports  # stop after this many reports settle (demo)
         self.events: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.stopping = False
         self.reports_built = 0
-        self.session = Session(config, self.events, logger, link_factory)
+        self.session = Session(config, self.events, logger, link_factory, self.clock)
         self.resend = ResendClock(self.rng)
         self.heartbeat = Heartbeat(self.notifier)
         self.last_report_id: Optional[int] = None
@@ -78,16 +97,17 @@ class Service:
 
     # -- set-up and tear-down -------------------------------------------------------------
 
-    def _open(self) -> None:
+    def open(self) -> None:
+        """Open the outbox, build the sample source, start connecting; then tell systemd it is ready."""
         cfg = self.config
         self.outbox = Outbox.open(cfg.state_dir, self.log)
-        self.ids = OutboxIds(cfg.state_dir, self.outbox)
-        self.backlog = Backlog(self.outbox, self.ids, cfg.state_dir, self.log)
+        self.ids = OutboxIds(cfg.state_dir, self.outbox, clock=self.clock.wall)
+        self.backlog = Backlog(self.outbox, self.ids, cfg.state_dir, self.log, clock=self.clock.wall)
         self.builder = ReportBuilder(cfg, self.log.getChild("report"))
         self.source = self.source_factory(cfg)
-        if cfg.delivery.backlog == "newest":
+        if cfg.delivery.backlog == BacklogMode.NEWEST:
             self.backlog.fold_pending()
-        now = time.monotonic()
+        now = self.clock.monotonic()
         self.resend.schedule_all((p.report_id for p in self.outbox.pending()), now)
         if self.resend:
             self.log.info("Outbox holds %d pending report(s) from before; sending them when connected",
@@ -95,49 +115,53 @@ class Service:
         self.next_report = now + self.rng.uniform(0, min(cfg.report.jitter, cfg.report.interval))
         self.heartbeat.start(now)
         self.session.start(cfg)
+        self.notifier.ready(self._status_line())
+        self.log.info("Running: thing %r, report every %.0f s (+ up to %.0f s jitter), backlog %s",
+                      cfg.thing_name, cfg.report.interval, cfg.report.jitter, cfg.delivery.backlog)
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Disconnect (bounded wait), close the source, save the status and close the outbox."""
         self.notifier.stopping()
-        self.log.info("Stopping: disconnecting from %s", self.session.conn.address)
+        self.log.info("Stopping: disconnecting from %s", self.session.link_state.address)
         if not self.session.stop(timeout=2.0):
             self.log.warning("The MQTT client did not confirm the disconnect within 2 s")
         self.source.close()
-        self._guarded("saving the status", self._save_meta)
+        self._guarded(Stage.SAVE_STATUS, self._save_meta)
         self.outbox.close()
         self.log.info("Stopped (%d report(s) still pending in the outbox)", len(self.resend))
 
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._open()
+        self.open()
         try:
-            self.notifier.ready(self._status_line())
-            self.log.info("Running: thing %r, report every %.0f s (+ up to %.0f s jitter), backlog %s",
-                          self.config.thing_name, self.config.report.interval, self.config.report.jitter,
-                          self.config.delivery.backlog)
             while not self.stopping:
-                now = time.monotonic()
-                wait = max(0.0, min(MAX_WAIT, self._next_deadline() - now))
-                try:
-                    event = self.events.get(timeout=wait)
-                except queue.Empty:
-                    event = None
-                handled = 0
-                while event is not None and handled < 1000:
-                    self._guarded("handling an event", self._handle, event)
-                    handled += 1
-                    try:
-                        event = self.events.get_nowait()
-                    except queue.Empty:
-                        event = None
-                if not self.stopping:
-                    self._tick(time.monotonic())
+                self.run_once()
         finally:
-            self._close()
+            self.close()
         return 0
 
+    def run_once(self) -> None:
+        """One turn of the loop: wait for an event or the next deadline, handle the events, then the deadlines."""
+        wait = max(0.0, min(MAX_WAIT, self._next_deadline() - self.clock.monotonic()))
+        event = self.clock.wait(self.events, wait)
+        handled = 0
+        while event is not None:
+            self._guarded(Stage.EVENT, self._handle, event)
+            handled += 1
+            if handled >= MAX_EVENTS_PER_TURN:  # the rest stay queued for the next turn
+                break
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                event = None
+        if not self.stopping:
+            self._tick(self.clock.monotonic())
+
     def _next_deadline(self) -> float:
-        deadline = min(self.next_report, self.heartbeat.next_at)
+        deadline = self.heartbeat.next_at
+        if not self._done_reporting():  # else next_report stays in the past and the loop would spin
+            deadline = min(deadline, self.next_report)
         resend = self.resend.next_deadline()
         if self.session.ready and resend is not None:
             deadline = min(deadline, resend)
@@ -148,26 +172,29 @@ class Service:
             # Scheduled before the round runs: a round that fails (disk full) must not be retried at once.
             interval = self.config.report.interval
             self.next_report = max(self.next_report + interval, now) + self.rng.uniform(0, self.config.report.jitter)
-            self._guarded("storing a report", self._report_round, now)
+            self._guarded(Stage.STORE, self._report_round, now)
         if self.session.ready:
-            self._guarded("sending reports", self._publish_due, now)
+            self._guarded(Stage.SEND, self._publish_due, now)
         self.session.tick(now, self.config, self._wanted_formats)
         self.heartbeat.beat(now, self._status_line())
         if self._done_reporting() and not self.resend:
             self.log.info("Built %d report(s) and none is pending; stopping as asked", self.reports_built)
             self.stopping = True
 
-    def _guarded(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn``; a storage error (state_dir full or failing) is logged once per burst, not fatal."""
+    def _guarded(self, stage: Stage, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn``; a storage error (state_dir full or failing) is logged once per burst, not fatal.
+
+        Only a report stored again proves that writing works (the other stages may write nothing).
+        """
         try:
             fn(*args)
         except STORAGE_ERRORS as exc:
             self.storage_failures += 1
             if self.storage_failures == 1:
                 self.log.error("Cannot write to %s while %s: %s; the report(s) concerned stay pending or are "
-                               "skipped, and writing is retried every round", self.config.state_dir, what, exc)
+                               "skipped, and writing is retried every round", self.config.state_dir, stage.value, exc)
             return
-        if self.storage_failures and what == "storing a report":
+        if self.storage_failures and stage is Stage.STORE:
             self.log.warning("Writing to %s works again (after %d failed write(s))", self.config.state_dir,
                              self.storage_failures)
             self.storage_failures = 0
@@ -184,7 +211,7 @@ class Service:
             self.log.error("Sampling failed: %s: %s", type(exc).__name__, exc)
             samples = []
         report_id = self.ids.next()
-        wall = time.time()
+        wall = self.clock.wall()
         self.reports_built += 1
         try:
             encoded = self.builder.build(report_id, samples)
@@ -192,7 +219,7 @@ class Service:
             self.log.error("Report %d could not be built: %s", report_id, first_violations(exc.violations))
             self.outbox.record_unsent(report_id, "dropped", f"build failed: {exc}"[:500], wall)
             return
-        pending = Pending(report_id, encoded.format, encoded.payload, wall, 0, wall, None, False,
+        pending = Pending(report_id, encoded.format.value, encoded.payload, wall, 0, wall, None, False,
                           network_stats(samples))
         with self.outbox.transaction():  # the id, the report and the status meta: one commit, one fsync
             change = self.backlog.store(pending, self.config.delivery)
@@ -218,7 +245,8 @@ class Service:
             self.session.publish(report_topic(self.config.thing_name, pending.format), pending.payload, rid)
             attempt = pending.attempts + 1
             wait = self.resend.sent(rid, now, attempt, delivery)
-            self.outbox.record_attempt(rid, time.time(), time.time() + wait)
+            wall = self.clock.wall()
+            self.outbox.record_attempt(rid, wall, wall + wait)
             if attempt == 1:
                 self.log.info("Published report %d (%d bytes)", rid, len(pending.payload))
             else:
@@ -228,7 +256,7 @@ class Service:
     # -- events ---------------------------------------------------------------------------
 
     def _handle(self, event: object) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if isinstance(event, ev.Message):
             self._on_message(event)
         elif isinstance(event, ev.PublishDone):
@@ -241,26 +269,28 @@ class Service:
             if isinstance(event, ev.Connected):  # replies sent while we were away are lost
                 self.resend.schedule_all((p.report_id for p in self.outbox.pending() if p.attempts > 0), now)
         elif isinstance(event, ev.SignalEvent):
-            if event.name == "HUP":
+            if event.name == ev.Signal.HUP:
                 self._reload()
             else:
                 self.log.info("Received SIG%s", event.name)
                 self.stopping = True
 
     def _wanted_formats(self) -> Set[str]:
-        return {self.config.report.format} | {p.format for p in self.outbox.pending()}
+        return {self.config.report.format.value} | {p.format for p in self.outbox.pending()}
 
     def _on_message(self, message: ev.Message) -> None:
         reply = parse_reply(message.topic, message.payload, self.config.thing_name)
         if isinstance(reply, Unusable):
-            self.session.conn.limited_warning(f"Ignored a message on {message.topic[:200]!r}: {reply.reason}")
+            self.session.link_state.limited_warning(
+                f"Ignored a message on {message.topic[:200]!r}: {reply.reason}", self.clock.monotonic())
             return
         self._settle(reply)
 
     def _settle(self, reply: Reply) -> None:
         outcome = "accepted" if reply.accepted else "rejected"
         with self.outbox.transaction():  # the outcome and the status meta: one commit, one fsync
-            if self.outbox.finish(reply.report_id, outcome, reply.error_code, reply.error_message, time.time()):
+            if self.outbox.finish(reply.report_id, outcome, reply.error_code, reply.error_message,
+                                  self.clock.wall()):
                 self._save_meta(last_outcome=outcome, last_outcome_id=reply.report_id)
                 self.resend.forget(reply.report_id)
                 if reply.accepted:
@@ -271,7 +301,8 @@ class Service:
                 return
         earlier = self.outbox.outcome_of(reply.report_id)
         if earlier is None:
-            self.session.conn.limited_warning(f"Ignored a reply for unknown report id {reply.report_id}")
+            self.session.link_state.limited_warning(f"Ignored a reply for unknown report id {reply.report_id}",
+                                                    self.clock.monotonic())
         else:
             self.log.debug("Late or repeated %s reply for report %d (already %s)", outcome, reply.report_id, earlier)
 
@@ -283,8 +314,8 @@ class Service:
             return
         self.notifier.reloading()
         try:
-            reload = compare(self.config, load_checked(self.reload_config))
-            if reload.touches("mqtt", "thing_name"):
+            reload = compare(self.config, self.reload_config())
+            if reload.touches(Section.MQTT, Section.THING_NAME):
                 self.session.restart(reload.config)  # first: new TLS files that awscrt refuses keep the old config
         except AgentError as exc:
             self.log.error("Reload refused, keeping the running configuration: %s", str(exc).replace("\n", "; "))
@@ -296,28 +327,28 @@ class Service:
                              reload.refused_state_dir, old.state_dir)
         self.config = new
         self.builder = ReportBuilder(new, self.log.getChild("report"))
-        if reload.touches("collectors", "custom_metrics"):
+        if reload.touches(Section.COLLECTORS, Section.CUSTOM_METRICS):
             self.source.close()
             self.source = self.source_factory(new)
-        if reload.touches("report"):
-            self.next_report = min(self.next_report, time.monotonic() + new.report.interval)
-        if new.delivery.backlog == "newest" and old.delivery.backlog != "newest":
+        if reload.touches(Section.REPORT):
+            self.next_report = min(self.next_report, self.clock.monotonic() + new.report.interval)
+        if new.delivery.backlog == BacklogMode.NEWEST and old.delivery.backlog != BacklogMode.NEWEST:
             change = self.backlog.fold_pending()
             self.resend.forget_all(change.removed)
             if change.stored is not None:
-                self.resend.schedule(change.stored.report_id, time.monotonic())
-        self.log.info("Reloaded configuration from %s (changed: %s)", new.source,
-                      ", ".join(reload.changed) or "nothing")
+                self.resend.schedule(change.stored.report_id, self.clock.monotonic())
+        self.log.info("Reloaded configuration from %s (changed: %s)", new.source, reload.changed_names())
         self.notifier.ready(self._status_line())
 
     # -- status ---------------------------------------------------------------------------
 
     def _status_line(self) -> str:
-        return status_line(self.last_report_id, len(self.resend), self.session.conn.state)
+        return status_line(self.last_report_id, len(self.resend), self.session.link_state.phase)
 
     def _save_meta(self, **extra: object) -> None:
         last = extra.get("last_report_id")
         if isinstance(last, int):
             self.last_report_id = last
-        self.outbox.set_meta(meta_values(self.source.stats(), self.session.conn.state, time.time(), **extra))
+        self.outbox.set_meta(meta_values(self.source.stats(), self.session.link_state.phase, self.clock.wall(),
+                                         **extra))
 

@@ -97,7 +97,7 @@ def agent_imports(path: Path) -> Iterator[Tuple[str, int, bool, str]]:
 
 def test_every_module_imports_first_in_a_fresh_interpreter() -> None:
     def import_alone(module: str) -> Tuple[str, int, str]:
-        done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-c", f"import {module}"], check=False, capture_output=True, text=True,
                               env=plain_env(), cwd=PACKAGE.parent, timeout=120)
         lines = done.stderr.strip().splitlines()
         return module, done.returncode, lines[-1] if lines else ""
@@ -138,9 +138,9 @@ def test_the_import_graph_has_no_cycle() -> None:
         state[module] = 1
         for target in sorted(graph[module]):
             if state.get(target) == 1:
-                cycles.append(" -> ".join(trail[trail.index(target):] + [target]) if target in trail else target)
+                cycles.append(" -> ".join([*trail[trail.index(target):], target]) if target in trail else target)
             elif target not in state:
-                visit(target, trail + [target])
+                visit(target, [*trail, target])
         state[module] = 2
 
     for module in sorted(graph):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Optional
 
-from agent.config import Config, load_config
-from agent.config.load import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_path
+from agent.config.load import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_path, load_config
+from agent.config.model import Config
 from agent.errors import ConfigError
 from agent.security import audit_files
 
@@ -26,7 +26,10 @@ def load_from_args(args: argparse.Namespace) -> Config:
 
 
 def load_audited(args: argparse.Namespace) -> Config:
-    """The config, after the ownership and mode checks on the files it names (ConfigError otherwise)."""
+    """The config, after the ownership and mode checks on the files it names (ConfigError otherwise).
+
+    The one way `check`, `run` and `run`'s SIGHUP reload load it: a reload is refused for what a start refuses.
+    """
     config = load_from_args(args)
     problems = audit_files(config)
     if problems:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
-from agent.commands.common import add_config_argument, load_audited, load_from_args
-from agent.config import Config
-from agent.delivery.events import SignalEvent
+from agent.commands.common import add_config_argument, load_audited
+from agent.delivery.events import Signal, SignalEvent
 from agent.notify import Notifier
+
+if TYPE_CHECKING:  # the scheduler (and awscrt behind it) is imported when `run` runs, not for --help
+    from agent.scheduler import Service
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,29 +29,28 @@ def run(args: argparse.Namespace) -> int:
     from agent.scheduler import Service
 
     config = load_audited(args)
-    logging.getLogger().setLevel(config.log_level.upper())
+    logging.getLogger().setLevel(config.log_level.value.upper())
     log = logging.getLogger("agent")
     service = Service(
         config,
         source_factory=lambda cfg: build_source(cfg, logging.getLogger("agent.collectors")),
         logger=log,
-        reload_config=lambda: load_from_args(args),
+        reload_config=lambda: load_audited(args),  # a reload is checked as a start is
         notifier=Notifier(logger=logging.getLogger("agent.notify")),
         max_reports=args.reports,
     )
-    return serve(service, config)
+    return serve(service)
 
 
-def serve(service: Any, config: Optional[Config] = None) -> int:
+def serve(service: Service) -> int:
     """Route SIGTERM/SIGINT/SIGHUP to the loop as events, then run it."""
 
     def on_signal(signum: int, frame: Any) -> None:
-        service.events.put(SignalEvent(signal.Signals(signum).name[3:]))
+        service.events.put(SignalEvent(Signal(signal.Signals(signum).name[3:])))
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
-        code: int = service.run()
-        return code
+        return service.run()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from agent.config.model import DeliveryConfig
+from agent.config.model import BacklogMode, DeliveryConfig
 from agent.delivery.fold import rewrite, sum_network
-from agent.delivery.ids import ReportIds
+from agent.delivery.ids import OutboxIds
 from agent.delivery.outbox import Outbox, Pending
 
 
@@ -48,10 +48,16 @@ class Change:
 
 
 class Backlog:
+    """Stores new reports under the ``delivery.backlog`` policy.
+
+    Raises what the outbox raises (see :mod:`agent.delivery.outbox`), and :class:`OSError` when a fold
+    needs a new id and :meth:`OutboxIds.next` cannot raise the id reserve; nothing is changed then.
+    """
+
     def __init__(
         self,
         outbox: Outbox,
-        ids: ReportIds,
+        ids: OutboxIds,
         state_dir: Path,
         logger: logging.Logger,
         clock: Callable[[], float] = time.time,
@@ -66,7 +72,7 @@ class Backlog:
         self._dropping = False
 
     def store(self, new: Pending, delivery: DeliveryConfig) -> Change:
-        if delivery.backlog == "newest":
+        if delivery.backlog == BacklogMode.NEWEST:
             change = self._fold([p for p in self.outbox.pending() if not p.delivered], new, stored_before=False)
             trimmed = self._append(None, delivery)
             return Change(change.stored, change.removed + trimmed.removed, change.note)

@@ -18,7 +18,13 @@ Each outermost transaction says whether it must be on disk when it returns:
 
 SQLite refuses to change ``synchronous`` inside a transaction, so the outermost
 transaction decides; a durable write nested inside a non-durable one is a bug and
-raises.
+raises :class:`RuntimeError`.
+
+Errors are SQLite's own, not wrapped: :class:`sqlite3.OperationalError` when the
+file cannot be opened, read or written (disk full, I/O error, a lock held past the
+timeout), :class:`sqlite3.DatabaseError` (its base class) when the file is not a
+database or is damaged. A transaction whose statements or ``COMMIT`` fail is rolled
+back before the error is raised again, so the next one starts clean.
 """
 
 from __future__ import annotations
@@ -57,18 +63,27 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 def connect(path: Path) -> sqlite3.Connection:
+    """Open ``path`` in WAL mode, check it and create the tables.
+
+    Raises :class:`sqlite3.OperationalError` when SQLite cannot open or write the file, and a plain
+    :class:`sqlite3.DatabaseError` when it is not a database or fails ``PRAGMA quick_check``.
+    """
     conn = sqlite3.connect(str(path), timeout=5.0, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL").fetchone()
-    conn.execute("PRAGMA synchronous=FULL")
-    row = conn.execute("PRAGMA quick_check").fetchone()
-    if row is None or row[0] != "ok":
+    try:
+        conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        conn.execute("PRAGMA synchronous=FULL")
+        row = conn.execute("PRAGMA quick_check").fetchone()
+        if row is None or row[0] != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
+        conn.executescript(SCHEMA)
+    except BaseException:
         conn.close()
-        raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
-    conn.executescript(SCHEMA)
+        raise
     return conn
 
 
 def move_aside(path: Path) -> Path:
+    """Rename ``path`` and its ``-wal``/``-shm`` files to ``<name>.<time>.corrupt``; raises :class:`OSError`."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
     target = path.with_name(f"{path.name}.{stamp}.corrupt")
     for suffix in ("", "-wal", "-shm"):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.schema import TextEnum
+
 
 @dataclass(frozen=True)
 class Connected:
@@ -50,6 +52,14 @@ class PublishDone:
     error: str = ""
 
 
+class Signal(TextEnum):
+    """The signals the service handles, by their name without ``SIG``."""
+
+    TERM = "TERM"
+    INT = "INT"
+    HUP = "HUP"
+
+
 @dataclass(frozen=True)
 class SignalEvent:
-    name: str  # "TERM", "INT", "HUP"
+    name: Signal

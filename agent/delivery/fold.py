@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, Optional
 
+from agent.catalog import key_map
 from agent.report.document import decode, key_style
 from agent.report.encode import serialize
-from agent.report.keys import key_map
 from agent.report.model import NetworkStats
 
 _FIELDS = ("bytes_in", "bytes_out", "packets_in", "packets_out")

@@ -1,13 +1,13 @@
 """Report ids that only go up: across restarts, crashes, clock steps backwards and a lost outbox.
 
 The next id is ``max(last + 1, epoch seconds)``, where ``last`` starts at the
-highest id known on disk. Two ways to keep it, one per use:
+highest id known on disk.
 
-:class:`OutboxIds` (``defender-agent run``): the id is only handed out in memory.
-It reaches the disk with its report, in the outbox transaction that stores the
-report (``Outbox.max_known_id`` reads it back), and nothing is published before that
-commit: a crash before it loses an id that was never sent, which may then be handed
-out again for a different report. No fsync of its own per report.
+:class:`OutboxIds` hands the id out in memory only. It reaches the disk with its
+report, in the outbox transaction that stores the report (``Outbox.max_known_id``
+reads it back), and nothing is published before that commit: a crash before it
+loses an id that was never sent, which may then be handed out again for a
+different report. No fsync of its own per report.
 
 The outbox can be lost, though (moved aside as ``*.corrupt``, deleted): then its
 ids are gone with it. For that case ``state_dir/report_id_reserve`` holds an upper
@@ -19,11 +19,13 @@ continue above it, possibly up to ``RESERVE_AHEAD`` ahead of the clock, which th
 service allows (it asks for increasing ids; epoch seconds are only recommended).
 Losing the outbox *and* this file leaves epoch seconds, as before.
 
-:class:`ReportIds` (standalone, no outbox): writes the exact last id to
-``state_dir/last_report_id`` (write, fsync, rename, fsync dir) before returning it.
-That file is what agents before the outbox-held ids wrote on every report; both
-classes still read it as a floor, so an upgrade never goes back. ``run`` no longer
-writes it.
+``state_dir/last_report_id`` is what agents before the outbox-held ids wrote on
+every report. It is still read as a floor, so an upgrade never goes back, but
+nothing writes it any more.
+
+Errors: the outbox's (see :mod:`agent.delivery.outbox`) while reading the highest
+id, and :class:`OSError` from :meth:`OutboxIds.next` when the reserve file cannot
+be written (the id is then not handed out).
 """
 
 from __future__ import annotations
@@ -79,38 +81,22 @@ def read_last_id(state_dir: Path) -> int:
     return last
 
 
-def write_last_id(state_dir: Path, value: int) -> None:
-    _write_int(state_dir / ID_FILE, value)
-
-
-class ReportIds:
-    """Hands out strictly increasing report ids, each persisted in ``state_dir/last_report_id`` first."""
-
-    def __init__(self, state_dir: Path, floor: int = 0, clock: Callable[[], float] = time.time) -> None:
-        self.state_dir = state_dir
-        self.clock = clock
-        self.last = max(_read_int(state_dir / ID_FILE), floor)
-
-    def next(self) -> int:
-        candidate = max(self.last + 1, int(self.clock()))
-        self._persist(candidate)
-        self.last = candidate
-        return candidate
-
-    def _persist(self, candidate: int) -> None:
-        write_last_id(self.state_dir, candidate)
-
-
-class OutboxIds(ReportIds):
+class OutboxIds:
     """Ids for reports that the caller stores in ``outbox`` before publishing them (see the module text)."""
 
     def __init__(self, state_dir: Path, outbox: Outbox, clock: Callable[[], float] = time.time) -> None:
+        self.state_dir = state_dir
+        self.clock = clock
         known = outbox.max_known_id()
         self.reserved = _read_int(state_dir / RESERVE_FILE)
-        super().__init__(state_dir, floor=known if known else self.reserved, clock=clock)
+        self.last = max(_read_int(state_dir / ID_FILE), known if known else self.reserved)
 
-    def _persist(self, candidate: int) -> None:
+    def next(self) -> int:
+        """The next id; raises :class:`OSError` (nothing handed out) when the reserve cannot be raised."""
+        candidate = max(self.last + 1, int(self.clock()))
         if candidate > self.reserved:
             reserve = candidate + RESERVE_AHEAD
             _write_int(self.state_dir / RESERVE_FILE, reserve)
             self.reserved = reserve
+        self.last = candidate
+        return candidate

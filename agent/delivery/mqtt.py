@@ -16,7 +16,7 @@ import queue
 import threading
 from typing import Any, List, Protocol, Sequence
 
-from agent.config.model import MqttConfig
+from agent.config.model import MqttConfig, MqttProtocol
 from agent.delivery.events import (
     Connected,
     ConnectFailed,
@@ -292,7 +292,7 @@ def make_link(
     source: str = "config",
 ) -> Link:
     """The link for ``mqtt.protocol``. Raises :class:`ConfigError` when awscrt refuses the TLS files."""
-    kind = Mqtt311Link if mqtt.protocol == "mqtt311" else Mqtt5Link
+    kind = Mqtt311Link if mqtt.protocol == MqttProtocol.MQTT311 else Mqtt5Link
     try:
         return kind(mqtt, client_id, events, logger, max_reconnect_delay)
     except ImportError:

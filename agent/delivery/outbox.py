@@ -13,6 +13,19 @@ committed with its row (the same transaction as the status meta, see
 ``max_known_id`` (pending and ledger; the ledger trim keeps the newest rows) is
 therefore at least every id that was ever sent; :mod:`agent.delivery.ids` starts
 from it.
+
+Errors: storage failures are not wrapped. Every method raises
+:class:`sqlite3.OperationalError` when SQLite cannot read or write ``state_dir``
+(disk full, I/O error, a file it cannot open, a lock held past the 5 s timeout); a
+failed write leaves the outbox as it was before the transaction (see
+:mod:`agent.delivery.db`), so the caller may retry later. Damage found after the
+file was opened raises a plain :class:`sqlite3.DatabaseError` (the next
+:meth:`Outbox.open` moves the file aside if its check finds the damage too).
+:meth:`Outbox.open` also raises :class:`OSError` when ``state_dir`` cannot be
+created or a damaged file cannot be moved aside. The scheduler counts
+``OperationalError`` and ``OSError`` as storage errors (``STORAGE_ERRORS``).
+``ValueError`` (an unknown outcome) and ``RuntimeError`` (a durable write inside a
+non-durable transaction) are bugs of the caller.
 """
 
 from __future__ import annotations
@@ -77,11 +90,19 @@ class Outbox:
 
     @classmethod
     def open(cls, state_dir: Path, logger: logging.Logger) -> Outbox:
+        """Open (or create) the outbox; a damaged file is moved aside and counted, a failing disk is raised.
+
+        Raises :class:`sqlite3.OperationalError` when the file cannot be opened or written (disk full, I/O
+        error): that says nothing about the file's contents, so the outbox and its pending reports are left
+        where they are. :class:`OSError` when ``state_dir`` cannot be created or a damaged file moved aside.
+        """
         state_dir.mkdir(parents=True, exist_ok=True)
         path = state_dir / DB_NAME
         try:
             return cls(connect(path), path)
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError as exc:  # not a database, malformed, failed quick_check
             target = move_aside(path)
             logger.error("Outbox %s is unreadable (%s); moved it to %s and started a fresh one", path, exc, target)
             box = cls(connect(path), path)
@@ -157,11 +178,6 @@ class Outbox:
         """Not durable on its own: a lost flag is the lost-PUBACK case of docs/NOTES.md."""
         with self._tx(durable=False):
             self.conn.execute("UPDATE pending SET delivered=1 WHERE report_id=?", (report_id,))
-
-    def reschedule_sent(self, now: float) -> None:
-        """Make every already-sent pending report due now (after a reconnect lost the replies)."""
-        with self._tx(durable=False):
-            self.conn.execute("UPDATE pending SET next_attempt_at=? WHERE attempts > 0", (now,))
 
     # -- outcomes -------------------------------------------------------------------------
 

@@ -1,4 +1,8 @@
-"""Parse accepted/rejected replies (SPEC.md, "Replies"). Pure: bytes in, a Reply or a reason out.
+"""Parse accepted/rejected replies. Pure: bytes in, a Reply or a reason out.
+
+The reply document (``thingName``, ``reportId``, ``status``, ``statusDetails`` with
+``ErrorCode`` and ``ErrorMessage``) is described in AWS IoT Device Defender,
+"Sending metrics from devices".
 
 Anything unusable becomes :class:`Unusable` with a one-line reason; the caller
 logs it and carries on. Nothing here raises on bad input.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import Dict, Iterable, List, Optional
 
-from agent.config.model import DeliveryConfig
+from agent.config.model import BacklogMode, DeliveryConfig
 
 
 def backoff(attempt: int, delivery: DeliveryConfig, rng: random.Random) -> float:
@@ -61,7 +61,7 @@ class ResendClock:
 
     def may_send(self, report_id: int, now: float, delivery: DeliveryConfig) -> bool:
         """False (and the id pushed back) while a paced backlog must still wait for its drain interval."""
-        pace = delivery.backlog == "all" and delivery.drain_interval > 0
+        pace = delivery.backlog == BacklogMode.ALL and delivery.drain_interval > 0
         if pace and now - self.last_drain < delivery.drain_interval:
             self.due_at[report_id] = max(self.due_at[report_id], self.last_drain + delivery.drain_interval)
             return False

@@ -1,7 +1,7 @@
 """The MQTT session as the scheduler loop sees it: start the link, subscribe to the replies, know when to publish.
 
-Owns the :class:`~agent.delivery.mqtt.Link` and the :class:`~agent.delivery.connection.Connection`
-state; reads only the link's lifecycle events (connected, lost, failed, subscribed)
+Owns the :class:`~agent.delivery.mqtt.Link` and its :class:`~agent.delivery.link_state.LinkState`;
+reads only the link's lifecycle events (connected, lost, failed, subscribed)
 that the loop hands it. Publishing is possible once ``ready`` is true and the
 report's format is in ``subscribed_formats``.
 """
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import queue
-import time
 from typing import Callable, Iterable, Optional, Set, Union
 
+from agent.clock import Clock
 from agent.config.model import Config
 from agent.delivery import events as ev
-from agent.delivery.connection import Connection
+from agent.delivery.link_state import LinkState
 from agent.delivery.mqtt import Link
-from agent.delivery.topics import reply_topic
+from agent.delivery.topics import OUTCOMES, reply_topic
 
 LinkFactory = Callable[[Config, "queue.SimpleQueue[object]", logging.Logger], Link]
 LinkEvent = Union[ev.Connected, ev.Disconnected, ev.ConnectFailed, ev.Subscribed]
@@ -30,17 +30,19 @@ def address(config: Config) -> str:
 
 class Session:
     def __init__(self, config: Config, events: queue.SimpleQueue[object], logger: logging.Logger,
-                 link_factory: LinkFactory) -> None:
+                 link_factory: LinkFactory, clock: Clock) -> None:
         self.events = events
         self.log = logger
         self.link_factory = link_factory
-        self.conn = Connection(address(config), logger)
+        self.clock = clock
+        self.link_state = LinkState(address(config), logger)
         self.subscribed_formats: Set[str] = set()
+        self.requested_formats: Set[str] = set()  # of the subscribe awaiting its SUBACK
         self.link: Optional[Link] = None
 
     @property
     def ready(self) -> bool:
-        return self.conn.ready
+        return self.link_state.ready
 
     def start(self, config: Config) -> None:
         """Build the link and connect. Raises :class:`agent.errors.ConfigError` when awscrt refuses the TLS files."""
@@ -48,7 +50,7 @@ class Session:
 
     def _run(self, link: Link) -> None:
         self.link = link
-        self.conn.starting(time.monotonic())
+        self.link_state.starting(self.clock.monotonic())
         link.start()
 
     def stop(self, timeout: float) -> bool:
@@ -63,7 +65,7 @@ class Session:
         link = self.link_factory(config, self.events, self.log.getChild("mqtt"))
         self.stop(2.0)
         self.subscribed_formats = set()
-        self.conn = Connection(address(config), self.log)
+        self.link_state = LinkState(address(config), self.log)
         self._run(link)
 
     def publish(self, topic: str, payload: bytes, report_id: int) -> None:
@@ -72,33 +74,37 @@ class Session:
 
     def subscribe(self, thing: str, formats: Iterable[str]) -> None:
         """Subscribe to the accepted and rejected topics of ``formats`` (once at a time)."""
-        if self.conn.subscribing or self.link is None:
+        if self.link_state.subscribing or self.link is None:
             return
-        topics = [reply_topic(thing, fmt, outcome) for fmt in sorted(formats) for outcome in ("accepted", "rejected")]
-        self.conn.subscribing = True
+        chosen = sorted(formats)
+        topics = [reply_topic(thing, fmt, outcome) for fmt in chosen for outcome in OUTCOMES]
+        self.link_state.subscribing = True
+        self.requested_formats = set(chosen)
         self.link.subscribe(topics)
 
     def handle(self, event: LinkEvent, now: float, thing: str, wanted: Callable[[], Set[str]]) -> None:
         """One lifecycle event from the link; ``wanted()`` names the formats whose replies are needed."""
+        state = self.link_state
         if isinstance(event, ev.Connected):
-            self.conn.connected(now, event.session_present)
+            state.connected(now, event.session_present)
             if not event.session_present or not self.subscribed_formats:
                 self.subscribed_formats = set()
                 self.subscribe(thing, wanted())
         elif isinstance(event, ev.Disconnected):
-            self.conn.lost(now, event.error)
+            state.lost(now, event.error)
             self.subscribed_formats = set()
         elif isinstance(event, ev.ConnectFailed):
-            self.conn.failed(now, event.error, event.retry_by_caller)
+            state.failed(now, event.error, event.retry_by_caller)
         else:
-            self.conn.subscribed(now, event.ok, event.detail)
-            if event.ok:
-                self.subscribed_formats |= wanted()
+            state.subscribed(now, event.ok, event.detail)
+            if event.ok:  # the formats asked for then, not those wanted now (a new one may have come since)
+                self.subscribed_formats |= self.requested_formats
 
     def tick(self, now: float, config: Config, wanted: Callable[[], Set[str]]) -> None:
         """Deadlines: warn about a slow connect, restart a failed first connect, retry a failed subscribe."""
-        self.conn.check_slow(now, config.mqtt.connect_timeout)
-        if self.conn.restart_due(now):
+        state = self.link_state
+        state.check_slow(now, config.mqtt.connect_timeout)
+        if state.restart_due(now):
             self.start(config)
-        if self.conn.resubscribe_due(now):
+        if state.resubscribe_due(now):
             self.subscribe(config.thing_name, wanted())

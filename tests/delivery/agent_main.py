@@ -9,9 +9,8 @@ from typing import Any, List, Mapping
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from agent.collectors import builtin
-from agent.collectors.base import Sample, SampleKind
-from agent.collectors.registry import BuildContext, CollectorSpec
-from agent.report.model import NetworkStats
+from agent.collectors.contract import BuildContext, CollectorSpec
+from agent.report.model import NetworkStats, Sample, SampleKind
 
 
 class Counter:

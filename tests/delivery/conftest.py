@@ -14,14 +14,15 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
-from agent.collectors.base import Sample, SampleKind
-from agent.config import Config, parse_config
+from agent.config.load import parse_config
+from agent.config.model import Config
+from agent.delivery.events import Signal, SignalEvent
 from agent.devtools.broker import Broker, find_mosquitto
 from agent.devtools.certs import Pki, make_pki
+from agent.devtools.proxy import Proxy
 from agent.devtools.rig import ledger, pending_ids, wait_until  # noqa: F401  (used by the delivery tests)
 from agent.emulator.responder import Responder, ResponderOptions
-from agent.report.model import NetworkStats
-from tests.delivery.proxy import Proxy
+from agent.report.model import NetworkStats, Sample, SampleKind
 
 THING = "test-gw"
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,10 +135,8 @@ class RunningService:
         self.thread.start()
 
     def stop(self, timeout: float = 10.0) -> float:
-        from agent.delivery.events import SignalEvent
-
         started = time.monotonic()
-        self.service.events.put(SignalEvent("TERM"))
+        self.service.events.put(SignalEvent(Signal.TERM))
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "service did not stop"
         return time.monotonic() - started

@@ -14,10 +14,10 @@ from agent.delivery.status import read_status
 from agent.delivery.topics import reply_topic
 from agent.devtools.broker import Broker
 from agent.devtools.certs import Pki
+from agent.devtools.proxy import Proxy
 from agent.emulator.responder import Responder
 from agent.report.document import decode, to_long
 from tests.delivery.conftest import THING, RunningService, ledger, make_config, pending_ids, wait_until
-from tests.delivery.proxy import Proxy
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 

@@ -1,5 +1,5 @@
 """A damaged outbox file under a real `defender-agent run`: moved aside, counted, one clear line, and the
-next report still gets through (the Outbox-level cases are in test_delivery_units.py)."""
+next report still gets through (the Outbox-level cases are in test_outbox.py)."""
 
 from __future__ import annotations
 

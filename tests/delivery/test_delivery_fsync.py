@@ -23,7 +23,8 @@ from agent.devtools.broker import Broker
 from agent.devtools.certs import Pki
 from agent.emulator.responder import Responder
 from tests.delivery.conftest import AGENT_MAIN, ROOT, config_text, ledger, start_agent
-from tests.delivery.test_delivery_units import delivery, pending
+from tests.delivery.test_backlog import delivery
+from tests.delivery.test_outbox import pending
 
 LOG = logging.getLogger("test")
 COUNTER = "collectors:\n  - type: test_counter\n"

@@ -1,56 +1,33 @@
-"""Regression: a full state_dir (SQLite "database or disk is full", ENOSPC on the id file) must not kill
-the service loop, and writing must resume on the next round once space returns.
+"""Regression: a full state_dir (SQLite "database or disk is full", ENOSPC on a file) must not kill the
+service loop, and writing must resume on the next round once space returns.
 
 Before the fix the first failed COMMIT escaped the loop (a traceback and exit 1), and a COMMIT that failed
 left the SQLite transaction open, so every later BEGIN failed even after space came back.
+
+Both tests run the loop on the fake clock and the shipped fake link (no broker, no sleeps) over a real
+state_dir: a 1 MiB tmpfs filled to the brim (needs root), and, anywhere, an outbox whose SQLite page
+budget (``PRAGMA max_page_count``) runs out, which is the same SQLITE_FULL error a full disk gives.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import queue
 import shutil
+import sqlite3
 import subprocess
-import threading
-import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator, Sequence
 
 import pytest
 
-from agent.delivery import events as ev
-from agent.delivery.topics import parse_topic, reply_topic
-from agent.devtools.certs import Pki
-from agent.scheduler import Service
-from tests.delivery.conftest import CountingSource, make_config, wait_until
+from agent.delivery.fakelink import AutoReply
+from agent.report.model import ListeningPort, ListeningPorts, Sample, SampleKind
+from tests.delivery.conftest import CountingSource
+from tests.test_scheduler import Loop, make_config
 
-
-class AcceptingLink:
-    """A link without a network: connects at once and answers every publish with `accepted`."""
-
-    def __init__(self, events: queue.SimpleQueue[object]) -> None:
-        self.events = events
-        self.published: List[int] = []
-
-    def start(self) -> None:
-        self.events.put(ev.Connected(False))
-
-    def subscribe(self, topics: object) -> None:
-        self.events.put(ev.Subscribed(True))
-
-    def publish(self, topic: str, payload: bytes, report_id: int) -> None:
-        self.published.append(report_id)
-        parsed = parse_topic(topic)
-        assert parsed is not None
-        thing, _fmt, _ = parsed
-        body = json.dumps({"thingName": thing, "reportId": report_id, "status": "ACCEPTED", "timestamp": 1})
-        self.events.put(ev.Message(reply_topic(thing, "json", "accepted"), body.encode()))
-
-    def stop(self, timeout: float = 3.0) -> bool:
-        return True
+INTERVAL = 5.0
 
 
 @pytest.fixture
@@ -78,43 +55,61 @@ def _fill(directory: Path) -> Path:
     return filler
 
 
-def test_full_state_dir_is_survived_and_writing_resumes(pki: Pki, small_fs: Path,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
-    config = make_config(pki, 1, small_fs, interval=1, reply_timeout=1, retry_max_delay=1)
-    links: List[AcceptingLink] = []
+def errors(caplog: pytest.LogCaptureFixture) -> list:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
-    def link_factory(cfg: object, events: queue.SimpleQueue[object], log: logging.Logger) -> AcceptingLink:
-        links.append(AcceptingLink(events))
-        return links[-1]
 
-    service = Service(config, lambda cfg: CountingSource(), logging.getLogger("agent.diskfull"),
-                      link_factory=link_factory)  # type: ignore[arg-type]
-    result: List[int] = []
-    errors: List[BaseException] = []
+def survive_and_resume(loop: Loop, caplog: pytest.LogCaptureFixture, make_full: object, make_room: object) -> None:
+    """Reports flow; the disk fills (one error, the loop goes on for rounds); space returns: writing resumes
+    within one interval and reports flow again."""
+    loop.until(lambda: len(loop.link.published) >= 2, turns=100)
+    make_full()  # type: ignore[operator]
+    loop.until(lambda: errors(caplog), turns=200)
+    loop.run_for(4 * INTERVAL)  # rounds against a full disk: no traceback, one error line for the burst
+    assert len(errors(caplog)) == 1 and "Cannot write to" in errors(caplog)[0]
+    assert loop.service.storage_failures >= 3
+    sent_while_full = len(loop.link.published)
+    make_room()  # type: ignore[operator]
+    freed = loop.clock.now
+    loop.until(lambda: "works again" in caplog.text, turns=100)
+    assert loop.clock.now - freed <= INTERVAL, "writing resumes within about one interval"
+    loop.until(lambda: len(loop.link.published) > sent_while_full, turns=100)
+    rid = loop.link.published_ids[-1]
+    loop.until(lambda: loop.outcome(rid) == "accepted", turns=20)
 
-    def target() -> None:
-        try:
-            result.append(service.run())
-        except BaseException as exc:  # the bug: a storage error escaped the loop
-            errors.append(exc)
 
-    caplog.set_level(logging.INFO, logger="agent.diskfull")
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
-        assert wait_until(lambda: len(links) == 1 and len(links[0].published) >= 2, 10)
-        filler = _fill(small_fs)
-        assert wait_until(lambda: "Cannot write to" in caplog.text, 10), caplog.text
-        time.sleep(2.5)  # a few rounds against a full disk
-        assert thread.is_alive() and not errors, errors
-        sent_while_full = len(links[0].published)
-        filler.unlink()
-        freed = time.monotonic()
-        assert wait_until(lambda: "works again" in caplog.text, 5), caplog.text
-        assert time.monotonic() - freed <= 2.5, "writing must resume within about one interval"
-        assert wait_until(lambda: len(links[0].published) > sent_while_full, 5)
-    finally:
-        service.events.put(ev.SignalEvent("TERM"))
-        thread.join(10)
-    assert not errors and result == [0]
+def test_full_tmpfs_state_dir_is_survived_and_writing_resumes(small_fs: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agent.test.loop")
+    config = make_config(small_fs, interval=INTERVAL, reply_timeout=1, retry_max_delay=1)
+    filler = small_fs / "filler"
+    with Loop(config, auto_reply=AutoReply.ACCEPT) as loop:
+        survive_and_resume(loop, caplog, lambda: _fill(small_fs), filler.unlink)
 
+
+class PortsSource(CountingSource):
+    """Reports of about 5 KiB (400 listening ports): each one needs pages of its own in the outbox."""
+
+    def sample(self) -> Sequence[Sample]:
+        ports = ListeningPorts(tuple(ListeningPort(1000 + n) for n in range(400)))
+        return [*super().sample(), Sample("listening_tcp_ports", ports, SampleKind.STANDARD)]
+
+
+def test_outbox_out_of_space_is_survived_and_writing_resumes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agent.test.loop")
+    config = make_config(tmp_path / "state", interval=INTERVAL, reply_timeout=1, retry_max_delay=1)
+    with Loop(config, source=PortsSource(), auto_reply=AutoReply.ACCEPT) as loop:
+        outbox = loop.service.outbox
+
+        def make_full() -> None:
+            loop.link.auto_reply = AutoReply.NONE  # else each accepted report frees the pages the next one takes
+            pages = outbox.conn.execute("PRAGMA page_count").fetchone()[0]
+            outbox.conn.execute(f"PRAGMA max_page_count={pages}")
+            with contextlib.suppress(sqlite3.OperationalError):  # and use up the free pages
+                for n in range(10_000):
+                    outbox.set_meta({f"filler-{n}": "x" * 1000})
+
+        def make_room() -> None:
+            outbox.conn.execute("PRAGMA max_page_count=1000000")
+            loop.link.auto_reply = AutoReply.ACCEPT
+
+        survive_and_resume(loop, caplog, make_full, make_room)

@@ -1,16 +1,29 @@
-"""Connection state as the scheduler sees it, with state changes logged once (not once per retry)."""
+"""The MQTT link's state as the scheduler sees it, with state changes logged once (not once per retry).
+
+Not to be confused with :class:`agent.report.model.Connection`, a TCP connection in a report.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Optional
 
+from agent.schema import TextEnum
 
-class Connection:
+
+class LinkPhase(TextEnum):
+    """Where the link is; the value (how it prints) is what ``STATUS=`` and ``defender-agent status`` show."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+
+class LinkState:
     def __init__(self, address: str, logger: logging.Logger) -> None:
         self.address = address
         self.log = logger
-        self.state = "connecting"
+        self.phase = LinkPhase.CONNECTING
         self.ready = False  # connected and subscribed to the reply topics
         self.subscribing = False
         self.since = 0.0
@@ -24,7 +37,7 @@ class Connection:
         self._suppressed = 0
 
     def starting(self, now: float) -> None:
-        self.state = "connecting"
+        self.phase = LinkPhase.CONNECTING
         self.ready = False
         self.subscribing = False
         self.since = now
@@ -35,7 +48,7 @@ class Connection:
             self.log.info("Reconnected to %s after %.1f s", self.address, now - self.down_since)
         else:
             self.log.info("Connected to %s over mutual TLS in %.2f s", self.address, now - self.since)
-        self.state = "connected"
+        self.phase = LinkPhase.CONNECTED
         self.down_since = None
         self.failures = 0
         self.last_error = None
@@ -45,7 +58,7 @@ class Connection:
     def subscribed(self, now: float, ok: bool, detail: str) -> None:
         self.subscribing = False
         if ok:
-            self.ready = self.state == "connected"
+            self.ready = self.phase is LinkPhase.CONNECTED
             self.resubscribe_at = None
             self.log.debug("Subscribed to the reply topics (%s)", detail)
         else:
@@ -54,11 +67,11 @@ class Connection:
                            "the outbox", detail)
 
     def lost(self, now: float, error: str) -> None:
-        if self.state == "connected":
+        if self.phase is LinkPhase.CONNECTED:
             self.log.warning("Connection to %s lost (%s); reports stay in the outbox until it is back",
                              self.address, error)
             self.down_since = now
-        self.state = "disconnected"
+        self.phase = LinkPhase.DISCONNECTED
         self.ready = False
         self.subscribing = False
 
@@ -70,7 +83,7 @@ class Connection:
                              self.address, error)
             self.last_error = error
         self.failures += 1
-        self.state = "disconnected"
+        self.phase = LinkPhase.DISCONNECTED
         self.ready = False
         if retry_by_caller:
             self.restart_at = now + min(60.0, 2.0 ** min(self.failures, 6))
@@ -82,23 +95,20 @@ class Connection:
         return False
 
     def resubscribe_due(self, now: float) -> bool:
-        due = (self.state == "connected" and not self.ready and not self.subscribing
+        due = (self.phase is LinkPhase.CONNECTED and not self.ready and not self.subscribing
                and self.resubscribe_at is not None and now >= self.resubscribe_at)
         if due:
             self.resubscribe_at = None
         return due
 
     def check_slow(self, now: float, limit: float) -> None:
-        if self.state == "connecting" and not self._warned_slow and now - self.since > limit:
+        if self.phase is LinkPhase.CONNECTING and not self._warned_slow and now - self.since > limit:
             self._warned_slow = True
             self.log.warning("Still connecting to %s after %.0f s (TLS errors such as a wrong CA or host name "
                              "take 10-30 s to surface)", self.address, now - self.since)
 
-    def limited_warning(self, message: str, every: float = 10.0, now: Optional[float] = None) -> None:
+    def limited_warning(self, message: str, now: float, every: float = 10.0) -> None:
         """Log ``message`` unless another limited warning went out in the last ``every`` seconds."""
-        import time
-
-        now = time.monotonic() if now is None else now
         if now - self._last_limited >= every:
             more = f" ({self._suppressed} similar message(s) not logged)" if self._suppressed else ""
             self.log.warning("%s%s", message, more)
