@@ -219,8 +219,7 @@ class Service:
             self.log.error("Report %d could not be built: %s", report_id, first_violations(exc.violations))
             self.outbox.record_unsent(report_id, "dropped", f"build failed: {exc}"[:500], wall)
             return
-        pending = Pending(report_id, encoded.format.value, encoded.payload, wall, 0, wall, None, False,
-                          network_stats(samples))
+        pending = Pending.new(report_id, encoded.format.value, encoded.payload, wall, network_stats(samples))
         with self.outbox.transaction():  # the id, the report and the status meta: one commit, one fsync
             change = self.backlog.store(pending, self.config.delivery)
             self._save_meta(last_report_id=report_id, last_report_at=wall)

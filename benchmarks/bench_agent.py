@@ -237,7 +237,7 @@ def _seed_backlog(rig: Any, work: Path, count: int) -> Tuple[Path, Path]:
         for i in range(count):
             rid = first + i
             payload = template.payload if i == 0 else rewrite(template.payload, rid, None)
-            box._insert(Pending(rid, template.format, payload, now, 0, now, None, False, None))
+            box._insert(Pending.new(rid, template.format, payload, now))
     box.close()
     copy = work / "drain-baseline.sqlite3"
     src = sqlite3_backup(state / "outbox.sqlite3", copy)

@@ -142,7 +142,7 @@ class OutboxWriter:
         network = next(
             (s.value for s in samples if s.name == "network_stats" and isinstance(s.value, NetworkStats)), None
         )
-        pending = Pending(report_id, encoded.format, encoded.payload, wall, 0, wall, None, False, network)
+        pending = Pending.new(report_id, encoded.format.value, encoded.payload, wall, network)
         with self.outbox.transaction():
             self.backlog.store(pending, self.config.delivery)
             self.outbox.set_meta(

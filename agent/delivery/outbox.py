@@ -57,6 +57,13 @@ class Pending:
     delivered: bool
     network: Optional[NetworkStats]
 
+    @classmethod
+    def new(cls, report_id: int, format: str, payload: bytes, now: float,
+            network: Optional[NetworkStats] = None) -> Pending:
+        """A report just built: never published, due at once."""
+        return cls(report_id=report_id, format=format, payload=payload, created_at=now, attempts=0,
+                   next_attempt_at=now, first_sent_at=None, delivered=False, network=network)
+
 
 @dataclass(frozen=True)
 class LedgerEntry:
@@ -71,8 +78,9 @@ class LedgerEntry:
 
 def _pending(row: Sequence[Any]) -> Pending:
     net = None if row[8] is None else NetworkStats(int(row[8]), int(row[9]), int(row[10]), int(row[11]))
-    return Pending(int(row[0]), str(row[1]), bytes(row[2]), float(row[3]), int(row[4]), float(row[5]),
-                   None if row[6] is None else float(row[6]), bool(row[7]), net)
+    return Pending(report_id=int(row[0]), format=str(row[1]), payload=bytes(row[2]), created_at=float(row[3]),
+                   attempts=int(row[4]), next_attempt_at=float(row[5]),
+                   first_sent_at=None if row[6] is None else float(row[6]), delivered=bool(row[7]), network=net)
 
 
 _PENDING_COLS = ("report_id, format, payload, created_at, attempts, next_attempt_at, first_sent_at, delivered, "

@@ -25,7 +25,7 @@ COUNTER = "collectors:\n  - type: test_counter\n"
 
 def _valid_outbox(state: Path) -> Path:
     box = Outbox.open(state, logging.getLogger("test"))
-    box.add(Pending(7, "json", b"{}" * 2000, 1.0, 0, 1.0, None, False, None))
+    box.add(Pending.new(7, "json", b"{}" * 2000, 1.0))
     box.close()
     return state / DB_NAME
 

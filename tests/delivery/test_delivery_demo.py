@@ -36,8 +36,8 @@ def test_status_json_on_empty_and_used_state(tmp_path: Path) -> None:
                                       check=True).stdout)
     assert empty["last_report_id"] is None and empty["pending"] == []
     box = Outbox.open(tmp_path / "s", logging.getLogger("t"))
-    box.add(Pending(10, "json", b"{}", 1.0, 0, 1.0, None, False, None))
-    box.add(Pending(11, "json", b"{}", 1.0, 0, 1.0, None, False, None))
+    box.add(Pending.new(10, "json", b"{}", 1.0))
+    box.add(Pending.new(11, "json", b"{}", 1.0))
     box.finish(10, "rejected", "InvalidPayload", "Malformed metrics report", 2.0)
     box.set_meta({"last_report_id": 11, "last_report_at": 2.0,
                   "collectors": {"net": {"ok": 3, "failed": 1, "no_data": 0, "last_duration": 0.01,

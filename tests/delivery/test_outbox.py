@@ -20,7 +20,8 @@ def pending(rid: int, size: int = 10, net: int = 0, attempts: int = 0, delivered
     doc = {"header": {"report_id": rid, "version": "1.0"}, "metrics": {}}
     payload = json.dumps(doc).encode() + b" " * max(0, size - 50)
     network = NetworkStats(net, net, 1, 1) if net else None
-    return Pending(rid, "json", payload, 1.0, attempts, 1.0, None, delivered, network)
+    return Pending(report_id=rid, format="json", payload=payload, created_at=1.0, attempts=attempts,
+                   next_attempt_at=1.0, first_sent_at=None, delivered=delivered, network=network)
 
 
 def test_outbox_ledger_and_counters_survive_reopen(tmp_path: Path) -> None:
