@@ -22,6 +22,7 @@ from agent.catalog import (
     KeyNames,
     MetricType,
     PayloadFormat,
+    StandardKind,
     is_metric_name,
 )
 from agent.errors import Violation
@@ -161,19 +162,19 @@ def _header(w: _Walker, value: Any, path: str) -> None:
 
 def _metrics(w: _Walker, value: Any, path: str) -> None:
     metrics = w.mapping(value, path, _METRIC_NAMES)
-    for name in ("listening_tcp_ports", "listening_udp_ports"):
-        if name in metrics:
-            _ports(w, metrics[name], f"{path}.{w.key(name)}")
-    if "tcp_connections" in metrics:
-        sub = f"{path}.{w.key('tcp_connections')}"
-        tc = w.mapping(metrics["tcp_connections"], sub, ("established_connections",))
-        if "established_connections" in tc:
-            _connections(w, tc["established_connections"], f"{sub}.{w.key('established_connections')}")
-    if "network_stats" in metrics:
-        sub = f"{path}.{w.key('network_stats')}"
-        stats = w.mapping(metrics["network_stats"], sub, ("bytes_in", "bytes_out", "packets_in", "packets_out"))
-        for name, number in stats.items():
-            w.rule(rules.check_count(number), f"{sub}.{w.key(name)}", number)
+    for name, item in metrics.items():
+        sub = f"{path}.{w.key(name)}"
+        kind = STANDARD_METRICS[name].kind
+        if kind is StandardKind.PORTS:
+            _ports(w, item, sub)
+        elif kind is StandardKind.CONNECTIONS:
+            tc = w.mapping(item, sub, ("established_connections",))
+            if "established_connections" in tc:
+                _connections(w, tc["established_connections"], f"{sub}.{w.key('established_connections')}")
+        else:
+            stats = w.mapping(item, sub, ("bytes_in", "bytes_out", "packets_in", "packets_out"))
+            for field, number in stats.items():
+                w.rule(rules.check_count(number), f"{sub}.{w.key(field)}", number)
 
 
 def _ports(w: _Walker, value: Any, path: str) -> None:
