@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 from agent import __version__
-from agent.errors import EX_CONFIG, AgentError, ConfigError
+from agent.errors import EX_CONFIG, EX_IOERR, EX_SOFTWARE, AgentError, ConfigError, StateDirError
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,9 @@ def run(argv: List[str]) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EX_CONFIG
+    except StateDirError as exc:
+        print(f"defender-agent: {exc}", file=sys.stderr)
+        return EX_IOERR
     except AgentError as exc:
         print(f"defender-agent: {exc}", file=sys.stderr)
         return 1
@@ -113,3 +116,13 @@ def run(argv: List[str]) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a file or directory the command needs (state_dir, an output file); sqlite3's are below
+        print(f"defender-agent: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
+        return EX_IOERR
+    except Exception as exc:  # a library error no layer expected: one line for the journal, the traceback at debug
+        logging.getLogger("agent").debug("Unexpected error", exc_info=True)
+        kind = type(exc)
+        where = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+        print(f"defender-agent: unexpected error: {where}{kind.__name__}: {exc} (log_level: debug shows the "
+              f"traceback)", file=sys.stderr)
+        return EX_SOFTWARE

@@ -8,14 +8,16 @@ Library code raises these; only :mod:`agent.cli` turns them into messages and ex
     ├── ReportError          a report document or value breaks the Device Defender contract
     ├── CollectorError       a collector failed to sample; only its own metrics are lost
     │   └── NoData           nothing to report this time (e.g. no temperature sensor); not a failure
+    ├── StateDirError        `run` cannot open its outbox in state_dir at start (exit 74, EX_IOERR)
     ├── ControlPlaneError    a control-plane call (bootstrap, values) failed
     └── MissingExtra         a command needs an optional dependency the base install leaves out
 
 Not in the tree, on purpose:
-- storage failures (a full or failing state_dir) surface as the standard library raises them,
-  ``sqlite3.OperationalError`` and ``OSError``; the scheduler's loop catches exactly those
-  (``agent.scheduler.STORAGE_ERRORS``), logs once per burst and retries, and a damaged outbox
-  is moved aside where it is opened (``agent.delivery.db``), so no caller needs a wrapper;
+- storage failures while running (a full or failing state_dir) surface as the standard library
+  raises them, ``sqlite3.OperationalError`` and ``OSError``; the scheduler's loop catches exactly
+  those (``agent.scheduler.STORAGE_ERRORS``), logs once per burst and retries, and a damaged outbox
+  is moved aside where it is opened (``agent.delivery.outbox``); only at start, where retrying is
+  systemd's job, they become a :class:`StateDirError`;
 - errors local to one parser, caught next to where they are raised: ``schema.Invalid``,
   ``report.document.DecodeError`` and ``collectors.parse.ValueParseError`` (both ``ValueError``),
   ``collectors.standard.counters.CountersParseError``.
@@ -26,7 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-EX_CONFIG = 78
+EX_CONFIG = 78  # sysexits.h: configuration error (systemd: RestartPreventExitStatus=78)
+EX_IOERR = 74  # sysexits.h: an input/output error (a state_dir the service cannot use)
+EX_SOFTWARE = 70  # sysexits.h: an internal software error
 
 
 class AgentError(Exception):
@@ -99,6 +103,10 @@ class NoData(CollectorError):
 
 class PluginError(AgentError):
     """A plugin could not be loaded or does not fit the protocol; the message names it."""
+
+
+class StateDirError(AgentError):
+    """``run`` cannot open its outbox in state_dir at start (disk full, I/O error, permissions)."""
 
 
 class ControlPlaneError(AgentError):

@@ -20,10 +20,10 @@ import logging
 import queue
 import random
 import sqlite3
-from typing import Any, Callable, Optional, Set
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from agent.clock import Clock, SystemClock
-from agent.config.model import BacklogMode, Config
+from agent.config.model import Config
 from agent.delivery import events as ev
 from agent.delivery.backlog import Backlog
 from agent.delivery.ids import OutboxIds
@@ -32,8 +32,8 @@ from agent.delivery.outbox import Outbox, Pending
 from agent.delivery.replies import Reply, Unusable, parse_reply
 from agent.delivery.resend import ResendClock
 from agent.delivery.session import LINK_EVENTS, LinkFactory, Session
-from agent.delivery.topics import report_topic
-from agent.errors import AgentError, ReportError
+from agent.delivery.topics import reply_topic, report_topic
+from agent.errors import AgentError, ReportError, StateDirError
 from agent.heartbeat import Heartbeat, meta_values, status_line
 from agent.notify import Notifier
 from agent.reload import Section, compare
@@ -44,18 +44,27 @@ from agent.sampling import SampleSource, network_stats
 SourceFactory = Callable[[Config], SampleSource]
 MAX_WAIT = 1.0  # the loop wakes at least this often (signals, deadlines, watchdog)
 MAX_EVENTS_PER_TURN = 1000  # then the deadlines get their turn, even under a flood of events
+UNEXPECTED_REPEAT = 600.0  # seconds: an unexpected error of one kind at one stage is logged at most this often
+UNANSWERED_HINT_AFTER = 3  # unanswered reports in a row before the journal says what to check
 # What a full or failing state_dir raises: SQLite ("database or disk is full", "disk I/O error") and
 # plain file writes (ENOSPC, EDQUOT, EIO). The loop survives them and tries again on the next round.
 STORAGE_ERRORS = (sqlite3.OperationalError, OSError)
 
 
 class Stage(enum.Enum):
-    """What the loop was doing when a write to state_dir failed; the value is named in the log line."""
+    """What the loop was doing when something failed; the value is named in the log line."""
 
     STORE = "storing a report"
     SEND = "sending reports"
     EVENT = "handling an event"
     SAVE_STATUS = "saving the status"
+    CONNECT = "keeping the connection"
+    HEARTBEAT = "telling systemd how it goes"
+
+    @property
+    def writes_state(self) -> bool:
+        """Whether an OSError here can only mean state_dir (the connection and the notify socket are not it)."""
+        return self not in (Stage.CONNECT, Stage.HEARTBEAT)
 
 
 def default_link(config: Config, events: queue.SimpleQueue[object], logger: logging.Logger) -> Link:
@@ -94,19 +103,23 @@ class Service:
         self.heartbeat = Heartbeat(self.notifier)
         self.last_report_id: Optional[int] = None
         self.storage_failures = 0  # consecutive failed writes to state_dir (disk full), logged once per burst
+        self.unanswered_streak = 0  # reports in a row that ended without a reply
+        self.failing: Dict[Tuple[Stage, str], Tuple[float, float, int]] = {}  # first seen, last logged, unlogged
 
     # -- set-up and tear-down -------------------------------------------------------------
 
     def open(self) -> None:
         """Open the outbox, build the sample source, start connecting; then tell systemd it is ready."""
         cfg = self.config
-        self.outbox = Outbox.open(cfg.state_dir, self.log)
+        try:
+            self.outbox = Outbox.open(cfg.state_dir, self.log)
+        except STORAGE_ERRORS as exc:
+            raise StateDirError(f"cannot open the outbox in {cfg.state_dir}: {exc}") from exc
         self.ids = OutboxIds(cfg.state_dir, self.outbox, clock=self.clock.wall)
         self.backlog = Backlog(self.outbox, self.ids, cfg.state_dir, self.log, clock=self.clock.wall)
         self.builder = ReportBuilder(cfg, self.log.getChild("report"))
         self.source = self.source_factory(cfg)
-        if cfg.delivery.backlog == BacklogMode.NEWEST:
-            self.backlog.fold_pending()
+        self.backlog.fold_pending(cfg.delivery.backlog)
         now = self.clock.monotonic()
         self.resend.schedule_all((p.report_id for p in self.outbox.pending()), now)
         if self.resend:
@@ -175,29 +188,51 @@ class Service:
             self._guarded(Stage.STORE, self._report_round, now)
         if self.session.ready:
             self._guarded(Stage.SEND, self._publish_due, now)
-        self.session.tick(now, self.config, self._wanted_formats)
-        self.heartbeat.beat(now, self._status_line())
+        self._guarded(Stage.CONNECT, self.session.tick, now, self.config, self._wanted_formats)
+        self._guarded(Stage.HEARTBEAT, lambda: self.heartbeat.beat(now, self._status_line()))
         if self._done_reporting() and not self.resend:
             self.log.info("Built %d report(s) and none is pending; stopping as asked", self.reports_built)
             self.stopping = True
 
     def _guarded(self, stage: Stage, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn``; a storage error (state_dir full or failing) is logged once per burst, not fatal.
+        """Run ``fn``; no error ends the loop. A storage error (state_dir full or failing) is logged once per
+        burst; any other error (a library's, or a bug) at most every 10 minutes per stage and kind, with a count.
 
         Only a report stored again proves that writing works (the other stages may write nothing).
         """
         try:
             fn(*args)
         except STORAGE_ERRORS as exc:
+            if not stage.writes_state:
+                self._unexpected(stage, exc)
+                return
             self.storage_failures += 1
             if self.storage_failures == 1:
                 self.log.error("Cannot write to %s while %s: %s; the report(s) concerned stay pending or are "
                                "skipped, and writing is retried every round", self.config.state_dir, stage.value, exc)
             return
+        except Exception as exc:  # awscrt, cbor2, json, SQLite's other errors, a bug: one line, then go on
+            self._unexpected(stage, exc)
+            return
         if self.storage_failures and stage is Stage.STORE:
             self.log.warning("Writing to %s works again (after %d failed write(s))", self.config.state_dir,
                              self.storage_failures)
             self.storage_failures = 0
+
+    def _unexpected(self, stage: Stage, exc: Exception) -> None:
+        """One journal line per stage and kind of error, at most every 10 minutes, with how often it recurred."""
+        kind = f"{type(exc).__module__}.{type(exc).__name__}".replace("builtins.", "")
+        now = self.clock.monotonic()
+        first, last, count = self.failing.get((stage, kind), (now, -UNEXPECTED_REPEAT, 0))
+        if now - last >= UNEXPECTED_REPEAT:
+            again = f" ({count} more time(s) since {now - first:.0f} s ago)" if count else ""
+            self.log.error("Unexpected error while %s: %s: %s%s; the loop goes on (repeated at most every "
+                           "%.0f min; log_level: debug shows the traceback)", stage.value, kind, exc, again,
+                           UNEXPECTED_REPEAT / 60)
+            self.failing[(stage, kind)] = (first, now, 0)
+        else:
+            self.failing[(stage, kind)] = (first, last, count + 1)
+        self.log.debug("Traceback of the error while %s", stage.value, exc_info=True)
 
     def _done_reporting(self) -> bool:
         return self.max_reports is not None and self.reports_built >= self.max_reports
@@ -230,27 +265,65 @@ class Service:
                       f"; it {change.note}" if change.note else "")
 
     def _publish_due(self, now: float) -> None:
+        """Publish the newest pending report when it is due; only it is ever (re)sent.
+
+        The service wants report ids to only go up: once a newer report is published, an older one
+        that got no reply ends ``unanswered`` instead of going out again after it. A report that got no
+        reply to ``max_attempts`` publishes ends ``unanswered`` too.
+        """
         delivery = self.config.delivery
-        for rid in self.resend.due(now):
-            if not self.resend.may_send(rid, now, delivery):
-                continue
-            pending = self.outbox.get(rid)
-            if pending is None:
-                self.resend.forget(rid)
-                continue
-            if pending.format not in self.session.subscribed_formats:
-                self.session.subscribe(self.config.thing_name, self._wanted_formats())
+        pending = self.outbox.pending()
+        if not pending:
+            return
+        newest = pending[-1]
+        rid = newest.report_id
+        self.resend.forget_all(p.report_id for p in pending[:-1])  # never sent again: no deadline of theirs
+        if rid not in self.resend.due_at:  # e.g. after a restart: every pending report gets a due time
+            self.resend.schedule(rid, now)
+        if self.resend.due_at[rid] > now:
+            return
+        if newest.attempts >= delivery.max_attempts:
+            self.resend.schedule(rid, now + delivery.reply_timeout)  # should ending it fail (disk full): later
+            self._unanswered(newest, f"no reply to {newest.attempts} publish(es) (delivery.max_attempts)")
+            return
+        if newest.format not in self.session.subscribed_formats:
+            self.session.subscribe(self.config.thing_name, self._wanted_formats())
+            return
+        attempt = newest.attempts + 1
+        wait = self.resend.sent(rid, now, attempt, delivery)  # first: a publish that raises is retried after it
+        self.session.publish(report_topic(self.config.thing_name, newest.format), newest.payload, rid)
+        wall = self.clock.wall()
+        self.outbox.record_attempt(rid, wall, wall + wait)
+        if attempt == 1:
+            self.log.info("Published report %d (%d bytes)", rid, len(newest.payload))
+        else:
+            self.log.info("Published report %d again (attempt %d of %d; no reply yet); next try in %.0f s",
+                          rid, attempt, delivery.max_attempts, wait)
+        for old in pending[:-1]:  # they had their chance; an older id must not follow a newer one on the wire
+            self._unanswered(old, f"no reply before the newer report {rid} was published")
+
+    def _unanswered(self, report: Pending, why: str) -> None:
+        """End a report that got no reply; after a few in a row, say once what to check."""
+        outcome = "unanswered" if report.attempts > 0 else "superseded"
+        with self.outbox.transaction():
+            if not self.outbox.finish(report.report_id, outcome, None, why, self.clock.wall()):
                 return
-            self.session.publish(report_topic(self.config.thing_name, pending.format), pending.payload, rid)
-            attempt = pending.attempts + 1
-            wait = self.resend.sent(rid, now, attempt, delivery)
-            wall = self.clock.wall()
-            self.outbox.record_attempt(rid, wall, wall + wait)
-            if attempt == 1:
-                self.log.info("Published report %d (%d bytes)", rid, len(pending.payload))
-            else:
-                self.log.info("Published report %d again (attempt %d; no reply yet); next try in %.0f s",
-                              rid, attempt, wait)
+            self._save_meta(last_outcome=outcome, last_outcome_id=report.report_id)
+        self.resend.forget(report.report_id)
+        if outcome == "superseded":
+            self.log.info("Report %d superseded: %s", report.report_id, why)
+            return
+        self.unanswered_streak += 1
+        self.log.warning("Report %d unanswered after %d publish(es): %s", report.report_id, report.attempts, why)
+        if self.unanswered_streak == UNANSWERED_HINT_AFTER:
+            thing, fmt = self.config.thing_name, report.format
+            self.log.error(
+                "No reply to the last %d reports although they were published: check that the device policy "
+                "allows iot:Subscribe on the topic filters and iot:Receive on the topics "
+                "%s and %s, and iot:Publish on %s (docs/INSTALL.md, \"The device policy\"); "
+                "logged once until a reply arrives",
+                UNANSWERED_HINT_AFTER, reply_topic(thing, fmt, "accepted"), reply_topic(thing, fmt, "rejected"),
+                report_topic(thing, fmt))
 
     # -- events ---------------------------------------------------------------------------
 
@@ -287,23 +360,35 @@ class Service:
 
     def _settle(self, reply: Reply) -> None:
         outcome = "accepted" if reply.accepted else "rejected"
-        with self.outbox.transaction():  # the outcome and the status meta: one commit, one fsync
-            if self.outbox.finish(reply.report_id, outcome, reply.error_code, reply.error_message,
-                                  self.clock.wall()):
-                self._save_meta(last_outcome=outcome, last_outcome_id=reply.report_id)
-                self.resend.forget(reply.report_id)
-                if reply.accepted:
-                    self.log.info("Report %d accepted", reply.report_id)
-                else:
-                    self.log.warning("Report %d rejected by the service: %r: %r (not resent; kept in the ledger)",
-                                     reply.report_id, reply.error_code, reply.error_message)
+        rid, unnamed = reply.report_id, reply.report_id is None
+        if rid is None:  # the troubleshooting guide's rejected reply names no report: give it to the one awaiting
+            awaiting = [p.report_id for p in self.outbox.pending() if p.attempts > 0]
+            if len(awaiting) != 1:
+                self.session.link_state.limited_warning(
+                    f"Ignored a {outcome} reply that names no report id ({len(awaiting)} report(s) await a reply, "
+                    f"so it is ambiguous): {reply.error_code!r}: {reply.error_message!r}", self.clock.monotonic())
                 return
-        earlier = self.outbox.outcome_of(reply.report_id)
+            rid = awaiting[0]
+        with self.outbox.transaction():  # the outcome and the status meta: one commit, one fsync
+            finished = self.outbox.finish(rid, outcome, reply.error_code, reply.error_message, self.clock.wall())
+            if finished:
+                self._save_meta(last_outcome=outcome, last_outcome_id=rid)
+        if finished:  # only once committed: a failed commit (disk full) leaves the report pending, and resent
+            self.resend.forget(rid)
+            self.unanswered_streak = 0
+            named = " (the reply named no report id; it is the one report awaiting a reply)" if unnamed else ""
+            if reply.accepted:
+                self.log.info("Report %d accepted%s", rid, named)
+            else:
+                self.log.warning("Report %d rejected by the service: %r: %r%s (not resent; kept in the ledger)",
+                                 rid, reply.error_code, reply.error_message, named)
+            return
+        earlier = self.outbox.outcome_of(rid)
         if earlier is None:
-            self.session.link_state.limited_warning(f"Ignored a reply for unknown report id {reply.report_id}",
+            self.session.link_state.limited_warning(f"Ignored a reply for unknown report id {rid}",
                                                     self.clock.monotonic())
         else:
-            self.log.debug("Late or repeated %s reply for report %d (already %s)", outcome, reply.report_id, earlier)
+            self.log.debug("Late or repeated %s reply for report %d (already %s)", outcome, rid, earlier)
 
     # -- reload -----------------------------------------------------------------------------
 
@@ -331,8 +416,8 @@ class Service:
             self.source = self.source_factory(new)
         if reload.touches(Section.REPORT):
             self.next_report = min(self.next_report, self.clock.monotonic() + new.report.interval)
-        if new.delivery.backlog == BacklogMode.NEWEST and old.delivery.backlog != BacklogMode.NEWEST:
-            change = self.backlog.fold_pending()
+        if new.delivery.backlog is not old.delivery.backlog:
+            change = self.backlog.fold_pending(new.delivery.backlog)
             self.resend.forget_all(change.removed)
             if change.stored is not None:
                 self.resend.schedule(change.stored.report_id, self.clock.monotonic())

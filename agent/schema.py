@@ -218,6 +218,7 @@ class Enum(Node):
 
     choices: Tuple[str, ...] = ()
     of: Optional[Any] = None
+    removed: Mapping[str, str] = field(default_factory=dict)  # a former choice -> why it went, what to use
 
     def __post_init__(self) -> None:
         if self.of is not None and not self.choices:
@@ -227,6 +228,8 @@ class Enum(Node):
         return " | ".join(self.choices)
 
     def convert(self, value: Any) -> Any:
+        if isinstance(value, str) and value in self.removed:
+            raise Invalid(f"{value!r} is no longer supported: {self.removed[value]}")
         if not isinstance(value, str) or value not in self.choices:
             hint = did_you_mean(str(value), self.choices)
             raise Invalid(f"expected one of {', '.join(self.choices)}, got {_describe(value)}{hint}")
@@ -379,6 +382,7 @@ class Section(Node):
 
     fields: Mapping[str, Node] = field(default_factory=dict)
     model: Optional[Callable[..., Any]] = None
+    removed: Mapping[str, str] = field(default_factory=dict)  # a former key -> why it went, what to use
 
     def __post_init__(self) -> None:
         if self.model is not None and dataclasses.is_dataclass(self.model):
@@ -404,7 +408,9 @@ class Section(Node):
     ) -> Dict[str, Any]:
         known = list(self.fields) + list(extra_known)
         for key in value:
-            if key not in known:
+            if key in self.removed:
+                checker.problem(join(path, key), f"is no longer supported: {self.removed[key]}")
+            elif key not in known:
                 checker.problem(join(path, key), f"unknown key{did_you_mean(str(key), known)}")
         out: Dict[str, Any] = {}
         for name, node in self.fields.items():

@@ -37,7 +37,7 @@ def state(tmp_path: Path) -> Path:
 
 def test_compare_names_changed_sections_and_keeps_state_dir(tmp_path: Path) -> None:
     old = make_config(tmp_path / "a")
-    new = make_config(tmp_path / "b", interval=600, backlog="all")
+    new = make_config(tmp_path / "b", interval=600, backlog="fold")
     reload = compare(old, new)
     assert reload.changed == (Section.REPORT, Section.DELIVERY)
     assert reload.changed_names() == "report, delivery"
@@ -121,23 +121,25 @@ def test_tls_files_refused_on_reload_leave_the_old_link_running(state: Path, cap
     assert "Reload refused, keeping the running configuration: agent.yaml: mqtt: cannot set up TLS" in caplog.text
 
 
-def test_state_dir_change_is_refused_and_newest_folds_what_all_kept(state: Path, tmp_path: Path,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_state_dir_change_is_refused_and_a_backlog_change_applies(state: Path, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="agent.test.loop")
-    old = make_config(state, backlog="all", interval=10)
+    old = make_config(state, backlog="fold", interval=10)
     configs = [old]
     with Loop(old, reload_config=serving(configs), connects=False) as loop:
-        loop.run_for(25)  # three reports kept while offline
-        assert len(loop.service.outbox.pending()) == 3
+        loop.run_for(25)  # three rounds while offline: fold keeps one report, with all three deltas
+        (kept,) = loop.service.outbox.pending()
+        assert kept.network is not None and kept.network.bytes_in == 300
         new = make_config(tmp_path / "elsewhere", backlog="newest", interval=10)
         configs.append(new)
         loop.service.events.put(HUP)
         loop.turn()
         assert loop.service.config.delivery.backlog is BacklogMode.NEWEST
         assert loop.service.config.state_dir == state
-        (folded,) = loop.service.outbox.pending()
-        assert folded.network is not None and folded.network.bytes_in == 300
-        assert set(loop.service.resend.due_at) == {folded.report_id}
+        loop.run_for(10)  # the next round under newest: its own delta only, the kept one superseded
+        (newest,) = loop.service.outbox.pending()
+        assert newest.network is not None and newest.network.bytes_in == 100
+        assert set(loop.service.resend.due_at) == {newest.report_id}
     assert f"state_dir changed to {tmp_path / 'elsewhere'}; that takes a restart (keeping {state})" in caplog.text
 
 

@@ -36,7 +36,7 @@ DUMMY_TLS = dict(cert="/etc/defender-agent/device.pem", key="/etc/defender-agent
 def make_config(state: Path, **overrides: Any) -> Config:
     """The delivery tests' config (loopback endpoint, so short intervals are allowed), without a PKI."""
     values: Dict[str, Any] = dict(thing=THING, port=8883, protocol="mqtt5", interval=300, jitter=0, fmt="json",
-                                  backlog="newest", reply_timeout=2, retry_max_delay=8, drain_interval=0,
+                                  backlog="newest", reply_timeout=2, retry_max_delay=8, max_attempts=5,
                                   state=state, log_level="info", extra="", **DUMMY_TLS)
     values.update(overrides)
     return parse_config(CONFIG.format(**values), str(state.parent / "agent.yaml"))
@@ -204,14 +204,18 @@ def test_a_failed_publish_is_resent_and_only_a_puback_marks_delivered(state: Pat
         assert loop.service.outbox.get(rid).delivered is True  # type: ignore[union-attr]
 
 
-def test_reports_wait_while_the_connection_hangs_and_newest_folds_them(state: Path) -> None:
-    with Loop(make_config(state, interval=10), connects=False) as loop:
+@pytest.mark.parametrize(("backlog", "sent_bytes"), [("newest", 100), ("fold", 400)])
+def test_reports_wait_while_the_connection_hangs_and_only_the_newest_goes(state: Path, backlog: str,
+                                                                          sent_bytes: int) -> None:
+    with Loop(make_config(state, interval=10, backlog=backlog), connects=False) as loop:
         loop.run_for(35)  # four rounds at 0, 10, 20, 30 s, no connection
         assert loop.source.rounds == 4 and loop.link.published == []
         loop.link.connect()
         loop.until(lambda: loop.link.published, turns=5)
         (only,) = loop.link.published
-        assert bytes_in(only.payload) == 400, "the unsent reports' deltas are folded into the one sent"
+        # newest: its own interval's delta (100 bytes); fold: the unsent reports' deltas added (4 x 100)
+        assert bytes_in(only.payload) == sent_bytes
+        assert loop.service.outbox.counters().get("superseded") == 3
 
 
 @pytest.mark.timeout(20)
@@ -270,14 +274,14 @@ def test_reports_limit_stops_after_the_last_reply_without_spinning(state: Path) 
 
 def test_running_line_and_status_name_the_plain_values(state: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="agent.test.loop")
-    with Loop(make_config(state, backlog="all")) as loop:
+    with Loop(make_config(state, backlog="fold")) as loop:
         loop.until(lambda: loop.link.published)
         rid = loop.link.published_ids[0]
         loop.link.accept(rid)
         loop.until(lambda: loop.outcome(rid) == "accepted")
         loop.turn()
         meta = loop.service.outbox.meta()
-    assert "report every 300 s (+ up to 0 s jitter), backlog all" in caplog.text
+    assert "report every 300 s (+ up to 0 s jitter), backlog fold" in caplog.text
     assert meta["connection"] == "connected" and meta["last_outcome"] == "accepted"
     assert isinstance(loop.notifier, RecordingNotifier)
     assert f"STATUS=last report {rid}; 0 pending; connected" in loop.notifier.sent
@@ -305,3 +309,171 @@ def test_unknown_and_garbage_replies_are_ignored_with_a_limited_warning(state: P
         assert len(warnings) == 2 and warnings[1].endswith("(4 similar message(s) not logged)")
         loop.link.accept(rid)
         loop.until(lambda: loop.outcome(rid) == "accepted")
+
+
+# -- the service's contract: replies without ids, ids that only go up, every report ends -----------------
+
+# Printed by the troubleshooting guide ("Malformed metrics report"): a rejected reply without reportId.
+GUIDE_REJECTED = ('{"thingName": "%s", "status": "REJECTED", "statusDetails": {"ErrorCode": "InvalidPayload", '
+                  '"ErrorMessage": "Malformed metrics report"}, "timestamp": 1581544633000}')
+
+
+def test_the_guides_rejected_reply_without_report_id_settles_the_report_awaiting_a_reply(
+        state: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agent.test.loop")
+    with Loop(make_config(state)) as loop:
+        loop.until(lambda: loop.link.published)
+        rid = loop.link.published_ids[0]
+        loop.link.deliver(reply_topic(THING, "json", "rejected"), (GUIDE_REJECTED % THING).encode())
+        loop.until(lambda: loop.outcome(rid) == "rejected", turns=5)
+        loop.run_for(120)  # not resent: the outcome is final
+        assert loop.link.published_ids == [rid]
+        [entry] = loop.service.outbox.ledger(outcome="rejected")
+        assert (entry.code, entry.message) == ("InvalidPayload", "Malformed metrics report")
+        assert loop.service.outbox.counters()["rejected"] == 1
+    assert (f"Report {rid} rejected by the service: 'InvalidPayload': 'Malformed metrics report' (the reply named "
+            "no report id; it is the one report awaiting a reply)") in caplog.text
+
+
+def test_a_reply_without_id_and_no_report_awaiting_is_ignored_with_a_warning(
+        state: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with Loop(make_config(state)) as loop:
+        loop.until(lambda: loop.link.published)
+        rid = loop.link.published_ids[0]
+        loop.link.accept(rid)
+        loop.until(lambda: loop.outcome(rid) == "accepted", turns=5)
+        loop.link.deliver(reply_topic(THING, "json", "rejected"), (GUIDE_REJECTED % THING).encode())
+        loop.turn()
+        assert loop.service.outbox.counters().get("rejected", 0) == 0 and loop.outcome(rid) == "accepted"
+    assert "Ignored a rejected reply that names no report id (0 report(s) await a reply" in caplog.text
+
+
+def test_a_newer_report_ends_the_older_one_unanswered_and_ids_only_go_up(state: Path) -> None:
+    with Loop(make_config(state, interval=10, reply_timeout=2, retry_max_delay=2)) as loop:
+        loop.run_for(45)  # five reports, no replies: each resent until the next one is published
+        ids = loop.link.published_ids
+        assert len(set(ids)) == 5 and ids == sorted(ids), "an older id went out after a newer one"
+        assert ids.count(ids[0]) > 1  # resent while it was the newest
+        older = sorted(set(ids))[:-1]
+        assert [loop.outcome(rid) for rid in older] == ["unanswered"] * 4
+        entry = loop.service.outbox.ledger(outcome="unanswered")[-1]
+        assert entry.message == f"no reply before the newer report {older[1]} was published"
+        assert loop.service.outbox.counters()["unanswered"] == 4
+
+
+def test_no_reply_to_max_attempts_publishes_ends_the_report_and_the_journal_says_what_to_check(
+        state: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agent.test.loop")
+    with Loop(make_config(state, interval=300, reply_timeout=2, retry_max_delay=2, max_attempts=3),
+              max_reports=3) as loop:
+        loop.run_for(1000)
+        assert loop.service.stopping  # every report ended: --reports can stop
+        rids = sorted(set(loop.link.published_ids))
+        assert len(rids) == 3 and all(loop.link.published_ids.count(r) == 3 for r in rids)
+        assert [loop.outcome(r) for r in rids] == ["unanswered"] * 3
+        assert loop.service.outbox.ledger(outcome="unanswered")[0].message == \
+            "no reply to 3 publish(es) (delivery.max_attempts)"
+    hints = [r.getMessage() for r in caplog.records if "check that the device policy" in r.getMessage()]
+    assert hints == [
+        "No reply to the last 3 reports although they were published: check that the device policy allows "
+        f"iot:Subscribe on the topic filters and iot:Receive on the topics {reply_topic(THING, 'json', 'accepted')} "
+        f"and {reply_topic(THING, 'json', 'rejected')}, and iot:Publish on {report_topic(THING, 'json')} "
+        '(docs/INSTALL.md, "The device policy"); logged once until a reply arrives'
+    ]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_weather_every_id_ends_once_and_the_wire_only_goes_up(state: Path, seed: int) -> None:
+    """Connects, drops, PUBACKs, accepted, rejected, guide-shaped and late replies in a random order."""
+    rng = random.Random(seed)
+    with Loop(make_config(state, interval=10, reply_timeout=2, retry_max_delay=4, max_attempts=4),
+              max_reports=12, puback=False) as loop:
+        for _ in range(400):
+            if loop.service.stopping:
+                break
+            link, roll = loop.link, rng.random()
+            sent = link.published_ids
+            if roll < 0.08 and link.connected:
+                link.drop()
+            elif roll < 0.16 and not link.connected:
+                link.connect()
+            elif roll < 0.4 and sent:
+                rid = rng.choice(sent)
+                pick = rng.random()
+                if pick < 0.4:
+                    link.accept(rid)
+                elif pick < 0.6:
+                    link.reject(rid)
+                elif pick < 0.8:
+                    link.deliver(reply_topic(THING, "json", "rejected"), (GUIDE_REJECTED % THING).encode())
+                else:
+                    link.complete(rid, ok=rng.random() < 0.7)
+            loop.clock.advance(rng.uniform(0, 3))
+            loop.turn()
+        if not loop.link.connected:
+            loop.link.connect()
+        loop.run_for(400)
+        assert loop.service.stopping, "every report must end so that --reports can stop"
+        box = loop.service.outbox
+        ledger = {e.report_id: e.outcome for e in box.ledger()}
+        assert box.pending() == [] and len(ledger) == 12
+        first_seen = list(dict.fromkeys(i for link in loop.links.links for i in link.published_ids))
+        assert first_seen == sorted(first_seen)
+        wire = [i for link in loop.links.links for i in link.published_ids]
+        assert all(b >= a for a, b in zip(wire, wire[1:])), f"an older id went out after a newer one: {wire}"
+
+
+class Fault:
+    """Makes one method of one object raise ``error`` while ``on`` (set on the instance: our objects only)."""
+
+    def __init__(self, target: Any, method: str, error: BaseException) -> None:
+        self.on = True
+        self.calls = 0
+        original = getattr(target, method)
+
+        def failing(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.on:
+                raise error
+            return original(*args, **kwargs)
+
+        setattr(target, method, failing)
+
+
+def _targets(loop: Loop) -> Dict[str, Callable[[], Any]]:
+    import sqlite3
+
+    return {
+        "sampling": lambda: (loop.source, "sample", RuntimeError("sensor bus gone")),
+        "collector stats": lambda: (loop.source, "stats", KeyError("counting")),
+        "encoding": lambda: (loop.service.builder, "build", UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates")),
+        "storing": lambda: (loop.service.backlog, "store", sqlite3.DatabaseError("database disk image is malformed")),
+        "publishing": lambda: (loop.link, "publish", RuntimeError("AWS_ERROR_MQTT5_PUBLISH_OPTIONS_VALIDATION")),
+        "settling a reply": lambda: (loop.service.outbox, "finish", sqlite3.IntegrityError("constraint failed")),
+        "parsing a reply": lambda: (loop.service, "_on_message", ValueError("cbor2 could not decode")),
+        "the status line": lambda: (loop.service.heartbeat, "beat", OSError(111, "Connection refused")),
+    }
+
+
+@pytest.mark.parametrize("stage", ["sampling", "collector stats", "encoding", "storing", "publishing",
+                                   "settling a reply", "parsing a reply", "the status line"])
+def test_an_error_at_any_stage_is_one_line_and_the_loop_goes_on(state: Path, stage: str,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agent.test.loop")
+    with Loop(make_config(state, interval=10), auto_reply=AutoReply.ACCEPT) as loop:
+        loop.until(lambda: loop.service.session.ready)
+        target, method, error = _targets(loop)[stage]()
+        fault = Fault(target, method, error)
+        loop.run_for(35)  # three rounds with the fault: nothing escapes run_once()
+        assert fault.calls >= 1, "the fault was never reached"
+        fault.on = False
+        loop.run_for(25)
+        accepted = loop.service.outbox.counters().get("accepted", 0)
+        assert accepted >= 1, "after the fault the loop goes on and reports are accepted again"
+    said = [r.getMessage() for r in caplog.records
+            if "Unexpected error" in r.getMessage() or "Sampling failed" in r.getMessage()]
+    assert said, "the failure is said"
+    repeated = [m for m in set(said) if said.count(m) > 1 and "Sampling failed" not in m]
+    assert not repeated, "an unexpected error is said once per stage, not once per turn"
+    assert not [r for r in caplog.records if "Cannot write to" in r.getMessage()] or stage == "storing"
+    assert not [r for r in caplog.records if r.exc_info and r.levelno > logging.DEBUG], "no traceback in the journal"

@@ -20,10 +20,10 @@ class MqttProtocol(TextEnum):
 
 
 class BacklogMode(TextEnum):
-    """After an outage: send only the newest pending report (deltas folded in), or all in order."""
+    """After an outage: send only the newest pending report, with or without the older ones' network deltas."""
 
-    NEWEST = "newest"
-    ALL = "all"
+    NEWEST = "newest"  # older unsent reports end superseded; their deltas are left out (and logged)
+    FOLD = "fold"  # as newest, but their network deltas are added to the newest report's
 
 
 class LogLevel(TextEnum):
@@ -60,7 +60,7 @@ class DeliveryConfig:
     backlog: BacklogMode
     reply_timeout: float
     retry_max_delay: float
-    drain_interval: float
+    max_attempts: int
     max_outbox_bytes: int
     min_free_disk: int
 

@@ -101,15 +101,23 @@ REPORT = Section(
     },
 )
 
+BACKLOG_ALL_REMOVED = (
+    "the service takes every report as current (historical reports are not supported) and throttles more than "
+    "one report per 5 minutes, so a drained backlog arrived as a burst of 'current' reports; use newest "
+    "(the default) or fold"
+)
+
 DELIVERY = Section(
     doc="The durable outbox and how pending reports are (re)sent.",
     model=DeliveryConfig,
     fields={
         "backlog": Enum(
-            doc="After an outage: send only the newest pending report (folding network deltas into it) "
-            "or all of them in order.",
+            doc="After an outage only the newest pending report is sent (the service takes every report "
+            "as current): `newest` leaves the older ones' network deltas out (logged, so no report shows an "
+            "outage's traffic as one interval's); `fold` adds them to the newest report.",
             default=BacklogMode.NEWEST,
             of=BacklogMode,
+            removed={"all": BACKLOG_ALL_REMOVED},
         ),
         "reply_timeout": Duration(
             doc="Publish the same report again when no accepted/rejected reply came within this time.",
@@ -117,7 +125,13 @@ DELIVERY = Section(
             min=1,
         ),
         "retry_max_delay": Duration(doc="Cap on the backoff between resends.", default=600.0, min=1),
-        "drain_interval": Duration(doc="Pause between reports while draining with backlog: all.", default=1.0, min=0),
+        "max_attempts": Int(
+            doc="Publishes of one report without a reply before it ends as `unanswered`; a report also ends "
+            "`unanswered` as soon as a newer one is published (report ids only go up on the wire).",
+            default=5,
+            min=1,
+            max=100,
+        ),
         "max_outbox_bytes": Size(
             doc="Upper bound of the outbox; the oldest pending reports are dropped first (counted).",
             default=16 * 1024 * 1024,
@@ -129,6 +143,7 @@ DELIVERY = Section(
             min=0,
         ),
     },
+    removed={"drain_interval": "it paced `backlog: all`, which is gone; " + BACKLOG_ALL_REMOVED},
 )
 
 CUSTOM_METRIC = Section(

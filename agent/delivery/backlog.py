@@ -1,17 +1,22 @@
 """Backlog policy: how a new report enters the outbox and what it replaces.
 
-``newest``: the new report supersedes every pending report that never reached
-the broker (no PUBACK), and their network deltas are added to its own, so no
-bytes or packets vanish from the sums. Reports the broker acknowledged but the
-service did not answer stay pending and are resent unchanged until a reply comes
-(their deltas are already on the service's side; folding them would count them
-twice). A report that was already published, or stored in an earlier round, is
-never changed under its id: if it must absorb deltas, the sum goes out under a
-new id and the old one ends ``superseded`` too. The byte bound below applies in both modes.
+The service takes every report as current and wants report ids to only go up, so
+after an outage only the newest report is worth sending. In both modes the new
+report supersedes every pending report that never reached the broker (no PUBACK).
 
-``all``: every report is kept and drained in id order; the outbox stays under
-``delivery.max_outbox_bytes`` by dropping the oldest (counted, one log line per
-burst), and stops growing while the filesystem has less than
+``newest`` (the default): their network deltas are left out, and the note says how
+many bytes and packets that was: each delta belongs to its own interval, and a sum
+over an outage would land in one Detect window as a false spike.
+
+``fold``: their network deltas are added to the new report's own, so the sums over
+time stay whole (at the price of that spike). A report that was already published,
+or stored in an earlier round, is never changed under its id: if it must absorb
+deltas, the sum goes out under a new id and the old one ends ``superseded`` too.
+
+Reports the broker acknowledged but the service did not answer stay pending; the
+scheduler ends them ``unanswered`` once a newer report is published. The outbox
+stays under ``delivery.max_outbox_bytes`` by dropping the oldest (counted, one log
+line per burst), and stops growing while the filesystem has less than
 ``delivery.min_free_disk`` free.
 """
 
@@ -72,22 +77,41 @@ class Backlog:
         self._dropping = False
 
     def store(self, new: Pending, delivery: DeliveryConfig) -> Change:
-        if delivery.backlog == BacklogMode.NEWEST:
-            change = self._fold([p for p in self.outbox.pending() if not p.delivered], new, stored_before=False)
-            trimmed = self._append(None, delivery)
-            return Change(change.stored, change.removed + trimmed.removed, change.note)
-        return self._append(new, delivery)
+        olds = [p for p in self.outbox.pending() if not p.delivered]
+        if delivery.backlog is BacklogMode.FOLD:
+            change = self._fold(olds, new, stored_before=False)
+        else:
+            change = self._supersede(olds, new.report_id, new)
+        trimmed = self._append(None, delivery)
+        return Change(change.stored, change.removed + trimmed.removed, change.note)
 
-    def fold_pending(self) -> Change:
-        """Apply ``newest`` to what is already pending (start-up, reload): one unacknowledged report."""
+    def fold_pending(self, mode: BacklogMode) -> Change:
+        """Apply ``mode`` to what is already pending (start-up, reload): one unacknowledged report stays."""
         waiting = [p for p in self.outbox.pending() if not p.delivered]
         if len(waiting) <= 1:
             return Change(None, [])
-        change = self._fold(waiting[:-1], waiting[-1], stored_before=True)
+        if mode is BacklogMode.FOLD:
+            change = self._fold(waiting[:-1], waiting[-1], stored_before=True)
+        else:
+            change = self._supersede(waiting[:-1], waiting[-1].report_id, None)
         if change.note:
             self.log.info("Pending report %d %s", change.stored.report_id if change.stored else waiting[-1].report_id,
                           change.note)
         return change
+
+    def _supersede(self, olds: Sequence[Pending], winner: int, new: Optional[Pending]) -> Change:
+        """Report ``winner`` supersedes ``olds``, whose deltas are left out (and said); ``new`` is stored, if given."""
+        if not olds:
+            if new is not None:
+                self.outbox.add(new)
+            return Change(new, [])
+        reasons = [(o.report_id, f"superseded by report {winner} (never reached the broker)") for o in olds]
+        self.outbox.supersede_into(reasons, new, self.clock())
+        ids = [r for r, _ in reasons]
+        left = sum_network(o.network for o in olds)
+        deltas = (f"; their network deltas are left out ({left.bytes_in} bytes in, {left.bytes_out} bytes out, "
+                  f"{left.packets_in} packets in, {left.packets_out} packets out)" if left is not None else "")
+        return Change(new, ids, f"supersedes {len(ids)} report(s) that never reached the broker ({_span(ids)}{deltas})")
 
     def _fold(self, olds: Sequence[Pending], target: Pending, stored_before: bool) -> Change:
         """Supersede ``olds`` by ``target`` (folding their deltas in); the caller logs ``Change.note``.

@@ -57,7 +57,7 @@ class Published:
 
 
 def accepted_body(thing: str, report_id: Optional[int], timestamp: int = DEFAULT_TIMESTAMP) -> Dict[str, Any]:
-    """An accepted reply as SPEC.md "Replies" shows it (``report_id=None`` leaves ``reportId`` out)."""
+    """An accepted reply as "Sending metrics from devices" shows it (``report_id=None`` leaves ``reportId`` out)."""
     body: Dict[str, Any] = {"thingName": thing, "status": "ACCEPTED", "timestamp": timestamp}
     if report_id is not None:
         body["reportId"] = report_id

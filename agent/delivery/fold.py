@@ -1,4 +1,4 @@
-"""Fold the network deltas of superseded reports into the newest one (``delivery.backlog: newest``).
+"""Fold the network deltas of superseded reports into the newest one (``delivery.backlog: fold``).
 
 Pure functions over encoded payloads: decode, change ``network_stats`` and
 (when asked) the report id, encode again in the same format and key style.

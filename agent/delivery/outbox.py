@@ -3,7 +3,8 @@
 A report enters ``pending`` before its first publish and leaves it in the same
 transaction that writes its one final outcome to ``ledger`` and bumps the
 outcome's counter: ``accepted``, ``rejected`` (with the service's code and
-message), ``superseded`` or ``dropped`` (with the reason). Counters survive
+message), ``unanswered`` (published, no reply before a newer report went out or
+within ``delivery.max_attempts``), ``superseded`` or ``dropped`` (with the reason). Counters survive
 restarts. An unreadable database file is moved aside as ``*.corrupt`` and a
 fresh one is started (counted as ``outbox_corrupt``).
 
@@ -41,7 +42,7 @@ from agent.delivery.db import Transaction, Transactions, connect, move_aside
 from agent.report.model import NetworkStats
 
 DB_NAME = "outbox.sqlite3"
-OUTCOMES = ("accepted", "rejected", "superseded", "dropped")
+OUTCOMES = ("accepted", "rejected", "unanswered", "superseded", "dropped")
 LEDGER_KEEP = 10000
 
 

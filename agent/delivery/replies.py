@@ -4,7 +4,13 @@ The reply document (``thingName``, ``reportId``, ``status``, ``statusDetails`` w
 ``ErrorCode`` and ``ErrorMessage``) is described in AWS IoT Device Defender,
 "Sending metrics from devices".
 
-Anything unusable becomes :class:`Unusable` with a one-line reason; the caller
+A reply may name no report: the troubleshooting guide ("Malformed metrics report")
+prints a rejected reply without ``reportId`` (a service that cannot parse a report
+cannot name its id). Such a rejected reply, or one whose id is not a positive integer,
+has ``report_id`` None; the scheduler gives it to the one report awaiting a reply. An
+*accepted* reply without an id is not documented and is refused as unusable: taking it
+for the awaiting report's would hide a failure behind stray bytes on the topic.
+Anything else unusable becomes :class:`Unusable` with a one-line reason; the caller
 logs it and carries on. Nothing here raises on bad input.
 """
 
@@ -25,7 +31,7 @@ MAX_TEXT = 300
 @dataclass(frozen=True)
 class Reply:
     thing: str
-    report_id: int
+    report_id: Optional[int]  # None: the reply names no (usable) report id
     accepted: bool
     error_code: Optional[str] = None
     error_message: Optional[str] = None
@@ -69,12 +75,14 @@ def parse_reply(topic: str, payload: bytes, thing: str) -> Union[Reply, Unusable
         return Unusable(f"reply is a {type(body).__name__}, not an object")
     rid = body.get("reportId")
     if isinstance(rid, bool) or not isinstance(rid, int) or rid <= 0:
-        return Unusable(f"reply has no usable reportId (got {_text(rid)})")
+        rid = None
     body_thing = body.get("thingName")
     if body_thing is not None and body_thing != thing:
         return Unusable(f"reply names another thing {_text(body_thing)}")
     status = body.get("status")
     accepted = outcome == "accepted"
+    if rid is None and accepted:
+        return Unusable(f"accepted reply has no usable reportId (got {_text(body.get('reportId'))})")
     if isinstance(status, str) and status.upper() != ("ACCEPTED" if accepted else "REJECTED"):
         return Unusable(f"reply status {_text(status)} contradicts its topic /{outcome}")
     code: Optional[str] = None

@@ -1,9 +1,8 @@
 """When each pending report goes out: at once when stored, then again with backoff until a reply settles it.
 
-:class:`ResendClock` keeps one monotonic due time per pending report id and, for
-``backlog: all`` with a ``drain_interval``, paces a backlog so that a reconnect
-does not publish everything in one burst. It only keeps times; the scheduler
-loop decides what to publish and records the attempt in the outbox.
+:class:`ResendClock` keeps one monotonic due time per pending report id. It only keeps
+times; the scheduler loop decides what to publish (only ever the newest pending report)
+and records the attempt in the outbox.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Dict, Iterable, List, Optional
 
-from agent.config.model import BacklogMode, DeliveryConfig
+from agent.config.model import DeliveryConfig
 
 
 def backoff(attempt: int, delivery: DeliveryConfig, rng: random.Random) -> float:
@@ -30,7 +29,6 @@ class ResendClock:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.due_at: Dict[int, float] = {}  # report id -> monotonic time of its next publish
-        self.last_drain = 0.0
 
     def __len__(self) -> int:
         return len(self.due_at)
@@ -59,17 +57,8 @@ class ResendClock:
         """Ids whose publish is due, oldest first."""
         return sorted(rid for rid, at in self.due_at.items() if at <= now)
 
-    def may_send(self, report_id: int, now: float, delivery: DeliveryConfig) -> bool:
-        """False (and the id pushed back) while a paced backlog must still wait for its drain interval."""
-        pace = delivery.backlog == BacklogMode.ALL and delivery.drain_interval > 0
-        if pace and now - self.last_drain < delivery.drain_interval:
-            self.due_at[report_id] = max(self.due_at[report_id], self.last_drain + delivery.drain_interval)
-            return False
-        return True
-
     def sent(self, report_id: int, now: float, attempt: int, delivery: DeliveryConfig) -> float:
         """Record publish number ``attempt`` of ``report_id``; returns the wait before the next one."""
         wait = backoff(attempt, delivery, self.rng)
         self.due_at[report_id] = now + wait
-        self.last_drain = now
         return wait

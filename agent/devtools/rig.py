@@ -57,7 +57,7 @@ delivery:
   backlog: {backlog}
   reply_timeout: {reply_timeout}s
   retry_max_delay: {retry_max_delay}s
-  drain_interval: {drain_interval}s
+  max_attempts: {max_attempts}
   min_free_disk: {min_free_disk}
 state_dir: {state}
 log_level: info
@@ -171,7 +171,7 @@ class Rig:
         values: Dict[str, Any] = dict(
             thing=thing, port=port or self.broker.port, cert=device.cert, key=device.key, ca=self.pki.ca,
             keep_alive=60, interval=1, jitter=0, fmt="cbor", backlog="newest", reply_timeout=2,
-            retry_max_delay=2, drain_interval=0, min_free_disk=0, state=state, collectors=COLLECTORS,
+            retry_max_delay=2, max_attempts=5, min_free_disk=0, state=state, collectors=COLLECTORS,
         )
         values.update(overrides)
         return CONFIG.format(**values)

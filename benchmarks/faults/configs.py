@@ -45,7 +45,7 @@ VALID_CONFIG: Dict[str, Any] = {
         "jitter": "15s",
         "max_list_items": 500,
     },
-    "delivery": {"backlog": "all", "reply_timeout": "30s", "max_outbox_bytes": "16MiB"},
+    "delivery": {"backlog": "fold", "reply_timeout": "30s", "max_outbox_bytes": "16MiB"},
     "state_dir": "/var/lib/defender-agent",
     "log_level": "info",
     "custom_metrics": {

@@ -314,14 +314,20 @@ def _timed_collector(tmp_path, root, now, max_span):
     )
 
 
-def test_a_delta_over_an_agent_stop_longer_than_the_span_is_skipped_and_said(tmp_path):
-    """Detect sums deltas per 300-3600 s window: a 2 h stop must not arrive as one report's traffic."""
+def _one_interval_sent(tmp_path):
+    """A collector (max_span 450 s) that sent one 300 s delta; returns the fake /proc root and clock."""
     root, now = tmp_path / "host", [1_000_000.0]
     _proc_tree(root, _dev(eth0=(1000, 500, 10, 5)), "boot-1", {"eth0": 2})
     first = _timed_collector(tmp_path, root, now, max_span=450)
     now[0] += 300
     _proc_tree(root, _dev(eth0=(1600, 700, 16, 7)), "boot-1", {"eth0": 2})
     assert first.collect()[0].value == NetworkStats(600, 200, 6, 2)  # one interval: sent
+    return root, now
+
+
+def test_a_delta_over_an_agent_stop_longer_than_the_span_is_skipped_and_said(tmp_path):
+    """Detect sums deltas per 300-3600 s window: a 2 h stop must not arrive as one report's traffic."""
+    root, now = _one_interval_sent(tmp_path)
     now[0] += 7200  # the agent was stopped for two hours; traffic went on
     _proc_tree(root, _dev(eth0=(901_600, 20_700, 916, 27)), "boot-1", {"eth0": 2})
     restarted = _timed_collector(tmp_path, root, now, max_span=450)
@@ -335,12 +341,7 @@ def test_a_delta_over_an_agent_stop_longer_than_the_span_is_skipped_and_said(tmp
 
 
 def test_a_restart_within_the_span_keeps_the_true_delta(tmp_path):
-    root, now = tmp_path / "host", [1_000_000.0]
-    _proc_tree(root, _dev(eth0=(1000, 500, 10, 5)), "boot-1", {"eth0": 2})
-    first = _timed_collector(tmp_path, root, now, max_span=450)
-    now[0] += 300
-    _proc_tree(root, _dev(eth0=(1600, 700, 16, 7)), "boot-1", {"eth0": 2})
-    first.collect()
+    root, now = _one_interval_sent(tmp_path)
     now[0] += 420  # a quick restart: still within 1.5 intervals
     _proc_tree(root, _dev(eth0=(2000, 900, 20, 9)), "boot-1", {"eth0": 2})
     assert _timed_collector(tmp_path, root, now, max_span=450).collect()[0].value == NetworkStats(400, 200, 4, 2)

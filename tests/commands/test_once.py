@@ -80,3 +80,14 @@ def test_once_with_a_failing_collector_still_reports_the_rest(example_config: Pa
     document = json.loads(out.read_bytes())
     assert "flaky_value" not in document["custom_metrics"]
     assert "cpu_usage" in document["custom_metrics"]
+
+
+def test_an_output_file_it_cannot_write_is_one_line_and_exit_74(tmp_path: Path) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text("thing_name: gw\nmqtt: {endpoint: 127.0.0.1, cert: /c, key: /k, ca: /a}\n"
+                      f"state_dir: {tmp_path / 'state'}\n")
+    target = tmp_path / "missing-dir" / "report.json"
+    done = subprocess.run([sys.executable, "-m", "agent", "once", "--config", str(config), "-o", str(target),
+                           "--baseline", "0"], check=False, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 74 and "Traceback" not in done.stderr
+    assert f"defender-agent: No such file or directory: {target}" in done.stderr.splitlines()

@@ -46,7 +46,7 @@ delivery:
   backlog: {backlog}
   reply_timeout: {reply_timeout}s
   retry_max_delay: {retry_max_delay}s
-  drain_interval: {drain_interval}s
+  max_attempts: {max_attempts}
 state_dir: {state}
 log_level: {log_level}
 {extra}"""
@@ -56,7 +56,7 @@ def config_text(pki: Pki, port: int, state: Path, **overrides: Any) -> str:
     device = pki.client(THING)
     values: Dict[str, Any] = dict(
         thing=THING, port=port, protocol="mqtt5", cert=device.cert, key=device.key, ca=pki.ca, interval=1,
-        jitter=0, fmt="json", backlog="newest", reply_timeout=2, retry_max_delay=4, drain_interval=0,
+        jitter=0, fmt="json", backlog="newest", reply_timeout=2, retry_max_delay=4, max_attempts=5,
         state=state, log_level="info", extra="",
     )
     values.update(overrides)

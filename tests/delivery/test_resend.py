@@ -1,17 +1,15 @@
-"""When a pending report goes out again: the backoff and the paced drain of ``backlog: all``."""
+"""When a pending report goes out again: the backoff, and due times per id."""
 
 from __future__ import annotations
 
 import random
-
-import pytest
 
 from agent.config.model import BacklogMode, DeliveryConfig
 from agent.delivery.resend import ResendClock, backoff
 
 
 def delivery(**kw: object) -> DeliveryConfig:
-    values = dict(backlog=BacklogMode.ALL, reply_timeout=2.0, retry_max_delay=30.0, drain_interval=0.0,
+    values = dict(backlog=BacklogMode.NEWEST, reply_timeout=2.0, retry_max_delay=30.0, max_attempts=5,
                   max_outbox_bytes=10**6, min_free_disk=0)
     values.update(kw)
     return DeliveryConfig(**values)  # type: ignore[arg-type]
@@ -49,15 +47,3 @@ def test_sent_returns_the_wait_and_moves_the_due_time() -> None:
     clock.schedule(7, at=0.0)
     assert clock.sent(7, now=100.0, attempt=1, delivery=delivery()) == 2.0
     assert clock.due_at[7] == 102.0
-
-
-@pytest.mark.parametrize(("backlog", "paced"), [(BacklogMode.ALL, True), (BacklogMode.NEWEST, False)])
-def test_backlog_all_drains_one_report_per_drain_interval(backlog: BacklogMode, paced: bool) -> None:
-    d = delivery(backlog=backlog, drain_interval=0.5)
-    clock = ResendClock(random.Random(5))
-    clock.schedule_all([1, 2], at=10.0)
-    assert clock.may_send(1, 10.0, d)
-    clock.sent(1, 10.0, 1, d)
-    assert clock.may_send(2, 10.0, d) is not paced
-    if paced:
-        assert clock.due_at[2] == 10.5 and clock.may_send(2, 10.5, d)
