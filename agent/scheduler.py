@@ -183,9 +183,13 @@ class Service:
     def _tick(self, now: float) -> None:
         if now >= self.next_report and not self._done_reporting():
             # Scheduled before the round runs: a round that fails (disk full) must not be retried at once.
+            # And never sooner than one interval after the round ended: a round that ran late (a slow
+            # collector, a suspended machine) must not be followed by another at once, since two reports in
+            # a burst are what the service's 5-minute throttle punishes.
             interval = self.config.report.interval
-            self.next_report = max(self.next_report + interval, now) + self.rng.uniform(0, self.config.report.jitter)
+            self.next_report = max(self.next_report, now) + interval + self.rng.uniform(0, self.config.report.jitter)
             self._guarded(Stage.STORE, self._report_round, now)
+            self.next_report = max(self.next_report, self.clock.monotonic() + interval)
         if self.session.ready:
             self._guarded(Stage.SEND, self._publish_due, now)
         self._guarded(Stage.CONNECT, self.session.tick, now, self.config, self._wanted_formats)

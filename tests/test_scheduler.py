@@ -477,3 +477,20 @@ def test_an_error_at_any_stage_is_one_line_and_the_loop_goes_on(state: Path, sta
     assert not repeated, "an unexpected error is said once per stage, not once per turn"
     assert not [r for r in caplog.records if "Cannot write to" in r.getMessage()] or stage == "storing"
     assert not [r for r in caplog.records if r.exc_info and r.levelno > logging.DEBUG], "no traceback in the journal"
+
+
+def test_a_round_that_runs_late_is_not_followed_by_another_at_once(state: Path) -> None:
+    """The service throttles more than one report per 5 minutes: a slow round must not cause a burst."""
+    class SlowFirstRound(CountingSource):
+        def sample(self) -> Any:
+            if self.rounds == 0:
+                loop.clock.advance(25)  # the first round takes 25 s: two and a half intervals
+            return super().sample()
+
+    loop = Loop(make_config(state, interval=10), source=SlowFirstRound(), auto_reply=AutoReply.ACCEPT)
+    with loop:
+        loop.run_for(60)
+        times = loop.publish_times
+        assert len(times) >= 3
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert min(gaps) >= 10, f"reports closer than one interval: {gaps}"

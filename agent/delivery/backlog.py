@@ -105,7 +105,7 @@ class Backlog:
             if new is not None:
                 self.outbox.add(new)
             return Change(new, [])
-        reasons = [(o.report_id, f"superseded by report {winner} (never reached the broker)") for o in olds]
+        reasons = [(o.report_id, f"superseded by report {winner} ({_why_unsent(o)})") for o in olds]
         self.outbox.supersede_into(reasons, new, self.clock())
         ids = [r for r, _ in reasons]
         left = sum_network(o.network for o in olds)
@@ -181,6 +181,10 @@ class Backlog:
                              "are counted, not logged", len(drop), _span(drop), reason)
         self._dropping = bool(drop)
         return Change(new, drop)
+
+
+def _why_unsent(report: Pending) -> str:
+    return "published, but the broker never acknowledged it" if report.attempts else "never published"
 
 
 def _span(ids: Sequence[int]) -> str:
