@@ -75,7 +75,7 @@ def test_fake_link_refuses_what_the_scheduler_promises_not_to_do() -> None:
     with pytest.raises(LinkMisuse, match="before subscribing"):
         link.publish(topic, b"{}", 1)
     link.subscribe([reply_topic(THING, "json", "accepted")])
-    with pytest.raises(LinkMisuse, match="before subscribing"):  # both reply topics, as SPEC.md asks
+    with pytest.raises(LinkMisuse, match="before subscribing"):  # both reply topics, as "Sending metrics from devices" asks
         link.publish(topic, b"{}", 1)
     link.subscribe([reply_topic(THING, "json", "accepted"), reply_topic(THING, "json", "rejected")])
     with pytest.raises(LinkMisuse, match="not a report topic"):

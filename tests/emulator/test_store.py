@@ -1,4 +1,4 @@
-"""The emulator's store keeps values the way the service does (SPEC.md, "Control plane")."""
+"""The emulator's store keeps values the way the service does ("Custom metrics" and ListMetricValues in the AWS documents)."""
 
 from __future__ import annotations
 
