@@ -187,7 +187,7 @@ class Service:
             # collector, a suspended machine) must not be followed by another at once, since two reports in
             # a burst are what the service's 5-minute throttle punishes.
             interval = self.config.report.interval
-            self.next_report = max(self.next_report, now) + interval + self.rng.uniform(0, self.config.report.jitter)
+            self.next_report = now + interval + self.rng.uniform(0, self.config.report.jitter)
             self._guarded(Stage.STORE, self._report_round, now)
             self.next_report = max(self.next_report, self.clock.monotonic() + interval)
         if self.session.ready:
@@ -276,15 +276,15 @@ class Service:
         reply to ``max_attempts`` publishes ends ``unanswered`` too.
         """
         delivery = self.config.delivery
-        pending = self.outbox.pending()
-        if not pending:
+        ids = self.outbox.pending_ids()
+        if not ids:
             return
-        newest = pending[-1]
-        rid = newest.report_id
-        self.resend.forget_all(p.report_id for p in pending[:-1])  # never sent again: no deadline of theirs
-        if rid not in self.resend.due_at:  # e.g. after a restart: every pending report gets a due time
+        rid, older = ids[-1], ids[:-1]
+        self.resend.forget_all(older)  # never sent again: no deadline of theirs
+        if rid not in self.resend:  # e.g. after a restart: every pending report gets a due time
             self.resend.schedule(rid, now)
-        if self.resend.due_at[rid] > now:
+        newest = self.outbox.get(rid) if rid in self.resend.due(now) else None
+        if newest is None:
             return
         if newest.attempts >= delivery.max_attempts:
             self.resend.schedule(rid, now + delivery.reply_timeout)  # should ending it fail (disk full): later
@@ -303,7 +303,7 @@ class Service:
         else:
             self.log.info("Published report %d again (attempt %d of %d; no reply yet); next try in %.0f s",
                           rid, attempt, delivery.max_attempts, wait)
-        for old in pending[:-1]:  # they had their chance; an older id must not follow a newer one on the wire
+        for old in filter(None, map(self.outbox.get, older)):  # an older id must not follow a newer one
             self._unanswered(old, f"no reply before the newer report {rid} was published")
 
     def _unanswered(self, report: Pending, why: str) -> None:

@@ -78,10 +78,7 @@ class Backlog:
 
     def store(self, new: Pending, delivery: DeliveryConfig) -> Change:
         olds = [p for p in self.outbox.pending() if not p.delivered]
-        if delivery.backlog is BacklogMode.FOLD:
-            change = self._fold(olds, new, stored_before=False)
-        else:
-            change = self._supersede(olds, new.report_id, new)
+        change = self._replace(delivery.backlog, olds, new, stored_before=False)
         trimmed = self._append(None, delivery)
         return Change(change.stored, change.removed + trimmed.removed, change.note)
 
@@ -90,14 +87,17 @@ class Backlog:
         waiting = [p for p in self.outbox.pending() if not p.delivered]
         if len(waiting) <= 1:
             return Change(None, [])
-        if mode is BacklogMode.FOLD:
-            change = self._fold(waiting[:-1], waiting[-1], stored_before=True)
-        else:
-            change = self._supersede(waiting[:-1], waiting[-1].report_id, None)
+        change = self._replace(mode, waiting[:-1], waiting[-1], stored_before=True)
         if change.note:
             self.log.info("Pending report %d %s", change.stored.report_id if change.stored else waiting[-1].report_id,
                           change.note)
         return change
+
+    def _replace(self, mode: BacklogMode, olds: Sequence[Pending], target: Pending, stored_before: bool) -> Change:
+        """``target`` replaces ``olds`` under ``mode``; it is stored unless it was ``stored_before``."""
+        if mode is BacklogMode.FOLD:
+            return self._fold(olds, target, stored_before)
+        return self._supersede(olds, target.report_id, None if stored_before else target)
 
     def _supersede(self, olds: Sequence[Pending], winner: int, new: Optional[Pending]) -> Change:
         """Report ``winner`` supersedes ``olds``, whose deltas are left out (and said); ``new`` is stored, if given."""

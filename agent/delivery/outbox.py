@@ -134,6 +134,10 @@ class Outbox:
     def pending_bytes(self) -> int:
         return int(self.conn.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM pending").fetchone()[0])
 
+    def pending_ids(self) -> List[int]:
+        """The pending report ids, oldest first, without reading their payloads (the loop asks every turn)."""
+        return [int(r[0]) for r in self.conn.execute("SELECT report_id FROM pending ORDER BY report_id")]
+
     def pending_count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
 

@@ -36,6 +36,9 @@ class ResendClock:
     def __bool__(self) -> bool:
         return bool(self.due_at)
 
+    def __contains__(self, report_id: object) -> bool:
+        return report_id in self.due_at
+
     def schedule(self, report_id: int, at: float) -> None:
         self.due_at[report_id] = at
 

@@ -80,6 +80,7 @@ class Encoder:
         unusual: List[str] = []
         custom = self._custom_block(report.custom, dropped, unusual)
         cap = self.max_list_items
+        largest_first: Optional[List[Tuple[str, int]]] = None  # custom metrics by encoded size, once needed
         while True:
             capped: List[str] = []
             metrics = self._metrics_block(report.standard, cap, capped)
@@ -88,7 +89,9 @@ class Encoder:
             if len(payload) <= self.max_payload:
                 break
             if custom:
-                self._leave_out_largest(custom, len(payload), dropped)
+                if largest_first is None:
+                    largest_first = self._largest_first(custom)
+                self._leave_out(custom, largest_first.pop(0), len(payload), dropped)
             elif cap > 1:
                 cap //= 2
             else:
@@ -105,15 +108,20 @@ class Encoder:
             document=document,
         )
 
-    def _leave_out_largest(self, custom: Dict[str, Any], size: int, dropped: List[Violation]) -> None:
-        """Remove the custom metric whose encoding is largest (ties: the name last in order)."""
-        sizes = {name: len(serialize({name: wrapped}, self.format)) for name, wrapped in custom.items()}
-        name = max(sorted(sizes), key=lambda n: sizes[n])
+    def _largest_first(self, custom: Mapping[str, Any]) -> List[Tuple[str, int]]:
+        """(name, encoded size) of each custom metric, largest first (ties: the name first in order)."""
+        sizes = [(name, len(serialize({name: wrapped}, self.format))) for name, wrapped in custom.items()]
+        return sorted(sizes, key=lambda item: (-item[1], item[0]))
+
+    def _leave_out(self, custom: Dict[str, Any], largest: Tuple[str, int], size: int,
+                   dropped: List[Violation]) -> None:
+        """Remove the largest custom metric still in the report, and say why in ``dropped``."""
+        name, own = largest
         del custom[name]
         dropped.append(Violation(
             f"custom_metrics.{name}",
             f"left out: the report was {size} bytes, over the {self.max_payload}-byte limit, and this is its "
-            f"largest custom metric ({sizes[name]} bytes)",
+            f"largest custom metric ({own} bytes)",
             None,
             name,
         ))
@@ -259,7 +267,7 @@ class Encoder:
             raise ReportError(
                 [Violation(path, f"list has {len(value)} items; the cap is {self.max_list_items}", len(value))]
             )
-        odd = definition.allow_any_characters and rules.any_unusual_strings(value)
+        odd = definition.allow_any_characters and not rules.all_plain_strings(value)  # sent under the opt-in
         return {key: list(value)}, odd
 
 

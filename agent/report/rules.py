@@ -13,12 +13,13 @@ metrics" (developer guide); docs/NOTES.md records where the documents are silent
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import socket
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 from agent.catalog import MetricType
 
@@ -274,16 +275,13 @@ def check_value(value: Any, mtype: MetricType, *, allow_any_characters: bool = F
         return None if problem is None else ValueProblem(problem, None, value)
     if not isinstance(value, (list, tuple)):
         return ValueProblem(f"a {mtype.value} needs a list, got {type(value).__name__}", None, value)
+    checker: Callable[[Any], Optional[str]]
     if mtype is MetricType.STRING_LIST:
         if not allow_any_characters and all_plain_strings(value):  # the common case: one regex pass
             return None
-        check_item = check_string
-        for index, item in enumerate(value):
-            problem = check_item(item, allow_any_characters)
-            if problem is not None:
-                return ValueProblem(problem, index, item)
-        return None
-    checker = check_number if mtype is MetricType.NUMBER_LIST else check_ip
+        checker = functools.partial(check_string, allow_any=allow_any_characters)
+    else:
+        checker = check_number if mtype is MetricType.NUMBER_LIST else check_ip
     for index, item in enumerate(value):
         problem = checker(item)
         if problem is not None:
@@ -304,7 +302,3 @@ def normalize_value(value: Any, mtype: MetricType) -> Any:
         return tuple(round_significant(v) if type(v) is float else v for v in value)
     return tuple(value)
 
-
-def any_unusual_strings(values: Sequence[Any]) -> bool:
-    """True when a string-list holds a string outside the documented character set (sent under the opt-in)."""
-    return not all_plain_strings(values)
