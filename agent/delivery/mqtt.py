@@ -5,8 +5,18 @@ state, and calls ``publish``/``subscribe``. awscrt reconnects on its own (MQTT5,
 and 3.1.1 after a first success); a 3.1.1 first connect that fails is reported
 with ``retry_by_caller`` and the loop calls ``start()`` again when it sees fit.
 
+The clients are built from ``awscrt`` alone (no awsiotsdk, which Debian does not
+ship and which pins one exact awscrt), with one code path for every awscrt from
+Debian bookworm's 0.16.8 to the newest: only parameters both have are used.
+:func:`tls_context` is the one place the mutual-TLS context is made (``check``,
+both links and the emulator's responder use it); :func:`mqtt5_client` builds the
+MQTT5 client for the MQTT5 link and the responder. What awsiotsdk's
+``mtls_from_path`` builders did and we now do here: docs/NOTES.md, "awscrt without
+awsiotsdk (issue 14)".
+
 The TLS identity comes from files (``mqtt.cert``/``key``/``ca``); a PKCS#11 key
-would be one more builder call (``mtls_with_pkcs11``) next to ``mtls_from_path``.
+would be ``TlsContextOptions.create_client_with_mtls_pkcs11`` (in awscrt 0.16.8
+too) in place of ``create_client_with_mtls_from_path`` in :func:`tls_context`.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, List, Protocol, Sequence
+from typing import Any, Callable, List, Optional, Protocol, Sequence
 
 from agent.config.model import MqttConfig, MqttProtocol
 from agent.delivery.events import (
@@ -28,6 +38,16 @@ from agent.delivery.events import (
 )
 from agent.errors import ConfigError
 from agent.security import resolve_credential
+
+# What awsiotsdk's builders set, kept here (see docs/NOTES.md, issue 14).
+ALPN_PORT = 443
+ALPN_MQTT = "x-amzn-mqtt-ca"  # AWS IoT's ALPN name for MQTT over mutual TLS on port 443
+TCP_CONNECT_TIMEOUT_MS = 5_000
+MQTT5_PING_TIMEOUT_MS = 30_000  # awscrt's default; must stay below the keep-alive (awscrt 0.16.8 refuses it)
+MQTT311_PING_TIMEOUT_MS = 3_000  # awsiotsdk's mqtt_connection_builder default
+MQTT311_OPERATION_TIMEOUT_MS = 0  # none: an operation waits for its ack (awsiotsdk's default)
+
+Callback = Callable[[Any], None]
 
 
 class Link(Protocol):
@@ -52,16 +72,101 @@ def tls_setup_error(mqtt: MqttConfig, source: str, exc: Exception) -> ConfigErro
     )
 
 
-def check_tls_files(mqtt: MqttConfig, source: str) -> None:
-    """Build (not connect) the mutual-TLS context as `run` will; raise ConfigError when awscrt refuses it."""
+def tls_context(cert: str, key: str, ca: str, port: int) -> Any:
+    """The mutual-TLS ``awscrt.io.ClientTlsContext`` every client here uses (awsiotsdk's ``mtls_from_path``).
+
+    ``cert``/``key`` are PEM file paths (``key`` already resolved), ``ca`` the one CA file that
+    replaces the system trust store. On port 443 the ALPN name ``x-amzn-mqtt-ca`` tells AWS IoT
+    that MQTT follows, as the SDK did. Raises awscrt's RuntimeError for unusable files.
+    """
     from awscrt import io as crt_io
 
+    options = crt_io.TlsContextOptions.create_client_with_mtls_from_path(cert, key)
+    options.override_default_trust_store_from_path(None, ca)
+    if port == ALPN_PORT and crt_io.is_alpn_available():
+        options.alpn_list = [ALPN_MQTT]
+    return crt_io.ClientTlsContext(options)
+
+
+def config_tls_context(mqtt: MqttConfig) -> Any:
+    """:func:`tls_context` for the agent's ``mqtt`` section."""
+    return tls_context(mqtt.cert, resolve_credential(mqtt.key), mqtt.ca, mqtt.port)
+
+
+def check_tls_files(mqtt: MqttConfig, source: str) -> None:
+    """Build (not connect) the mutual-TLS context as `run` will; raise ConfigError when awscrt refuses it."""
     try:
-        options = crt_io.TlsContextOptions.create_client_with_mtls_from_path(mqtt.cert, resolve_credential(mqtt.key))
-        options.override_default_trust_store_from_path(None, mqtt.ca)
-        crt_io.ClientTlsContext(options)
+        config_tls_context(mqtt)
     except Exception as exc:  # awscrt raises RuntimeError/AwsCrtError subclasses for unusable files
         raise tls_setup_error(mqtt, source, exc) from None
+
+
+def socket_options() -> Any:
+    """TCP options for both clients: awscrt's defaults with the SDK's 5 s connect timeout spelt out."""
+    from awscrt import io as crt_io
+
+    options = crt_io.SocketOptions()
+    options.connect_timeout_ms = TCP_CONNECT_TIMEOUT_MS
+    return options
+
+
+def mqtt5_ping_timeout_ms(keep_alive_sec: int) -> int:
+    """Below the keep-alive, always: awscrt 0.16.8's constructor raises ``RuntimeError: 0 (AWS_ERROR_SUCCESS)``
+    when the ping timeout (default 30 s) is not shorter than ``keep_alive_interval_sec``."""
+    return min(MQTT5_PING_TIMEOUT_MS, keep_alive_sec * 1000 // 2)
+
+
+def mqtt5_client(
+    *,
+    endpoint: str,
+    port: int,
+    tls_ctx: Any,
+    client_id: str,
+    keep_alive_sec: int,
+    min_reconnect_delay_ms: int,
+    max_reconnect_delay_ms: int,
+    on_publish: Callback,
+    on_success: Callback,
+    on_failure: Optional[Callback] = None,
+    on_disconnect: Optional[Callback] = None,
+    on_stopped: Optional[Callback] = None,
+    min_connected_time_to_reset_reconnect_delay_ms: Optional[int] = None,
+    ack_timeout_sec: Optional[int] = None,
+    connack_timeout_ms: Optional[int] = None,
+    retry_jitter_mode: Any = None,
+) -> Any:
+    """An ``awscrt.mqtt5.Client`` with a clean session, not started; ``None`` leaves awscrt's default.
+
+    Every ``ClientOptions``/``ConnectPacket`` field named here exists from awscrt 0.16.8 on (0.16.8
+    accepts ``connack_timeout_ms`` but does not use it). No username is set.
+    """
+    from awscrt import io as crt_io
+    from awscrt import mqtt5
+
+    options = mqtt5.ClientOptions(
+        host_name=endpoint,
+        port=port,
+        bootstrap=crt_io.ClientBootstrap.get_or_create_static_default(),
+        socket_options=socket_options(),
+        tls_ctx=tls_ctx,
+        connect_options=mqtt5.ConnectPacket(client_id=client_id, keep_alive_interval_sec=keep_alive_sec),
+        session_behavior=mqtt5.ClientSessionBehaviorType.CLEAN,
+        extended_validation_and_flow_control_options=(
+            mqtt5.ExtendedValidationAndFlowControlOptions.AWS_IOT_CORE_DEFAULTS),
+        retry_jitter_mode=retry_jitter_mode,
+        min_reconnect_delay_ms=min_reconnect_delay_ms,
+        max_reconnect_delay_ms=max_reconnect_delay_ms,
+        min_connected_time_to_reset_reconnect_delay_ms=min_connected_time_to_reset_reconnect_delay_ms,
+        ping_timeout_ms=mqtt5_ping_timeout_ms(keep_alive_sec),
+        connack_timeout_ms=connack_timeout_ms,
+        ack_timeout_sec=ack_timeout_sec,
+        on_publish_callback_fn=on_publish,
+        on_lifecycle_event_stopped_fn=on_stopped,
+        on_lifecycle_event_connection_success_fn=on_success,
+        on_lifecycle_event_connection_failure_fn=on_failure,
+        on_lifecycle_event_disconnection_fn=on_disconnect,
+    )
+    return mqtt5.Client(options)
 
 
 def _err(exc: Any) -> str:
@@ -84,32 +189,28 @@ class Mqtt5Link:
         max_reconnect_delay: float = 60.0,
     ) -> None:
         from awscrt import mqtt5
-        from awsiot import mqtt5_client_builder
 
         self._mqtt5 = mqtt5
         self.events = events
         self.log = logger
         self._stopped = threading.Event()
-        self.client = mqtt5_client_builder.mtls_from_path(
+        self.client = mqtt5_client(
             endpoint=mqtt.endpoint,
             port=mqtt.port,
-            cert_filepath=mqtt.cert,
-            pri_key_filepath=resolve_credential(mqtt.key),
-            ca_filepath=mqtt.ca,
+            tls_ctx=config_tls_context(mqtt),
             client_id=client_id,
-            keep_alive_interval_sec=int(mqtt.keep_alive),
-            session_behavior=mqtt5.ClientSessionBehaviorType.CLEAN,
+            keep_alive_sec=int(mqtt.keep_alive),
             min_reconnect_delay_ms=500,
             max_reconnect_delay_ms=int(max_reconnect_delay * 1000),
             min_connected_time_to_reset_reconnect_delay_ms=10_000,
             ack_timeout_sec=30,
             connack_timeout_ms=int(mqtt.connect_timeout * 1000),
             retry_jitter_mode=mqtt5.ExponentialBackoffJitterMode.FULL,
-            on_publish_received=self._on_publish,
-            on_lifecycle_connection_success=self._on_success,
-            on_lifecycle_connection_failure=self._on_failure,
-            on_lifecycle_disconnection=self._on_disconnect,
-            on_lifecycle_stopped=self._on_stopped,
+            on_publish=self._on_publish,
+            on_success=self._on_success,
+            on_failure=self._on_failure,
+            on_disconnect=self._on_disconnect,
+            on_stopped=self._on_stopped,
         )
 
     # -- callbacks (awscrt threads): enqueue only --------------------------------------
@@ -192,27 +293,30 @@ class Mqtt311Link:
         logger: logging.Logger,
         max_reconnect_delay: float = 60.0,
     ) -> None:
+        from awscrt import io as crt_io
         from awscrt import mqtt
-        from awsiot import mqtt_connection_builder
 
         self._mqtt = mqtt
         self.events = events
         self.log = logger
         self._closed = threading.Event()
-        self.conn = mqtt_connection_builder.mtls_from_path(
-            endpoint=config.endpoint,
+        keep_alive = int(config.keep_alive)
+        client = mqtt.Client(crt_io.ClientBootstrap.get_or_create_static_default(), config_tls_context(config))
+        # No on_connection_closed (awscrt 0.16.8 has none): stop() learns it from the disconnect future.
+        self.conn = mqtt.Connection(
+            client=client,
+            host_name=config.endpoint,
             port=config.port,
-            cert_filepath=config.cert,
-            pri_key_filepath=resolve_credential(config.key),
-            ca_filepath=config.ca,
             client_id=client_id,
             clean_session=True,
-            keep_alive_secs=int(config.keep_alive),
-            reconnect_min_timeout_secs=1,
-            reconnect_max_timeout_secs=max(1, int(max_reconnect_delay)),
             on_connection_interrupted=self._on_interrupted,
             on_connection_resumed=self._on_resumed,
-            on_connection_closed=self._on_closed,
+            reconnect_min_timeout_secs=1,
+            reconnect_max_timeout_secs=max(1, int(max_reconnect_delay)),
+            keep_alive_secs=keep_alive,
+            ping_timeout_ms=min(MQTT311_PING_TIMEOUT_MS, keep_alive * 1000 // 2),
+            protocol_operation_timeout_ms=MQTT311_OPERATION_TIMEOUT_MS,
+            socket_options=socket_options(),
         )
 
     def _on_interrupted(self, connection: Any, error: Any, **kwargs: Any) -> None:
@@ -221,7 +325,12 @@ class Mqtt311Link:
     def _on_resumed(self, connection: Any, return_code: Any, session_present: Any, **kwargs: Any) -> None:
         self.events.put(Connected(bool(session_present)))
 
-    def _on_closed(self, connection: Any, callback_data: Any = None, **kwargs: Any) -> None:
+    def _on_closed(self, future: Any) -> None:
+        """The disconnect future completed: closed and shut down, as awscrt's later ``on_connection_closed``."""
+        exc = future.exception()
+        if exc is not None:
+            self.log.debug("Disconnecting the MQTT 3.1.1 connection: %s", _err(exc))
+            return
         self._closed.set()
         self.events.put(Stopped())
 
@@ -276,10 +385,11 @@ class Mqtt311Link:
 
     def stop(self, timeout: float = 3.0) -> bool:
         try:
-            self.conn.disconnect()
+            future = self.conn.disconnect()
         except Exception as exc:
             self.log.debug("Disconnecting the MQTT 3.1.1 connection: %s", exc)
             return False
+        future.add_done_callback(self._on_closed)
         return self._closed.wait(timeout)
 
 

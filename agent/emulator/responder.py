@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import cbor2
 
+from agent.delivery.mqtt import mqtt5_client, tls_context
 from agent.delivery.topics import RESPONDER_FILTER, parse_topic
 from agent.report.document import decode, to_long, validate_document
 
@@ -32,6 +33,7 @@ OnAccepted = Callable[[str, Dict[str, Any], int], None]
 MODES = ("normal", "reject", "guide", "silent", "garbage")
 ERROR_CODE = "InvalidPayload"
 ERROR_MESSAGE = "Malformed metrics report"
+RESPONDER_KEEP_ALIVE = 1200  # seconds: what awsiotsdk's builder used when none was given
 
 
 @dataclass(frozen=True)
@@ -83,18 +85,17 @@ class Responder:
 
     def start(self, timeout: float = 15.0) -> None:
         from awscrt import mqtt5
-        from awsiot import mqtt5_client_builder
 
         self._mqtt5 = mqtt5
         o = self.options
-        self._client = mqtt5_client_builder.mtls_from_path(
-            endpoint=o.endpoint, port=o.port, cert_filepath=o.cert, pri_key_filepath=o.key, ca_filepath=o.ca,
-            client_id=o.client_id, min_reconnect_delay_ms=200, max_reconnect_delay_ms=2000,
-            session_behavior=mqtt5.ClientSessionBehaviorType.CLEAN,
-            on_publish_received=lambda data: self._queue.put(("msg", data.publish_packet)),
-            on_lifecycle_connection_success=lambda data: self._queue.put(("up", None)),
-            on_lifecycle_disconnection=lambda data: self._connected.clear(),
-            on_lifecycle_stopped=lambda data: self._stopped.set(),
+        self._client = mqtt5_client(
+            endpoint=o.endpoint, port=o.port, tls_ctx=tls_context(o.cert, o.key, o.ca, o.port),
+            client_id=o.client_id, keep_alive_sec=RESPONDER_KEEP_ALIVE,
+            min_reconnect_delay_ms=200, max_reconnect_delay_ms=2000,
+            on_publish=lambda data: self._queue.put(("msg", data.publish_packet)),
+            on_success=lambda data: self._queue.put(("up", None)),
+            on_disconnect=lambda data: self._connected.clear(),
+            on_stopped=lambda data: self._stopped.set(),
         )
         self._worker = threading.Thread(target=self._work, name="responder", daemon=True)
         self._worker.start()

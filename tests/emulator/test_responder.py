@@ -21,17 +21,18 @@ TOPIC = "$aws/things/gw-9/defender/metrics/"
 class Client:
     def __init__(self, pki: Pki, port: int) -> None:
         from awscrt import mqtt5
-        from awsiot import mqtt5_client_builder
+
+        from agent.delivery.mqtt import mqtt5_client, tls_context
 
         pair = pki.client("gw-9")
         self.mqtt5 = mqtt5
         self.got: queue.Queue[Tuple[str, bytes]] = queue.Queue()
         up: queue.Queue[bool] = queue.Queue()
-        self.client = mqtt5_client_builder.mtls_from_path(
-            endpoint="127.0.0.1", port=port, cert_filepath=str(pair.cert), pri_key_filepath=str(pair.key),
-            ca_filepath=str(pki.ca), client_id="gw-9",
-            on_publish_received=lambda d: self.got.put((d.publish_packet.topic, bytes(d.publish_packet.payload))),
-            on_lifecycle_connection_success=lambda d: up.put(True))
+        self.client = mqtt5_client(
+            endpoint="127.0.0.1", port=port, tls_ctx=tls_context(str(pair.cert), str(pair.key), str(pki.ca), port),
+            client_id="gw-9", keep_alive_sec=60, min_reconnect_delay_ms=200, max_reconnect_delay_ms=2000,
+            on_publish=lambda d: self.got.put((d.publish_packet.topic, bytes(d.publish_packet.payload))),
+            on_success=lambda d: up.put(True))
         self.client.start()
         up.get(timeout=10)
         sub = mqtt5.SubscribePacket(subscriptions=[
