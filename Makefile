@@ -7,15 +7,18 @@ STAMP := $(VENV)/.installed
 # The install a gateway gets (`pip install .`, no extras), rebuilt for every `make test`.
 BASE_VENV := .venv-base
 
-.PHONY: base-venv faults install uninstall check-units docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
+.PHONY: deb deb-deps debian-install systemd-test base-venv faults install uninstall check-units docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
 
 help:
 	@echo "make demo    - the agent sending real reports over mTLS to a local broker and Device Defender responder"
 	@echo "make test    - lint, type check and the full test suite (starts its own mosquitto; also builds"
-	@echo "               .venv-base, the base install without extras, and runs the commands from it)"
+	@echo "               .venv-base, the base install without extras, and the .deb, installs it on this"
+	@echo "               machine (apt, root or sudo) and runs the installed commands on both library sets)"
 	@echo "make lint    - ruff and mypy only"
 	@echo "make bench   - benchmarks (docs/BENCHMARKS.md)"
 	@echo "make faults  - the fault campaign (docs/RELIABILITY.md)"
+	@echo "make deb     - dist/defender-agent_VERSION_all.deb on Debian's python3-* libraries (lintian-checked)"
+	@echo "make systemd-test - that package under a real systemd 252 in a bookworm container (root; docs/SYSTEMD-TEST.md)"
 	@echo "make install - install on this gateway (as root): user, /opt venv, systemd units (docs/INSTALL.md)"
 
 $(STAMP): pyproject.toml
@@ -49,8 +52,10 @@ lint: $(STAMP)
 demo: $(STAMP) mosquitto
 	$(BIN)/defender-agent demo
 
-test: $(STAMP) mosquitto lint base-venv
-	DEFENDER_AGENT_BASE_VENV=$(CURDIR)/$(BASE_VENV) $(BIN)/pytest --cov=agent --cov-report=term:skip-covered
+# Two library sets: the newest from PyPI (.venv, .venv-base) and Debian's (the .deb installed on this machine).
+test: $(STAMP) mosquitto lint base-venv debian-install
+	DEFENDER_AGENT_BASE_VENV=$(CURDIR)/$(BASE_VENV) DEFENDER_AGENT_DEB=$(CURDIR)/$(DEB) DEFENDER_AGENT_DEBIAN=1 \
+	  $(BIN)/pytest --cov=agent --cov-report=term:skip-covered
 
 sample-config: $(STAMP)
 	$(BIN)/defender-agent sample-config > config/agent.example.yaml
@@ -63,11 +68,42 @@ faults: $(STAMP) mosquitto
 	$(BIN)/python -m benchmarks.faults
 
 clean:
-	rm -rf .demo .venv-base .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf .demo .venv-base .pytest_cache .mypy_cache .ruff_cache .coverage build/deb dist
 
 docs: $(STAMP)
 	$(BIN)/defender-agent sample-config > config/agent.example.yaml
 	$(BIN)/python -c 'import agent.docs as d; d.main(["README.md"])'
+
+# The Debian package, built with debhelper from a copy of the tree (tracked and new files, no venvs),
+# so dpkg-buildpackage's output stays out of the checkout's parent directory.
+VERSION = $(shell dpkg-parsechangelog -l debian/changelog -S Version 2>/dev/null || sed -n '1s/.*(\(.*\)).*/\1/p' debian/changelog)
+DEB := dist/defender-agent_$(VERSION)_all.deb
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_GET = $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
+deb-deps:
+	@if [ "$$(dpkg-query -W -f='$${Status}\n' debhelper dh-python lintian 2>/dev/null | grep -c 'ok installed')" != 3 ]; then \
+	  echo "Installing debhelper, dh-python, lintian (make deb)"; \
+	  $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends debhelper dh-python lintian >/dev/null; fi
+
+deb: deb-deps
+	rm -rf build/deb && mkdir -p build/deb/src dist
+	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t build/deb/src
+	cd build/deb/src && dpkg-buildpackage -us -uc -b >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
+	mv build/deb/defender-agent_$(VERSION)_all.deb $(DEB)
+	lintian --fail-on error --no-tag-display-limit $(DEB)
+	@echo "built $(DEB)"
+
+# The package installed on this machine (Debian's libraries, the system interpreter): the second library set
+# `make test` runs the installed-program tests on (tests/install/test_debian_package.py).
+debian-install: deb
+	@dpkg-query -W -f='$${Status}\n' python3-awscrt 2>/dev/null | grep -q 'ok installed' || { $(APT_GET) update -qq; }
+	$(APT_GET) install -y -qq --reinstall ./$(DEB) >/dev/null
+
+systemd-test: $(STAMP) deb
+	@command -v debootstrap >/dev/null && command -v systemd-nspawn >/dev/null \
+	  || { $(APT_GET) update -qq && $(APT_GET) install -y -qq debootstrap systemd-container >/dev/null; }
+	DEFENDER_AGENT_DEB=$(CURDIR)/$(DEB) $(BIN)/pytest tests/systemd -p no:cacheprovider -rs -v --timeout 900
 
 install:  ## install on this gateway (run as root): user, /opt venv, systemd units
 	scripts/install.sh $(INSTALL_ARGS)

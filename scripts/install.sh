@@ -3,6 +3,10 @@
 # a virtualenv under /opt, hardened systemd units. Idempotent: run it again to
 # upgrade. `--uninstall` removes what it added and keeps config and state
 # unless `--purge` is given. See docs/INSTALL.md.
+#
+# The user and the directories come from systemd/defender-agent.sysusers and
+# systemd/defender-agent.tmpfiles, the files the Debian package ships: one
+# definition for both installs.
 set -euo pipefail
 
 NAME=defender-agent
@@ -96,6 +100,16 @@ LINK=/usr/local/bin/$NAME
 uid_of() { awk -F: -v n="$1" '$1 == n { print $3; exit }' "$R/etc/passwd" 2>/dev/null; }
 gid_of() { awk -F: -v n="$1" '$1 == n { print $3; exit }' "$R/etc/group" 2>/dev/null; }
 
+# A file of systemd/ (next to this script, or in --from).
+shipped() {
+    local src=$FROM/systemd/$1
+    [ -f "$src" ] || src=$HERE/../systemd/$1
+    [ -f "$src" ] || die "$1 not found next to the script or in --from"
+    cat "$src"
+}
+# The service user in place of the package's (--user).
+as_user() { if [ "$1" = "$NAME" ]; then echo "$SERVICE_USER"; else echo "$1"; fi; }
+
 # mkdir + owner + mode, applied every run (idempotent).
 ensure_dir() { # path mode owner group
     mkdir -p "$R$1"
@@ -103,22 +117,45 @@ ensure_dir() { # path mode owner group
     chmod "$2" "$R$1"
 }
 
+# The `d` (directory) and `z` (adjust an existing path) lines of the tmpfiles.d file, applied to the
+# target root with the ids from its own passwd/group. `./install.sh` runs this; systemd-tmpfiles does
+# the same for the package.
+apply_tmpfiles() { # d|z|dz: which line types
+    local type path mode user group uid gid
+    while read -r type path mode user group _; do
+        case "$type" in ''|'#'*) continue ;; esac
+        case "$1" in *"$type"*) ;; *) continue ;; esac
+        uid=$(uid_of "$(as_user "$user")"); gid=$(gid_of "$(as_user "$group")")
+        [ -n "$uid" ] && [ -n "$gid" ] || die "tmpfiles: unknown user or group in: $type $path $user $group"
+        if [ "$type" = d ]; then
+            ensure_dir "$path" "$mode" "$uid" "$gid"
+        elif [ -e "$R$path" ]; then
+            chown "$uid:$gid" "$R$path"
+            chmod "$mode" "$R$path"
+        fi
+    done < <(shipped "$NAME.tmpfiles")
+}
+
 create_user() {
     if [ -n "$(uid_of "$SERVICE_USER")" ]; then
         say "user $SERVICE_USER exists (uid $(uid_of "$SERVICE_USER"))"
         return
     fi
+    local line comment home shell
+    line=$(shipped "$NAME.sysusers" | sed -n "s/^u $NAME /u $SERVICE_USER /p")
+    [ -n "$line" ] || die "$NAME.sysusers has no 'u $NAME' line"
     if command -v systemd-sysusers >/dev/null 2>&1; then
         local root_opt=()
         [ -z "$R" ] || root_opt=(--root="$R")
-        systemd-sysusers "${root_opt[@]}" --inline \
-            "u $SERVICE_USER - \"AWS IoT Device Defender agent\" $STATE /usr/sbin/nologin"
-    elif [ -z "$R" ]; then
-        useradd --system --user-group --home-dir "$STATE" --no-create-home \
-            --shell /usr/sbin/nologin --comment "AWS IoT Device Defender agent" "$SERVICE_USER"
+        systemd-sysusers "${root_opt[@]}" --inline "$line"
     else
-        useradd --prefix "$R" --system --user-group --home-dir "$STATE" --no-create-home \
-            --shell /usr/sbin/nologin --comment "AWS IoT Device Defender agent" "$SERVICE_USER"
+        # u NAME ID "COMMENT" HOME SHELL
+        comment=$(sed -n 's/^u [^ ]* [^ ]* "\([^"]*\)".*/\1/p' <<<"$line")
+        read -r home shell <<<"$(sed 's/^u [^ ]* [^ ]* "[^"]*" //' <<<"$line")"
+        local prefix_opt=()
+        [ -z "$R" ] || prefix_opt=(--prefix "$R")
+        useradd "${prefix_opt[@]}" --system --user-group --home-dir "$home" --no-create-home \
+            --shell "$shell" --comment "$comment" "$SERVICE_USER"
     fi
     [ -n "$(uid_of "$SERVICE_USER")" ] || die "could not create user $SERVICE_USER in $R/etc/passwd"
     say "created system user $SERVICE_USER (uid $(uid_of "$SERVICE_USER"))"
@@ -135,19 +172,19 @@ remove_user() {
 
 ours() { [ -f "$1" ] && grep -qF "$MARKER" "$1"; }
 
-# The units, with the service user substituted when --user is not the default.
+# The package's units, marked as ours, running the virtualenv's program, with the service user
+# substituted when --user is not the default.
 install_units() {
     mkdir -p "$R$UNITDIR"
     local unit
     for unit in $UNITS; do
-        local src=$FROM/systemd/$unit
-        [ -f "$src" ] || src=$HERE/../systemd/$unit
-        [ -f "$src" ] || die "unit file $unit not found next to the script or in --from"
         if [ -e "$R$UNITDIR/$unit" ] && ! ours "$R$UNITDIR/$unit"; then
             die "$UNITDIR/$unit exists and was not installed by this script; move it away first"
         fi
-        sed -e "s/^User=$NAME\$/User=$SERVICE_USER/" -e "s/^Group=$NAME\$/Group=$SERVICE_USER/" \
-            "$src" > "$R$UNITDIR/$unit.tmp"
+        { echo "# $MARKER"
+          shipped "$unit" | sed -e "s|^ExecStart=/usr/bin/$NAME |ExecStart=$VENV/bin/$NAME |" \
+              -e "s/^User=$NAME\$/User=$SERVICE_USER/" -e "s/^Group=$NAME\$/Group=$SERVICE_USER/"
+        } > "$R$UNITDIR/$unit.tmp"
         chmod 0644 "$R$UNITDIR/$unit.tmp"
         chown 0:0 "$R$UNITDIR/$unit.tmp"
         mv -f "$R$UNITDIR/$unit.tmp" "$R$UNITDIR/$unit"
@@ -185,8 +222,6 @@ mqtt:
   ca: $CERTS/AmazonRootCA1.pem
 EOF
     fi
-    chown "0:$GID" "$tmp"
-    chmod 0640 "$tmp"
     mv "$tmp" "$cfg"
     say "wrote $ETC/agent.yaml (edit thing_name and mqtt.endpoint)"
 }
@@ -198,7 +233,7 @@ verify_venv() {
     local version
     version=$(cd / && "$R$VENV/bin/$NAME" --version) \
         || die "the installed program does not start: '$VENV/bin/$NAME --version' failed (its error is above)"
-    (cd / && "$R$VENV/bin/python" -c 'import agent.commands.check, agent.commands.run, agent.scheduler, agent.sampling, awscrt.mqtt5, awsiot.mqtt5_client_builder, psutil, cbor2, yaml') \
+    (cd / && "$R$VENV/bin/python" -c 'import agent.commands.check, agent.commands.run, agent.scheduler, agent.sampling, awscrt.mqtt5, awscrt.mqtt, psutil, cbor2, yaml') \
         || die "the installed program cannot load what 'check' and 'run' need (the import error is above)"
     say "installed $version into $VENV"
 }
@@ -257,14 +292,10 @@ fi
 
 [ -e "$FROM" ] || die "--from $FROM: not found"
 create_user
-UID_=$(uid_of "$SERVICE_USER")
-GID=$(gid_of "$SERVICE_USER")
-[ -n "$GID" ] || die "group $SERVICE_USER missing from $R/etc/group"
+[ -n "$(gid_of "$SERVICE_USER")" ] || die "group $SERVICE_USER missing from $R/etc/group"
 
 ensure_dir "$OPT" 0755 0 0
-ensure_dir "$ETC" 0755 0 0
-ensure_dir "$CERTS" 0750 0 "$GID"
-ensure_dir "$STATE" 0700 "$UID_" "$GID"
+apply_tmpfiles d
 
 [ "$SKIP_VENV" = 1 ] || build_venv
 mkdir -p "$R$(dirname "$LINK")"
@@ -275,12 +306,9 @@ else
 fi
 
 write_config
-# The private key, when already present: root only. LoadCredential= reads it
-# as root and gives the service its own copy.
-if [ -f "$R$CERTS/private.pem.key" ]; then
-    chown 0:0 "$R$CERTS/private.pem.key"
-    chmod 0600 "$R$CERTS/private.pem.key"
-fi
+# The config's mode and owner, and the private key, when already present, root only (LoadCredential=
+# reads it as root and gives the service its own copy): the tmpfiles `z` lines.
+apply_tmpfiles z
 install_units
 [ "$SYSTEMCTL" = 0 ] || systemctl daemon-reload
 

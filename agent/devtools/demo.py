@@ -8,7 +8,6 @@ when every report was accepted.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from agent.config.load import parse_config
 from agent.delivery.status import format_status, read_status
 from agent.devtools.broker import Broker
 from agent.devtools.certs import make_pki
+from agent.devtools.selfrun import agent_argv, agent_env
 from agent.emulator.controlplane import ControlPlaneServer
 from agent.emulator.responder import Responder, ResponderOptions
 from agent.emulator.store import Store
@@ -101,9 +101,9 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
         config_path.write_text(agent_config(base, broker.port, device.cert, device.key, pki.ca, interval))
         bootstrapped = _agent_cli(out, "bootstrap", "--config", str(config_path), "--endpoint-url", control.url) == 0
         print(f"\nAgent: {reports} report(s), one every {interval} s, thing {THING!r}", file=out, flush=True)
-        command = [sys.executable, "-m", "agent", "run", "--config", str(config_path), "--reports", str(reports)]
+        command = agent_argv("run", "--config", str(config_path), "--reports", str(reports))
         result = subprocess.run(command, timeout=60 + reports * (interval + 10), check=False,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env=agent_env({"PYTHONUNBUFFERED": "1"}))
         received = responder.wait_for(reports, 5.0)
         print("", file=out)
         for item in received:
@@ -135,8 +135,8 @@ def _agent_cli(out: TextIO, *args: str) -> int:
     """Run one `defender-agent` command as a person would, echoing it and its output."""
     shown = " ".join(Path(a).name if a.startswith("/") else a for a in args)
     print(f"\n$ defender-agent {shown}", file=out, flush=True)
-    result = subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, timeout=60,
-                            check=False, env={**os.environ, **DEMO_AWS_ENV})
+    result = subprocess.run(agent_argv(*args), capture_output=True, text=True, timeout=60,
+                            check=False, env=agent_env(DEMO_AWS_ENV))
     print((result.stdout + result.stderr).rstrip("\n"), file=out, flush=True)
     return result.returncode
 

@@ -13,13 +13,13 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from agent.devtools.broker import Broker
 from agent.devtools.certs import Pki, make_pki
+from agent.devtools.selfrun import agent_argv, agent_env
 from agent.emulator.responder import Responder, ResponderOptions
 
 THING = "rig-gw"
@@ -182,13 +182,11 @@ class Rig:
 
     def start_agent(self, config: Path, log: Path, *args: str, prefix: Optional[List[str]] = None,
                     env: Optional[Dict[str, str]] = None) -> subprocess.Popen[bytes]:
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env = agent_env({"PYTHONUNBUFFERED": "1", **(env or {})})
         full_env.pop("NOTIFY_SOCKET", None)
-        root = str(Path(__file__).resolve().parents[2])
-        full_env["PYTHONPATH"] = root + os.pathsep + full_env.get("PYTHONPATH", "")
         with open(log, "ab") as out:
-            proc = subprocess.Popen([*(prefix or []), sys.executable, "-m", "agent", "run", "--config", str(config),
-                                     *args], stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=full_env)
+            proc = subprocess.Popen([*(prefix or []), *agent_argv("run", "--config", str(config), *args)],
+                                    stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=full_env)
         self.agents.append(proc)
         return proc
 

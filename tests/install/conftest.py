@@ -13,6 +13,9 @@ from tests.delivery.conftest import broker, pki, responder  # noqa: F401  (share
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_VENV_ENV = "DEFENDER_AGENT_BASE_VENV"
+# `make test` installs the Debian package on this machine (`make debian-install`) and names its program here.
+DEBIAN_ENV = "DEFENDER_AGENT_DEBIAN"
+DEBIAN_PROGRAM = Path("/usr/bin/defender-agent")
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +35,25 @@ def base_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                     str(ROOT)], check=True, timeout=600)
     return venv
+
+
+@pytest.fixture(scope="session")
+def debian_program() -> Path:
+    """/usr/bin/defender-agent from the installed .deb: Debian's python3 and python3-* libraries.
+
+    `make test` installs it and sets $DEFENDER_AGENT_DEBIAN; then a missing program fails. Run
+    alone, without the package, the tests that need it are skipped.
+    """
+    if not os.environ.get(DEBIAN_ENV):
+        pytest.skip("the Debian package is not installed here (`make test` installs it: make debian-install)")
+    assert DEBIAN_PROGRAM.is_file(), f"${DEBIAN_ENV} is set but {DEBIAN_PROGRAM} is missing"
+    return DEBIAN_PROGRAM
+
+
+@pytest.fixture(params=["pypi", "debian"])
+def installed(request: pytest.FixtureRequest) -> Path:
+    """The installed `defender-agent` program of each library set: the base venv (newest from PyPI)
+    and the Debian package (bookworm's python3-awscrt, -psutil, -cbor2, -yaml)."""
+    if request.param == "pypi":
+        return Path(request.getfixturevalue("base_venv")) / "bin" / "defender-agent"
+    return Path(request.getfixturevalue("debian_program"))

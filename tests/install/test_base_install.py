@@ -1,7 +1,8 @@
-"""The install a gateway gets: `pip install .` with no extras, then every command that needs no boto3.
+"""The installs a gateway gets: `pip install .` with no extras, and the Debian package on Debian's
+libraries; then every command that needs no boto3.
 
-Each command is the installed console script of that virtualenv, run from outside
-the checkout (cwd=/), so nothing from the source tree or the developer's venv leaks in.
+Each command is the installed program, run from outside the checkout (cwd=/), so nothing from
+the source tree or the developer's venv leaks in.
 """
 
 from __future__ import annotations
@@ -28,9 +29,13 @@ ROOT = Path(__file__).resolve().parents[2]
 NOT_IN_RUN = ("boto3", "botocore", "agent.emulator", "agent.devtools", "agent.control")
 
 
-def agent(venv: Path, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(venv / "bin" / "defender-agent"), *args], capture_output=True, text=True,
+def program(program: Path, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(program), *args], capture_output=True, text=True,
                           timeout=timeout, check=False, cwd="/", env=plain_env(**env))
+
+
+def agent(venv: Path, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    return program(venv / "bin" / "defender-agent", *args, timeout=timeout, **env)
 
 
 def test_the_base_install_has_no_extras(base_venv: Path) -> None:
@@ -75,37 +80,38 @@ def test_boto3_commands_name_the_extra_in_one_line(base_venv: Path, command: Lis
 
 
 @pytest.mark.broker
-def test_check_once_run_and_status_on_the_base_install(
-    base_venv: Path, pki: Pki, broker: Broker, responder: Responder, tmp_path: Path
+@pytest.mark.parametrize("protocol", ["mqtt5", "mqtt311"])
+def test_check_once_run_and_status_on_each_install(
+    installed: Path, protocol: str, pki: Pki, broker: Broker, responder: Responder, tmp_path: Path
 ) -> None:
     state = tmp_path / "state"
     config = tmp_path / "agent.yaml"
-    config.write_text(config_text(pki, broker.port, state, reply_timeout=5) + (
+    config.write_text(config_text(pki, broker.port, state, reply_timeout=5, protocol=protocol) + (
         "collectors:\n  - type: listening_ports\n  - type: tcp_connections\n  - type: network_stats\n"
         "  - type: system\n    metrics: [cpu_usage, load_average]\n"
         "custom_metrics:\n  cpu_usage: {type: number}\n  load_average: {type: number-list}\n"))
     config.chmod(0o600)
 
-    check = agent(base_venv, "check", "--config", str(config))
+    check = program(installed, "check", "--config", str(config))
     assert check.returncode == 0, check.stderr
     assert f"OK (thing '{THING}'" in check.stdout
 
     report = tmp_path / "report.json"
-    once = agent(base_venv, "once", "--config", str(config), "--output", str(report), "--baseline", "0.2")
+    once = program(installed, "once", "--config", str(config), "--output", str(report), "--baseline", "0.2")
     assert once.returncode == 0, once.stderr
-    valid = agent(base_venv, "validate", str(report))
+    valid = program(installed, "validate", str(report))
     assert valid.returncode == 0 and "valid (json, long keys" in valid.stdout, valid.stdout
 
-    run = agent(base_venv, "run", "--config", str(config), "--reports", "2", PYTHONPROFILEIMPORTTIME="1")
+    run = program(installed, "run", "--config", str(config), "--reports", "2", PYTHONPROFILEIMPORTTIME="1")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Traceback" not in run.stderr
     outcomes = ledger(state)
     assert sorted(outcomes.values()) == ["accepted", "accepted"], outcomes
     loaded = imported_modules(run.stderr)
-    assert "awscrt.mqtt5" in loaded, "the import log was not captured"
+    assert ("awscrt.mqtt5" if protocol == "mqtt5" else "awscrt.mqtt") in loaded, "the import log was not captured"
     assert under(loaded, *NOT_IN_RUN) == []
 
-    status = agent(base_venv, "status", "--config", str(config), "--json")
+    status = program(installed, "status", "--config", str(config), "--json")
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["outcomes"]["accepted"] == 2, status.stdout
 

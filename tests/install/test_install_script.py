@@ -95,7 +95,12 @@ def test_install_creates_user_files_owners_and_modes(prefix: Path) -> None:
     link = prefix / "usr/local/bin/defender-agent"
     assert os.readlink(link) == "/opt/defender-agent/venv/bin/defender-agent"
     for unit in ("defender-agent.service", "defender-agent-bootstrap.service"):
-        assert (prefix / "etc/systemd/system" / unit).read_text() == (REPO / "systemd" / unit).read_text()
+        # The package's unit, marked as the script's, with ExecStart= in the virtualenv: nothing else differs.
+        shipped = (REPO / "systemd" / unit).read_text()
+        installed = (prefix / "etc/systemd/system" / unit).read_text()
+        assert installed == "# (installed by scripts/install.sh)\n" + shipped.replace(
+            "ExecStart=/usr/bin/defender-agent ", "ExecStart=/opt/defender-agent/venv/bin/defender-agent ")
+        assert "ExecStart=/usr/bin/defender-agent " in shipped
     # The placeholder config is valid and holds no secrets: it only names the key's path.
     text = (prefix / "etc/defender-agent/agent.yaml").read_text()
     config = parse_config(text, "agent.yaml")
@@ -194,8 +199,8 @@ def test_virtualenv_install_into_prefix(prefix: Path) -> None:
         [
             str(venv / "bin/python"),
             "-c",
-            "import importlib.util as u, agent, psutil, cbor2, yaml, awscrt, awsiot; "
-            "print(agent.__version__, u.find_spec('boto3') is None)",
+            "import importlib.util as u, agent, psutil, cbor2, yaml, awscrt; "
+            "print(agent.__version__, u.find_spec('boto3') is None, u.find_spec('awsiot') is None)",
         ],
         capture_output=True,
         text=True,
@@ -204,8 +209,9 @@ def test_virtualenv_install_into_prefix(prefix: Path) -> None:
         cwd="/",
     )
     assert probe.returncode == 0, probe.stderr
-    version, no_boto3 = probe.stdout.split()
+    version, no_boto3, no_awsiot = probe.stdout.split()
     assert no_boto3 == "True", "the default install must not pull in boto3"
+    assert no_awsiot == "True", "awscrt alone: awsiotsdk would pin one exact awscrt"
     assert f"installed defender-agent {version} into /opt/defender-agent/venv" in result.stdout
     assert tree(prefix)["opt/defender-agent/venv"][2:] == (0, 0)
     # The config is the installed program's own full example, not the fallback.
