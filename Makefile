@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The install a gateway gets (`pip install .`, no extras), rebuilt for every `make test`.
 BASE_VENV := .venv-base
 
-.PHONY: deb deb-deps debian-install systemd-test base-venv faults install uninstall check-units docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
+.PHONY: deb deb-deps debian-install foreign-deps systemd-test base-venv faults install uninstall check-units docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
 
 help:
 	@echo "make demo    - the agent sending real reports over mTLS to a local broker and Device Defender responder"
@@ -52,10 +52,17 @@ lint: $(STAMP)
 demo: $(STAMP) mosquitto
 	$(BIN)/defender-agent demo
 
-# Two library sets: the newest from PyPI (.venv, .venv-base) and Debian's (the .deb installed on this machine).
-test: $(STAMP) mosquitto lint base-venv debian-install
+# Raspberry Pi OS's armhf and arm64 userlands run under qemu-user (tests/install/test_foreign_arch.py).
+foreign-deps:
+	@command -v debootstrap >/dev/null && command -v qemu-arm-static >/dev/null && command -v qemu-aarch64-static >/dev/null \
+	  || { echo "Installing debootstrap, qemu-user-static (armhf/arm64 tests)"; \
+	       $(APT_GET) update -qq && $(APT_GET) install -y -qq debootstrap qemu-user-static >/dev/null; }
+
+# Library sets: the newest from PyPI (.venv, .venv-base); Debian's (the .deb installed on this machine);
+# Debian's armhf and arm64 builds under qemu-user.
+test: $(STAMP) mosquitto lint base-venv debian-install foreign-deps
 	DEFENDER_AGENT_BASE_VENV=$(CURDIR)/$(BASE_VENV) DEFENDER_AGENT_DEB=$(CURDIR)/$(DEB) DEFENDER_AGENT_DEBIAN=1 \
-	  $(BIN)/pytest --cov=agent --cov-report=term:skip-covered
+	  DEFENDER_AGENT_FOREIGN=armhf,arm64 $(BIN)/pytest --cov=agent --cov-report=term:skip-covered
 
 sample-config: $(STAMP)
 	$(BIN)/defender-agent sample-config > config/agent.example.yaml
