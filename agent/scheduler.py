@@ -1,8 +1,12 @@
 """The one loop that owns timing and state: sample, build, store, publish, resend, match replies.
 
 Everything else only talks to it through ``Service.events`` (a ``queue.SimpleQueue``):
-awscrt callbacks and signal handlers put events there and return. The loop wakes
-for the next event or the next deadline (report due, resend due, watchdog).
+awscrt callbacks and signal handlers put events there and return. The loop sleeps
+until the next event or the next deadline (report due, resend or reply timeout due, watchdog,
+the session's connect warning, restart and resubscribe) and at no other time: there is no
+periodic wake-up, so every timer must be one of the deadlines in :meth:`Service._next_deadline`.
+A signal is handled at once all the same: its handler (:func:`agent.commands.run.serve`) puts an
+event on the queue, and ``SimpleQueue.get(timeout=...)`` runs signal handlers when interrupted.
 
 Helpers, one job each: :mod:`agent.delivery.session` (MQTT link, connection, reply
 subscriptions), :mod:`agent.delivery.resend` (when to publish again), :mod:`agent.reload`
@@ -42,7 +46,6 @@ from agent.report.encode import first_violations
 from agent.sampling import SampleSource, network_stats
 
 SourceFactory = Callable[[Config], SampleSource]
-MAX_WAIT = 1.0  # the loop wakes at least this often (signals, deadlines, watchdog)
 MAX_EVENTS_PER_TURN = 1000  # then the deadlines get their turn, even under a flood of events
 UNEXPECTED_REPEAT = 600.0  # seconds: an unexpected error of one kind at one stage is logged at most this often
 UNANSWERED_HINT_AFTER = 3  # unanswered reports in a row before the journal says what to check
@@ -156,7 +159,7 @@ class Service:
 
     def run_once(self) -> None:
         """One turn of the loop: wait for an event or the next deadline, handle the events, then the deadlines."""
-        wait = max(0.0, min(MAX_WAIT, self._next_deadline() - self.clock.monotonic()))
+        wait = max(0.0, self._next_deadline() - self.clock.monotonic())
         event = self.clock.wait(self.events, wait)
         handled = 0
         while event is not None:
@@ -172,12 +175,19 @@ class Service:
             self._tick(self.clock.monotonic())
 
     def _next_deadline(self) -> float:
+        """The earliest time :meth:`_tick` has work: the one bound on the loop's sleep.
+
+        The heartbeat's is always set (at most an hour away without a watchdog), so the wait is finite.
+        """
         deadline = self.heartbeat.next_at
         if not self._done_reporting():  # else next_report stays in the past and the loop would spin
             deadline = min(deadline, self.next_report)
-        resend = self.resend.next_deadline()
+        resend = self.resend.next_deadline()  # a resend, or a reply timeout (then max_attempts ends it)
         if self.session.ready and resend is not None:
             deadline = min(deadline, resend)
+        session = self.session.next_deadline(self.config)
+        if session is not None:
+            deadline = min(deadline, session)
         return deadline
 
     def _tick(self, now: float) -> None:
@@ -415,7 +425,10 @@ class Service:
                              reload.refused_state_dir, old.state_dir)
         self.config = new
         self.builder = ReportBuilder(new, self.log.getChild("report"))
-        if reload.touches(Section.COLLECTORS, Section.CUSTOM_METRICS):
+        # The collectors are built for one sampling interval (network_stats' max_span is 1.5 of it), so a new
+        # interval rebuilds them too: else every delta of a longer interval is refused until a restart.
+        if (reload.touches(Section.COLLECTORS, Section.CUSTOM_METRICS)
+                or new.report.interval != old.report.interval):
             self.source.close()
             self.source = self.source_factory(new)
         if reload.touches(Section.REPORT):

@@ -65,6 +65,25 @@ def test_changed_interval_applies_at_once(state: Path, caplog: pytest.LogCapture
     assert "Reloaded configuration from /etc/defender-agent/agent.yaml (changed: report)" in caplog.text
 
 
+def test_an_interval_change_rebuilds_the_collectors_and_a_delivery_change_does_not(state: Path) -> None:
+    """Collectors are built for one sampling interval (network_stats refuses a delta over 1.5 of it)."""
+    old = make_config(state, interval=60)
+    configs = [old]
+    with Loop(old, reload_config=serving(configs)) as loop:
+        built: List[float] = []
+        factory = loop.service.source_factory
+        loop.service.source_factory = lambda cfg: (built.append(cfg.report.interval), factory(cfg))[1]
+        loop.until(lambda: loop.source.rounds == 1)
+        configs.append(dataclasses.replace(old, delivery=dataclasses.replace(old.delivery, max_attempts=9)))
+        loop.service.events.put(HUP)
+        loop.turn()
+        assert built == [], "a delivery change keeps the collectors and their state"
+        configs.append(dataclasses.replace(old, report=dataclasses.replace(old.report, interval=300.0)))
+        loop.service.events.put(HUP)
+        loop.turn()
+        assert built == [300.0], "collectors built for the old interval refuse the new one's deltas"
+
+
 def test_refused_config_keeps_the_running_one(state: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="agent.test.loop")
     old = make_config(state)

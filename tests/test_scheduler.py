@@ -54,13 +54,31 @@ class RecordingNotifier(Notifier):
         return True
 
 
+class HorizonClock(FakeClock):
+    """A :class:`FakeClock` whose waits stop at ``horizon`` (when set): the time a test looks at the loop.
+
+    The loop sleeps until its next deadline, which may be minutes away; ``Loop.run_for(60)`` must
+    still end at 60 s, not at the next report. Waking at the horizon is a wake-up nothing scheduled,
+    like an event: the loop's turn finds nothing due, as it would in a real run.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.horizon: Optional[float] = None
+
+    def wait(self, events: Any, timeout: float) -> Optional[object]:
+        if self.horizon is not None:
+            timeout = max(0.0, min(timeout, self.horizon - self.now))
+        return super().wait(events, timeout)
+
+
 class Loop:
     """An opened Service on a fake clock and fake links; leave the ``with`` block to close it."""
 
     def __init__(self, config: Config, *, source: Any = None, reload_config: Optional[Callable[[], Config]] = None,
                  notifier: Optional[Notifier] = None, max_reports: Optional[int] = None,
                  links: Optional[FakeLinks] = None, **link_options: Any) -> None:
-        self.clock = FakeClock()
+        self.clock = HorizonClock()
         self.links = links or FakeLinks(**link_options)
         self.source = source or CountingSource()
         self.notifier = notifier or RecordingNotifier()
@@ -94,9 +112,13 @@ class Loop:
         assert condition(), f"not reached within {turns} turns (clock at {self.clock.now})"
 
     def run_for(self, seconds: float, turns: int = 2000) -> None:
-        """Turns until ``seconds`` of fake time passed (or the loop stops)."""
+        """Turns until ``seconds`` of fake time passed (or the loop stops); no wait goes past that time."""
         end = self.clock.now + seconds
-        self.until(lambda: self.clock.now >= end or self.service.stopping, turns)
+        self.clock.horizon = end
+        try:
+            self.until(lambda: self.clock.now >= end or self.service.stopping, turns)
+        finally:
+            self.clock.horizon = None
 
     def outcome(self, report_id: int) -> Optional[str]:
         return self.service.outbox.outcome_of(report_id)
@@ -279,7 +301,7 @@ def test_running_line_and_status_name_the_plain_values(state: Path, caplog: pyte
         rid = loop.link.published_ids[0]
         loop.link.accept(rid)
         loop.until(lambda: loop.outcome(rid) == "accepted")
-        loop.turn()
+        loop.run_for(1)  # a turn more, not the next report's
         meta = loop.service.outbox.meta()
     assert "report every 300 s (+ up to 0 s jitter), backlog fold" in caplog.text
     assert meta["connection"] == "connected" and meta["last_outcome"] == "accepted"
@@ -494,3 +516,71 @@ def test_a_round_that_runs_late_is_not_followed_by_another_at_once(state: Path) 
         assert len(times) >= 3
         gaps = [b - a for a, b in zip(times, times[1:])]
         assert min(gaps) >= 10, f"reports closer than one interval: {gaps}"
+
+
+# -- no periodic wake-up: the loop sleeps until its next deadline, and every timer is one ----------------
+
+
+def turns_over(loop: Loop, seconds: float, turns: int = 500) -> int:
+    """How many turns the loop takes to let ``seconds`` of fake time pass (no horizon: it sleeps as it likes)."""
+    end = loop.clock.now + seconds
+    for done in range(1, turns + 1):
+        loop.turn()
+        if loop.clock.now >= end or loop.service.stopping:
+            return done
+    raise AssertionError(f"{seconds} s not passed within {turns} turns (clock at {loop.clock.now})")
+
+
+def test_idle_the_loop_wakes_once_per_watchdog_ping_and_once_per_report(state: Path) -> None:
+    notifier = RecordingNotifier({"WATCHDOG_USEC": "120000000"})  # a ping every 60 s
+    with Loop(make_config(state, interval=300), notifier=notifier, auto_reply=AutoReply.ACCEPT) as loop:
+        loop.until(lambda: loop.service.last_report_id and not loop.service.resend)
+        pings, rounds = notifier.sent.count("WATCHDOG=1"), loop.source.rounds
+        turns = turns_over(loop, 1200)
+        pings, rounds = notifier.sent.count("WATCHDOG=1") - pings, loop.source.rounds - rounds
+        assert (pings, rounds) == (20, 4)
+        # each report is one wake-up for the round and one for its reply (an event); pings share none
+        assert turns <= pings + 2 * rounds, f"{turns} turns for {pings} pings and {rounds} reports"
+        assert min(loop.clock.waits[-turns:]) > 0, "no busy turn"
+
+
+@pytest.mark.parametrize("case", ["slow connect warning", "restart of a failed first connect",
+                                  "resubscribe after a refused SUBACK"])
+def test_the_session_timers_are_deadlines_of_the_loop(state: Path, case: str,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Each of the session's timers wakes the loop when due (the next report is 300 s away, no watchdog)."""
+    caplog.set_level(logging.INFO, logger="agent.test.loop")
+    options: Dict[str, Any] = {
+        "slow connect warning": dict(connects=False),
+        "restart of a failed first connect": dict(connect_error="AWS_IO_SOCKET_TIMEOUT: socket operation timed out",
+                                                  retry_by_caller=True),
+        "resubscribe after a refused SUBACK": dict(suback_ok=False),
+    }[case]
+    with Loop(make_config(state, interval=300), **options) as loop:
+        start = loop.clock.now
+        done: Callable[[], bool] = {
+            "slow connect warning": lambda: "Still connecting" in caplog.text,
+            "restart of a failed first connect": lambda: len(loop.links.links) >= 2,
+            "resubscribe after a refused SUBACK": lambda: len(loop.link.subscribe_calls) >= 2,
+        }[case]
+        loop.until(done, turns=10)
+        due = {"slow connect warning": 5.0, "restart of a failed first connect": 2.0,
+               "resubscribe after a refused SUBACK": 5.0}[case]
+        assert loop.clock.now - start == pytest.approx(due), "woken when due, not at the next report"
+
+
+def test_a_report_waiting_for_its_reply_subscription_does_not_spin_the_loop(state: Path) -> None:
+    """The broker refuses the SUBACK (a device policy without iot:Subscribe): the pending report waits for
+    the resubscribe instead of coming due on every turn, and goes out once the subscription holds."""
+    with Loop(make_config(state, interval=300), suback_ok=False) as loop:
+        loop.until(lambda: loop.source.rounds == 1)
+        turns_before = len(loop.clock.waits)
+        loop.run_for(60.0, turns=200)
+        turns = len(loop.clock.waits) - turns_before
+        assert loop.link.published == [], "nothing is published before its replies are subscribed"
+        busy = sum(1 for wait in loop.clock.waits[turns_before:] if wait == 0)
+        assert busy <= 2, f"{busy} of {turns} turns did not wait"
+        assert turns <= 30, f"{turns} turns in 60 s"
+        loop.link.suback_ok = True
+        loop.run_for(20.0)
+        assert loop.link.published, "published once the resubscribe succeeded"

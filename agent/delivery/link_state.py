@@ -6,6 +6,7 @@ Not to be confused with :class:`agent.report.model.Connection`, a TCP connection
 from __future__ import annotations
 
 import logging
+import math
 from typing import Optional
 
 from agent.schema import TextEnum
@@ -100,6 +101,19 @@ class LinkState:
         if due:
             self.resubscribe_at = None
         return due
+
+    def next_deadline(self, connect_limit: float) -> Optional[float]:
+        """The next time :meth:`restart_due`, :meth:`resubscribe_due` or :meth:`check_slow` has work to do.
+
+        The loop sleeps until its nearest deadline and nothing else wakes it: a timer of this
+        state that is not named here would never fire. ``None`` when none is set.
+        """
+        times = [self.restart_at]
+        if self.phase is LinkPhase.CONNECTED and not self.ready and not self.subscribing:
+            times.append(self.resubscribe_at)
+        if self.phase is LinkPhase.CONNECTING and not self._warned_slow:  # strictly after the limit, as checked
+            times.append(math.nextafter(self.since + connect_limit, math.inf))
+        return min((t for t in times if t is not None), default=None)
 
     def check_slow(self, now: float, limit: float) -> None:
         if self.phase is LinkPhase.CONNECTING and not self._warned_slow and now - self.since > limit:

@@ -100,6 +100,10 @@ class Session:
             if event.ok:  # the formats asked for then, not those wanted now (a new one may have come since)
                 self.subscribed_formats |= self.requested_formats
 
+    def next_deadline(self, config: Config) -> Optional[float]:
+        """When :meth:`tick` is next due (a slow-connect warning, a restart, a resubscribe), or ``None``."""
+        return self.link_state.next_deadline(config.mqtt.connect_timeout)
+
     def tick(self, now: float, config: Config, wanted: Callable[[], Set[str]]) -> None:
         """Deadlines: warn about a slow connect, restart a failed first connect, retry a failed subscribe."""
         state = self.link_state
