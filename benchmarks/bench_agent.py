@@ -1,8 +1,9 @@
 """The running agent (`defender-agent run` against the local broker and responder).
 
-Memory after 100 reports vs a bare `python -c "import awscrt, psutil"`; RSS growth
-from the 100th to the 300th report; idle CPU over 60 s; fsyncs and bytes written per
-report; the start on a 10,000-report outbox that an older version left behind.
+Memory after 100 reports vs a bare awscrt MQTT5 client with psutil imported, connected over
+the same mutual TLS to the same broker (the floor of this job), with a breakdown of the rest;
+RSS growth at the normal cadence; idle wake-ups of the loop's thread over 60 s; fsyncs and
+bytes written per report; the start on a 10,000-report outbox that an older version left.
 
 Every agent is a real `python -m agent run` subprocess with the real collectors
 (listening_ports, tcp_connections, network_stats, system), CBOR short names, over
@@ -11,10 +12,14 @@ process. Each concurrent agent has its own thing name.
 
 Structure (so that `make bench` stays well under 15 minutes):
 
-1. concurrently: the memory run (`run` at interval 1 s, the config's minimum, stopped
-   once 300 reports are accepted; RSS when 100 and when 300 are: "steady RSS" and "RSS
-   growth over 200 reports"), the idle run (interval 300 s, 60 s measured) and the two
-   strace runs (5 and 25 reports at 1 s). The memory run sets the phase's length (~300 s);
+1. concurrently: the memory run (`run` at interval 1 s, the config's minimum, for
+   :data:`GROWTH_SECONDS`; RSS at 100 accepted reports is "steady RSS", and RSS every 25
+   reports after it gives the growth, extrapolated to 10,000 reports), the measure runs
+   (the same `run` to 100 reports, each with one memory measure applied in its own
+   process only: MALLOC_ARENA_MAX, a smaller SQLite cache, one awscrt event-loop thread,
+   importlib.metadata loaded only when used), the idle run (interval 300 s, a watchdog of
+   20 s answered by a socket of ours, 60 s measured, then SIGTERM) and the two strace
+   runs (5 and 25 reports at 1 s). The memory run sets the phase's length;
 2. alone: the start on an empty state_dir (the baseline), then the start on an outbox
    holding 10,000 pending, never-published reports with ids far in the past, as an
    older version that kept every report for a drain could leave it. `backlog: newest`
@@ -22,15 +27,20 @@ Structure (so that `make bench` stays well under 15 minutes):
    to the first accepted report, the RSS then, and the ledger afterwards. Three rounds,
    interleaved, medians (a round takes about 2 s).
 
-`--quick` runs the memory run to 50 reports (RSS at 20 and 50), idles 10 s and runs one
-start-up round (still on 10,000 reports).
+The baselines (a bare connected client; the bare imports; the interpreter; run's imports
+without connecting) are separate processes measured before and after phase 1.
+
+`--quick` runs the memory run to 50 reports (RSS at 20, growth to 50), idles 10 s and
+runs one start-up round (still on 10,000 reports).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -42,24 +52,115 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from benchmarks.common import WORK_DIR, Figure, log, not_measured
 
-GROWTH = "RSS growth over 200 reports"
+STEADY = "steady RSS after 100 reports vs a bare connected awscrt MQTT5 client with psutil"
+GROWTH = "RSS growth over 10,000 reports at the normal cadence"
+IDLE_WAKEUPS = "idle wake-ups of the loop's thread in 60 s vs watchdog pings + due events"
+GROWTH_SECONDS = 300.0  # the memory run's length at interval 1 s: ~300 reports, extrapolated to 10,000
+GROWTH_TARGET = 10_000
+IDLE_WATCHDOG_USEC = 20_000_000  # WATCHDOG=1 every 10 s during the idle run
 START = "start on a 10,000-report outbox left by an older version"
 SEEDED = 10_000
 SEED_AGE = 30 * 86400  # the seeded ids end 30 days back: far below the epoch-second ids the agent builds next
 
 GOALS = {
-    "steady RSS after 100 reports vs bare awscrt+psutil process": "at most 1.5x",
+    STEADY: "at most 1.3x",
     GROWTH: "under 2 MB",
+    IDLE_WAKEUPS: "at most 1.0x (one wake-up per watchdog ping plus one per due event)",
     "idle CPU in 60 s between reports": "under 0.05 s; no busy polling",
     "fsyncs per report in the outbox": "at most 3",
     "bytes written per report in the outbox": "context",
     START: "context (time to the first accepted report)",
 }
 
-BARE = "import awscrt, psutil, sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(3600)"
-# Context: the agent's own imports (scheduler, collectors) without connecting or sampling.
-IMPORTS = ("import agent.scheduler, agent.collectors.build, sys, time; sys.stdout.write('ready\\n'); "
-           "sys.stdout.flush(); time.sleep(3600)")
+READY = "; import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(3600)"
+INTERPRETER = "pass" + READY
+# `import awscrt` alone loads no native code: awscrt.io and awscrt.mqtt5 load _awscrt (aws-lc, s2n, the CRT).
+BARE = "import awscrt.io, awscrt.mqtt5, psutil" + READY
+METADATA = "import awscrt.io, awscrt.mqtt5, psutil, importlib.metadata" + READY
+# run's imports without connecting or sampling: the command, its loop, the collectors, the MQTT5 client module.
+IMPORTS = ("import agent.cli, agent.commands.run, agent.scheduler, agent.sampling, agent.collectors.build, "
+           "awscrt.mqtt5, psutil" + READY)
+# The floor: a bare awscrt MQTT5 client, psutil imported, connected with mutual TLS (awscrt's defaults otherwise).
+BARE_CLIENT = """\
+import sys, threading, time
+import psutil
+from awscrt import io, mqtt5
+cert, key, ca, port, client_id = sys.argv[1:6]
+options = io.TlsContextOptions.create_client_with_mtls_from_path(cert, key)
+options.override_default_trust_store_from_path(None, ca)
+connected = threading.Event()
+client = mqtt5.Client(mqtt5.ClientOptions(
+    host_name="127.0.0.1", port=int(port), bootstrap=io.ClientBootstrap.get_or_create_static_default(),
+    tls_ctx=io.ClientTlsContext(options),
+    connect_options=mqtt5.ConnectPacket(client_id=client_id, keep_alive_interval_sec=60),
+    on_lifecycle_event_connection_success_fn=lambda data: connected.set()))
+client.start()
+if not connected.wait(30):
+    sys.exit("the bare client did not connect within 30 s")
+sys.stdout.write("ready\\n")
+sys.stdout.flush()
+time.sleep(3600)
+"""
+
+# One memory measure each, applied to one `run` process only (an environment variable, or a sitecustomize.py
+# on its PYTHONPATH); compared with the plain memory run at the same report count, at the same time.
+SITE_ELG1 = """\
+# One awscrt event-loop thread for the static default bootstrap (the agent's), not one per two CPUs.
+from awscrt import io as _io
+_made = []
+def _one_thread():
+    if not _made:
+        group = _io.EventLoopGroup(1)
+        _made.append(_io.ClientBootstrap(group, _io.DefaultHostResolver(group)))
+    return _made[0]
+_io.ClientBootstrap.get_or_create_static_default = staticmethod(_one_thread)
+"""
+SITE_CACHE = """\
+# A 256 KiB SQLite page cache for the outbox (default: 2 MiB, cache_size=-2000).
+import agent.delivery.db as _db
+import agent.delivery.outbox as _outbox
+_connect = _db.connect
+def _small_cache(path):
+    conn = _connect(path)
+    conn.execute("PRAGMA cache_size=-256")
+    return conn
+_db.connect = _outbox.connect = _small_cache
+"""
+SITE_TRIM = """\
+# glibc's malloc_trim(0) after every report round: freed heap pages (the YAML parse, the start) go back to the OS.
+import ctypes
+import agent.scheduler as _scheduler
+_trim = ctypes.CDLL("libc.so.6").malloc_trim
+_round = _scheduler.Service._report_round
+def _round_then_trim(self, now):
+    _round(self, now)
+    _trim(0)
+_scheduler.Service._report_round = _round_then_trim
+"""
+SITE_LAZY_METADATA = """\
+# importlib.metadata executed only when used (agent.collectors.registry asks it for plugins only when a config
+# names a type that is not built in): what `from importlib import metadata` inside the function would do.
+import importlib.util, sys
+_spec = importlib.util.find_spec("importlib.metadata")
+_spec.loader = importlib.util.LazyLoader(_spec.loader)
+_module = importlib.util.module_from_spec(_spec)
+sys.modules["importlib.metadata"] = _module
+_spec.loader.exec_module(_module)
+import importlib
+importlib.metadata = _module
+"""
+MEASURES: Dict[str, Tuple[Dict[str, str], Optional[str], str]] = {
+    # name: (environment, sitecustomize.py or None, what it is)
+    "arena1": ({"MALLOC_ARENA_MAX": "1"}, None, "MALLOC_ARENA_MAX=1 (one malloc arena for every thread)"),
+    "arena2": ({"MALLOC_ARENA_MAX": "2"}, None, "MALLOC_ARENA_MAX=2"),
+    "cache": ({}, SITE_CACHE, "SQLite PRAGMA cache_size=-256 (256 KiB) on the outbox connection"),
+    "elg1": ({}, SITE_ELG1, "awscrt EventLoopGroup(1) for the MQTT client's bootstrap"),
+    "lazymeta": ({}, SITE_LAZY_METADATA, "importlib.metadata only imported when a plugin is looked up"),
+    "trim": ({}, SITE_TRIM, "malloc_trim(0) after every report round (ctypes)"),
+    "optimize2": ({"PYTHONOPTIMIZE": "2"}, None, "PYTHONOPTIMIZE=2 (no docstrings, no asserts)"),
+    "lazymeta-arena1": ({"MALLOC_ARENA_MAX": "1"}, SITE_LAZY_METADATA,
+                        "importlib.metadata only when used, and MALLOC_ARENA_MAX=1"),
+}
 
 
 def _threads_ctx_switches(pid: int) -> int:
@@ -76,43 +177,46 @@ def _threads_ctx_switches(pid: int) -> int:
 
 
 class MemoryRun:
-    """Background: `run` at interval 1 s; RSS when ``steady_at`` and when ``end_at`` reports are accepted.
+    """Background: `run` at interval 1 s; RSS when ``steady_at`` reports are accepted, then every 25 until
+    ``seconds`` after the start (or ``end_at`` reports, when given), then stop.
 
     No `--reports N`: a round that runs late is followed by one at once, which supersedes the report
     before it (seen once in 300), so N built reports can be N - 1 accepted and the process would exit
-    before the RSS at ``end_at`` is read. :meth:`wait` stops the agent once ``end_at`` are accepted.
+    before the last RSS is read. :meth:`wait` stops the agent at the end.
     """
 
-    def __init__(self, rig: Any, work: Path, steady_at: int, end_at: int) -> None:
+    def __init__(self, rig: Any, work: Path, steady_at: int, seconds: float, name: str = "mem",
+                 env: Optional[Dict[str, str]] = None, end_at: Optional[int] = None) -> None:
         from agent.devtools.rig import proc_rss_kib
 
-        self.rig, self.work = rig, work
-        self.steady_at, self.end_at = steady_at, end_at
-        self.state = work / "mem-state"
-        self.log = work / "mem.log"
-        cfg = rig.write_config(work / "mem.yaml", self.state, interval=1, thing="mem-gw")
-        self.proc = rig.start_agent(cfg, self.log)
+        self.rig, self.work, self.name = rig, work, name
+        self.steady_at, self.seconds_wanted, self.end_at = steady_at, seconds, end_at
+        self.state = work / f"{name}-state"
+        self.log = work / f"{name}.log"
+        cfg = rig.write_config(work / f"{name}.yaml", self.state, interval=1, thing=f"{name}-gw")
+        self.proc = rig.start_agent(cfg, self.log, env=env)
         self.rss_kib = proc_rss_kib
-        self.samples: List[Tuple[int, int]] = []  # (accepted, rss KiB)
+        self.samples: List[Tuple[int, int, float]] = []  # (accepted, rss KiB, seconds since start)
         self.steady: Optional[int] = None
         self.end: Optional[int] = None
         self.steady_reports: Optional[int] = None  # accepted reports when the steady RSS was taken
         self.end_reports: Optional[int] = None
+        self.threads: Optional[int] = None  # at the steady point
         self.started = time.monotonic()
-        self.seconds: Optional[float] = None  # start to the end_at-th accepted report
+        self.seconds: Optional[float] = None  # start to the last sample
         self._stop = threading.Event()
         # Poll in a thread of our own: the milestones must be caught while the driver measures other figures.
-        self._thread = threading.Thread(target=self._poll_loop, name="memory-poll", daemon=True)
+        self._thread = threading.Thread(target=self._poll_loop, name=f"{name}-poll", daemon=True)
         self._thread.start()
 
     def _poll_loop(self) -> None:
-        deadline = time.monotonic() + (self.end_at * 3 + 600)
+        deadline = self.started + self.seconds_wanted + 600
         while not self._stop.is_set() and time.monotonic() < deadline and self.end is None:
             self.poll()
             self._stop.wait(0.1)
 
     def poll(self) -> None:
-        """Record RSS at the milestones (and every 50 accepted reports)."""
+        """Record RSS at the milestones (and every 25 accepted reports after the steady one)."""
         from agent.devtools.rig import accepted_count
 
         if self.proc.poll() is not None or self.end is not None:
@@ -120,17 +224,23 @@ class MemoryRun:
         done = accepted_count(self.state)
         try:
             rss = self.rss_kib(self.proc.pid)
+            threads = len(os.listdir(f"/proc/{self.proc.pid}/task"))
         except OSError:
             return
-        if not self.samples or done - self.samples[-1][0] >= 50:
-            self.samples.append((done, rss))
+        elapsed = time.monotonic() - self.started
         if self.steady is None and done >= self.steady_at:
-            self.steady, self.steady_reports = rss, done
-            log(f"  memory: steady RSS {rss} KiB after {done} reports")
-        if done >= self.end_at:
+            self.steady, self.steady_reports, self.threads = rss, done, threads
+            self.samples.append((done, rss, round(elapsed, 1)))
+            log(f"  memory {self.name}: steady RSS {rss} KiB after {done} reports ({threads} threads)")
+        elif self.steady is not None and done - self.samples[-1][0] >= max(5, self.steady_at // 4):
+            self.samples.append((done, rss, round(elapsed, 1)))
+        over = (done >= self.end_at) if self.end_at is not None else (elapsed >= self.seconds_wanted)
+        if self.steady is not None and over:
             self.end, self.end_reports = rss, done
-            self.seconds = round(time.monotonic() - self.started, 1)
-            log(f"  memory: RSS {rss} KiB after {done} reports ({self.seconds} s)")
+            if self.samples[-1][0] != done:
+                self.samples.append((done, rss, round(elapsed, 1)))
+            self.seconds = round(elapsed, 1)
+            log(f"  memory {self.name}: RSS {rss} KiB after {done} reports ({self.seconds} s)")
 
     def wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -139,6 +249,16 @@ class MemoryRun:
         self._stop.set()
         self._thread.join(5)
         self.rig.stop_agent(self.proc)
+
+    def slope_kib_per_report(self) -> Optional[float]:
+        """Least-squares RSS growth per accepted report over the samples from the steady one on."""
+        points = [(float(n), float(r)) for n, r, _ in self.samples]
+        if len(points) < 3 or points[-1][0] - points[0][0] < 50:
+            return None
+        mx = statistics.fmean(x for x, _ in points)
+        my = statistics.fmean(y for _, y in points)
+        den = sum((x - mx) ** 2 for x, _ in points)
+        return sum((x - mx) * (y - my) for x, y in points) / den if den else None
 
 
 def _bare_rss(rig: Any, code: str = BARE) -> int:
@@ -155,24 +275,126 @@ def _bare_rss(rig: Any, code: str = BARE) -> int:
         proc.wait(5)
 
 
+def _bare_client_rss(rig: Any, name: str) -> Tuple[int, int]:
+    """(RSS KiB, threads) of the bare connected client (:data:`BARE_CLIENT`), 3 s after it connected."""
+    from agent.devtools.rig import proc_rss_kib
+
+    pair = rig.pki.client(name)
+    proc = subprocess.Popen([sys.executable, "-c", BARE_CLIENT, str(pair.cert), str(pair.key), str(rig.pki.ca),
+                             str(rig.broker.port), name], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the bare client did not connect (exit status {proc.poll()})")
+        time.sleep(3.0)
+        return proc_rss_kib(proc.pid), len(os.listdir(f"/proc/{proc.pid}/task"))
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+def _measure_env(work: Path, name: str) -> Dict[str, str]:
+    """The environment of one measure run; a sitecustomize.py of its own on PYTHONPATH when it needs one."""
+    env, site, _ = MEASURES[name]
+    out = dict(env)
+    if site is not None:
+        folder = work / f"site-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "sitecustomize.py").write_text(site, encoding="utf-8")
+        out["PYTHONPATH"] = str(folder)
+    return out
+
+
+def _main_thread_switches(pid: int) -> Tuple[int, int]:
+    """(voluntary, involuntary) context switches of the process's main thread (the loop's)."""
+    counts = {"voluntary_ctxt_switches": 0, "nonvoluntary_ctxt_switches": 0}
+    with open(f"/proc/{pid}/task/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            key = line.split(":", 1)[0]
+            if key in counts:
+                counts[key] = int(line.split()[1])
+    return counts["voluntary_ctxt_switches"], counts["nonvoluntary_ctxt_switches"]
+
+
+_DUE = re.compile(r"Built report \d+|Published report \d+ again|unanswered after")
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's: counts the agent's WATCHDOG=1 messages, with their time."""
+
+    def __init__(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.pings: List[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="notify", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if b"WATCHDOG=1" in data:
+                self.pings.append(time.monotonic())
+
+    def between(self, t0: float, t1: float) -> int:
+        return sum(1 for t in self.pings if t0 <= t < t1)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+
+
 def measure_idle(rig: Any, work: Path, seconds: float) -> Dict[str, Any]:
+    """`run` at interval 300 s with a 20 s watchdog: wake-ups of its loop's thread while nothing is due.
+
+    After the first report is accepted and 5 s to settle: the main thread's voluntary context
+    switches (each time it slept and was woken) over ``seconds``, against what is due then: the
+    watchdog pings our socket received, plus every report built, resent or given up on in the window
+    (from the log). Then SIGTERM, timed to the process's exit.
+    """
     from agent.devtools.rig import accepted_count, proc_cpu_seconds, wait_until
 
     state = work / "idle-state"
     cfg = rig.write_config(work / "idle.yaml", state, interval=300, reply_timeout=30, retry_max_delay=60,
                            thing="idle-gw")
-    proc = rig.start_agent(cfg, work / "idle.log")
+    notify = NotifySocket(work / "notify.sock")
+    prefix = ["env", f"NOTIFY_SOCKET={notify.path}", f"WATCHDOG_USEC={IDLE_WATCHDOG_USEC}"]  # the rig drops ours
+    proc = rig.start_agent(cfg, work / "idle.log", prefix=prefix)
+    log_path = work / "idle.log"
+    stop_seconds = None
     try:
         if not wait_until(lambda: accepted_count(state) >= 1, 30, 0.2):
             raise RuntimeError("the idle agent's first report was not accepted within 30 s")
         time.sleep(5.0)  # settle: the first report's replies, status writes
-        cpu0, ctx0, t0 = proc_cpu_seconds(proc.pid), _threads_ctx_switches(proc.pid), time.monotonic()
+        due0 = len(_DUE.findall(log_path.read_text(errors="replace")))
+        cpu0, ctx0, main0, t0 = (proc_cpu_seconds(proc.pid), _threads_ctx_switches(proc.pid),
+                                 _main_thread_switches(proc.pid), time.monotonic())
         time.sleep(seconds)
-        cpu1, ctx1, t1 = proc_cpu_seconds(proc.pid), _threads_ctx_switches(proc.pid), time.monotonic()
-        built = len(re.findall(r"Built report", (work / "idle.log").read_text()))
+        cpu1, ctx1, main1, t1 = (proc_cpu_seconds(proc.pid), _threads_ctx_switches(proc.pid),
+                                 _main_thread_switches(proc.pid), time.monotonic())
+        text = log_path.read_text(errors="replace")
+        due = len(_DUE.findall(text)) - due0
+        built = len(re.findall(r"Built report", text))
+        stop_seconds = rig.stop_agent(proc)
     finally:
         rig.stop_agent(proc)
-    return {"cpu": cpu1 - cpu0, "seconds": t1 - t0, "wakeups": ctx1 - ctx0, "reports_built": built}
+        notify.close()
+    stopped = "Received SIGTERM" in log_path.read_text(errors="replace")
+    return {"cpu": cpu1 - cpu0, "seconds": t1 - t0, "wakeups": ctx1 - ctx0, "reports_built": built,
+            "main_voluntary": main1[0] - main0[0], "main_involuntary": main1[1] - main0[1],
+            "pings": notify.between(t0, t1), "due_events": due, "watchdog_usec": IDLE_WATCHDOG_USEC,
+            "sigterm_to_exit_s": round(stop_seconds, 3) if stop_seconds is not None else None,
+            "sigterm_logged": stopped, "exit_status": proc.returncode}
 
 
 _CALL = re.compile(r"^\d+\s+(?:\d+\.\d+\s+)?(\w+)\((\d+)<([^>]*)>.*\)\s+=\s+(-?\d+)")
@@ -436,6 +658,10 @@ def _guarded(extra: Dict[str, Any], name: str, fn: Any) -> None:
     log(f"  agent: {name}: {extra[name]}")
 
 
+def _mb(kib: float) -> float:
+    return kib / 1024.0
+
+
 def run(quick: bool = False) -> Dict[str, Any]:
     from agent.devtools.broker import find_mosquitto
     from agent.devtools.rig import Rig, ledger
@@ -445,22 +671,27 @@ def run(quick: bool = False) -> Dict[str, Any]:
     work = WORK_DIR / "agent"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    steady_at, growth_to = (20, 50) if quick else (100, 300)
+    steady_at = 20 if quick else 100
+    growth_seconds = 40.0 if quick else GROWTH_SECONDS
     idle_seconds = 10.0 if quick else 60.0
     start_rounds = 1 if quick else 3
+    measures = ["lazymeta"] if quick else list(MEASURES)
     figures: List[Figure] = []
     extra: Dict[str, Any] = {}
     phases: Dict[str, float] = {}
     with Rig(work) as rig:
-        bare = _bare_rss(rig)
-        imports_rss = _bare_rss(rig, IMPORTS)
-        things = ["mem-gw", "idle-gw", "strace-small-gw", "strace-large-gw",
+        things = ["mem-gw", "idle-gw", "strace-small-gw", "strace-large-gw", "bare-0", "bare-1",
+                  *(f"{m}-gw" for m in measures),
                   *(f"start-{kind}-{i}-gw" for i in range(start_rounds) for kind in ("empty", "outbox"))]
         for thing in things:
             rig.pki.client(thing)  # issue every certificate here: openssl's CA serial file is not thread-safe
-        # Phase 1: memory, idle and strace runs at once (separate agents, thing names, state dirs).
+        before = {"client": _bare_client_rss(rig, "bare-0"), "bare": _bare_rss(rig), "imports": _bare_rss(rig, IMPORTS),
+                  "interpreter": _bare_rss(rig, INTERPRETER), "metadata": _bare_rss(rig, METADATA)}
+        # Phase 1: memory, measures, idle and strace runs at once (separate agents, thing names, state dirs).
         t0 = time.monotonic()
-        mem = MemoryRun(rig, work, steady_at, growth_to)
+        mem = MemoryRun(rig, work, steady_at, growth_seconds)
+        variants = {m: MemoryRun(rig, work, steady_at, 0.0, name=m, env=_measure_env(work, m), end_at=steady_at)
+                    for m in measures}
         workers = [threading.Thread(target=_guarded, args=(extra, "idle", lambda: measure_idle(rig, work, idle_seconds)),
                                     name="idle"),
                    threading.Thread(target=_guarded, args=(extra, "fsync", lambda: measure_fsyncs(rig, work, 5, 25)),
@@ -469,54 +700,61 @@ def run(quick: bool = False) -> Dict[str, Any]:
             w.start()
         for w in workers:
             w.join()
+        for variant in variants.values():
+            variant.wait(max(0.0, steady_at * 3.0 + 120 - (time.monotonic() - t0)))
         log("  agent: waiting for the memory run")
-        mem.wait(max(0.0, growth_to * 3.0 + 120 - (time.monotonic() - t0)))
-        phases["concurrent: memory (steady RSS, growth), idle, fsync"] = round(time.monotonic() - t0, 1)
-        bare_mid = _bare_rss(rig)
+        mem.wait(max(0.0, growth_seconds * 2 + 120 - (time.monotonic() - t0)))
+        phases["concurrent: memory (steady RSS, growth), measures, idle, fsync"] = round(time.monotonic() - t0, 1)
+        after = {"client": _bare_client_rss(rig, "bare-1"), "bare": _bare_rss(rig), "imports": _bare_rss(rig, IMPORTS),
+                 "interpreter": _bare_rss(rig, INTERPRETER), "metadata": _bare_rss(rig, METADATA)}
         # Phase 2, alone: start on an empty state_dir (baseline), then on the outbox an older version left.
         t0 = time.monotonic()
         _guarded(extra, "start", lambda: measure_starts(rig, work, start_rounds))
         phases[f"start: empty state_dir and the 10,000-report outbox, {start_rounds} round(s)"] = round(
             time.monotonic() - t0, 1)
-    bare_kib = (bare + bare_mid) / 2
+
+    def mean(key: str) -> float:
+        values = [before[key], after[key]]
+        return float(statistics.fmean(v[0] if isinstance(v, tuple) else v for v in values))
+
+    client_kib, bare_kib, imports_kib = mean("client"), mean("bare"), mean("imports")
+    interpreter_kib, metadata_kib = mean("interpreter"), mean("metadata")
+    slope = mem.slope_kib_per_report()
     extra["phases_seconds"] = phases
-    extra["memory"] = {"bare_rss_kib": [bare, bare_mid], "imports_rss_kib": imports_rss,
-                       "steady_kib": mem.steady, "end_kib": mem.end, "seconds_to_end": mem.seconds,
-                       "outcomes": dict(Counter(ledger(mem.state).values())),
-                       "samples": mem.samples, "reports": [mem.steady_reports, mem.end_reports]}
+    extra["memory"] = {"bare_client_kib_threads": [before["client"], after["client"]],
+                       "bare_rss_kib": [before["bare"], after["bare"]],
+                       "imports_rss_kib": [before["imports"], after["imports"]],
+                       "interpreter_rss_kib": [before["interpreter"], after["interpreter"]],
+                       "metadata_rss_kib": [before["metadata"], after["metadata"]],
+                       "steady_kib": mem.steady, "end_kib": mem.end, "threads": mem.threads,
+                       "seconds_to_end": mem.seconds, "outcomes": dict(Counter(ledger(mem.state).values())),
+                       "samples": mem.samples, "reports": [mem.steady_reports, mem.end_reports],
+                       "slope_kib_per_report": slope,
+                       "measures": {m: {"what": MEASURES[m][2], "steady_kib": v.steady, "reports": v.steady_reports,
+                                        "threads": v.threads} for m, v in variants.items()}}
     g = GOALS
-    name = "steady RSS after 100 reports vs bare awscrt+psutil process"
     if mem.steady:
-        figures.append(Figure(name, "MB", mem.steady / 1024.0, bare_kib / 1024.0,
-                              f"bare `python -c 'import awscrt, psutil'` (mean of one before, one after); "
-                              f"ours taken at {mem.steady_reports} accepted reports, interval 1 s",
-                              g[name], limit=1.5))
+        figures.append(Figure(STEADY, "MB", _mb(mem.steady), _mb(client_kib),
+                              f"a bare awscrt MQTT5 client (awscrt's defaults, {before['client'][1]} threads), psutil "
+                              f"imported, connected with mutual TLS to the same broker (mean of one before, one "
+                              f"after); ours at {mem.steady_reports} accepted reports, interval 1 s, "
+                              f"{mem.threads} threads", g[STEADY], limit=1.3))
     else:
-        figures.append(not_measured(name, g[name], f"the memory run did not reach {steady_at} reports: "
-                                                   f"{mem.samples[-3:]}"))
-    figures.append(Figure("context: RSS of `import agent.scheduler, agent.collectors.build`, not connected", "MB",
-                          imports_rss / 1024.0, bare_kib / 1024.0,
-                          "bare `python -c 'import awscrt, psutil'`", "context (what the imports alone cost)",
-                          status="info"))
-    name = GROWTH if growth_to - steady_at == 200 else f"RSS growth over {growth_to - steady_at} reports"
-    if mem.steady and mem.end:
-        label = (f"one `run` at interval 1 s (the config's minimum): RSS at "
-                 f"{mem.steady_reports} vs {mem.end_reports} accepted reports, freshly sampled and published "
-                 f"({mem.steady / 1024.0:.1f} -> {mem.end / 1024.0:.1f} MB)")
-        figures.append(Figure(name, "MB", (mem.end - mem.steady) / 1024.0, None, label, g[GROWTH],
+        figures.append(not_measured(STEADY, g[STEADY], f"the memory run did not reach {steady_at} reports: "
+                                                       f"{mem.samples[-3:]}"))
+    figures.extend(_breakdown(mem, variants, client_kib, bare_kib, imports_kib, interpreter_kib, metadata_kib))
+    if mem.steady and mem.end and slope is not None and mem.end_reports and mem.steady_reports:
+        measured = mem.end_reports - mem.steady_reports
+        label = (f"extrapolated: {measured} reports measured in {mem.seconds:.0f} s at interval 1 s (the config's "
+                 f"minimum; {GROWTH_TARGET:,} would take {GROWTH_TARGET / 3600:.1f} h, beyond the bench's budget): "
+                 f"least-squares slope {slope:.3f} KiB/report over RSS every 25 reports x {GROWTH_TARGET:,}; "
+                 f"measured growth {_mb(mem.end - mem.steady):.2f} MB ({_mb(mem.steady):.1f} -> {_mb(mem.end):.1f} MB "
+                 f"from report {mem.steady_reports} to {mem.end_reports})")
+        figures.append(Figure(GROWTH, "MB", max(0.0, slope) * GROWTH_TARGET / 1024.0, None, label, g[GROWTH],
                               judged="value", limit=2.0, compare="<"))
     else:
-        figures.append(not_measured(name, g[GROWTH], f"the memory run did not reach {growth_to} accepted reports: "
-                                                     f"{mem.samples[-3:]}"))
-    idle = extra["idle"]
-    name = "idle CPU in 60 s between reports"
-    if "cpu" in idle:
-        figures.append(Figure(name, "s", idle["cpu"], None,
-                              f"{idle['wakeups']} thread wake-ups in {idle['seconds']:.0f} s; /proc/PID/stat counts "
-                              f"10 ms ticks: {round(idle['cpu'] * 100)} tick(s)", g[name],
-                              judged="value", limit=0.05, compare="<"))
-    else:
-        figures.append(not_measured(name, g[name], idle["error"]))
+        figures.append(not_measured(GROWTH, g[GROWTH], f"the memory run gave too few samples: {mem.samples[-3:]}"))
+    figures.extend(_idle_figures(extra["idle"]))
     fs = extra["fsync"]
     name = "fsyncs per report in the outbox"
     if "fsyncs_per_report" in fs:
@@ -535,6 +773,70 @@ def run(quick: bool = False) -> Dict[str, Any]:
         figures.append(not_measured(name, g[name], fs["error"]))
     figures.extend(_start_figures(extra["start"]))
     return {"figures": figures, "extra": extra}
+
+
+def _breakdown(mem: MemoryRun, variants: Dict[str, MemoryRun], client_kib: float, bare_kib: float,
+               imports_kib: float, interpreter_kib: float, metadata_kib: float) -> List[Figure]:
+    """Context rows: where the steady RSS goes, each part a difference of two processes measured in this run."""
+    rows: List[Figure] = []
+
+    def part(name: str, value_kib: float, how: str) -> None:
+        share = f"{100.0 * value_kib / mem.steady:.0f} % of the steady RSS" if mem.steady else ""
+        rows.append(Figure(f"breakdown: {name}", "MB", _mb(value_kib), None, f"{share}; {how}",
+                           "context (where the steady RSS goes)", status="info"))
+
+    if not mem.steady:
+        return rows
+    part("interpreter", interpreter_kib, "`python -c pass`, asleep (site, the editable install's finder)")
+    part("awscrt (its native library) + psutil imported", bare_kib - interpreter_kib,
+         "`import awscrt.io, awscrt.mqtt5, psutil` minus the interpreter")
+    part("a connected awscrt MQTT5 client", client_kib - bare_kib,
+         "the bare connected client minus its imports: awscrt's event-loop and resolver threads, "
+         "TLS state, the connection")
+    part("run's imports (agent, PyYAML, cbor2, sqlite3, ...)", imports_kib - bare_kib,
+         "`import agent.cli, agent.commands.run, agent.scheduler, agent.sampling, agent.collectors.build, "
+         "awscrt.mqtt5, psutil` minus `import awscrt.io, awscrt.mqtt5, psutil`")
+    part("of which importlib.metadata", metadata_kib - bare_kib,
+         "the bare imports plus `importlib.metadata`, minus the bare imports: imported by "
+         "agent.collectors.registry at load, used only to look up plugins")
+    part("running: collector threads and samples, SQLite, malloc arenas, the responder's replies",
+         mem.steady - client_kib - (imports_kib - bare_kib),
+         "the running agent minus the connected client minus run's imports")
+    for name, variant in variants.items():
+        what = MEASURES[name][2]
+        if variant.steady is None:
+            rows.append(not_measured(f"measure: {what}", "context", f"the run did not reach {mem.steady_at} reports"))
+            continue
+        rows.append(Figure(f"measure: {what}", "MB", _mb(variant.steady), _mb(mem.steady),
+                           f"the same run without it, at the same time ({variant.threads} vs {mem.threads} threads; "
+                           f"{_mb(variant.steady - mem.steady):+.2f} MB); ratio to the bare client "
+                           f"{variant.steady / client_kib:.2f}x", "context (what the measure buys)", status="info"))
+    return rows
+
+
+def _idle_figures(idle: Dict[str, Any]) -> List[Figure]:
+    if "cpu" not in idle:
+        return [not_measured(IDLE_WAKEUPS, GOALS[IDLE_WAKEUPS], idle["error"]),
+                not_measured("idle CPU in 60 s between reports", GOALS["idle CPU in 60 s between reports"],
+                             idle["error"])]
+    expected = idle["pings"] + idle["due_events"]
+    out = [
+        Figure(IDLE_WAKEUPS, "", idle["main_voluntary"], expected or None,
+               f"{idle['pings']} WATCHDOG=1 pings (WATCHDOG_USEC={idle['watchdog_usec'] // 1_000_000} s: one every "
+               f"{idle['watchdog_usec'] / 2e6:.0f} s) + {idle['due_events']} due event(s) in {idle['seconds']:.0f} s, "
+               f"interval 300 s; ours: voluntary context switches of the main thread "
+               f"(/proc/PID/task/PID/status; involuntary: {idle['main_involuntary']}); every thread: "
+               f"{idle['wakeups']}", GOALS[IDLE_WAKEUPS], limit=1.0),
+        Figure("idle CPU in 60 s between reports", "s", idle["cpu"], None,
+               f"/proc/PID/stat counts 10 ms ticks: {round(idle['cpu'] * 100)} tick(s)",
+               GOALS["idle CPU in 60 s between reports"], judged="value", limit=0.05, compare="<"),
+    ]
+    if idle.get("sigterm_to_exit_s") is not None:
+        out.append(Figure("context: SIGTERM to exit of the idle run", "s", idle["sigterm_to_exit_s"], None,
+                          f"the loop asleep until its next deadline; 'Received SIGTERM' logged: "
+                          f"{idle['sigterm_logged']}, exit status {idle['exit_status']}",
+                          "context (signals are handled at once)", status="info"))
+    return out
 
 
 def _start_figures(starts: Dict[str, Any]) -> List[Figure]:

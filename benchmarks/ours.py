@@ -149,7 +149,7 @@ class OutboxWriter:
                 {
                     "last_report_id": report_id,
                     "last_report_at": wall,
-                    "collectors": {k: dict(vars(v)) for k, v in self.sampler.stats().items()},
+                    "collectors": {k: dict(v) for k, v in self.sampler.stats().items()},
                     "updated_at": time.time(),
                 }
             )

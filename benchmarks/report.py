@@ -174,6 +174,7 @@ SECTIONS = (
     ("encoder", "Encoder", _encoder_chart),
     ("peer", "Side by side with the AWS sample agent, and connection scale", _scale_chart),
     ("agent", "The running agent: memory, idle, delivery", None),
+    ("cli", "Quick commands: `--help`, `status`, `check`", None),
 )
 
 
@@ -215,10 +216,10 @@ def render_benchmarks() -> Path:
     for fig in shortfalls:
         what = {"missed": "missed", "partial": "only partly measured"}.get(fig["status"], "not measured")
         detail = (
-            f" ({_ratio(fig)} against a limit of {fig.get('limit')})"
-            if what == "missed" and fig.get("ratio")
-            else f" ({_value(fig, 'value')} against a limit of {fig.get('limit')})"
+            f" ({_value(fig, 'value')} against a limit of {fig.get('limit')})"
             if what == "missed" and fig.get("judged") == "value"
+            else f" ({_ratio(fig)} against a limit of {fig.get('limit')})"
+            if what == "missed" and fig.get("ratio")
             else ""
         )
         lines.append(f"- {fig['name']}: {what}{detail}. {fig.get('reason', '')}".rstrip())

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "peer": "benchmarks.bench_peer",
     "sampling": "benchmarks.bench_sampling",
     "agent": "benchmarks.bench_agent",
+    "cli": "benchmarks.bench_cli",
 }
 
 
