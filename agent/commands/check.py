@@ -7,7 +7,8 @@ import sys
 
 from agent.collectors.build import build_collectors
 from agent.collectors.contract import close_collector
-from agent.commands.common import add_config_argument, load_audited
+from agent.commands.common import load_audited
+from agent.commands.options import add_config_argument
 from agent.delivery.mqtt import check_tls_files
 
 

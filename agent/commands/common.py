@@ -5,19 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Optional
 
-from agent.config.load import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_path, load_config
+from agent.config.load import load_config
 from agent.config.model import Config
+from agent.config.source import config_path
 from agent.errors import ConfigError
 from agent.security import audit_files
-
-
-def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        "-c",
-        metavar="PATH",
-        help=f"config file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})",
-    )
 
 
 def load_from_args(args: argparse.Namespace) -> Config:

@@ -16,7 +16,8 @@ from typing import List
 
 from agent.collectors.build import build_collectors
 from agent.collectors.sampler import Sampler
-from agent.commands.common import add_config_argument, load_from_args
+from agent.commands.common import load_from_args
+from agent.commands.options import add_config_argument
 from agent.report.builder import ReportBuilder
 from agent.report.document import decode
 from agent.report.model import Sample

@@ -7,7 +7,8 @@ import logging
 import signal
 from typing import TYPE_CHECKING, Any
 
-from agent.commands.common import add_config_argument, load_audited
+from agent.commands.common import load_audited
+from agent.commands.options import add_config_argument
 from agent.delivery.events import Signal, SignalEvent
 from agent.notify import Notifier
 

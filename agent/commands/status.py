@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from agent.commands.common import add_config_argument, load_from_args
+from agent.commands.options import add_config_argument
+from agent.config.source import config_path, state_dir_of
 from agent.delivery.status import format_status, read_status
 
 
@@ -21,7 +22,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    state_dir = Path(args.state_dir) if args.state_dir else load_from_args(args).state_dir
+    # Only state_dir is read from the config: status answers while a bad edit waits for `check`.
+    state_dir = Path(args.state_dir) if args.state_dir else state_dir_of(config_path(args.config))
     status = read_status(state_dir)
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))

@@ -7,8 +7,9 @@ import datetime as dt
 import sys
 
 from agent.commands.aws_args import add_aws_arguments, settings_from_args
-from agent.commands.common import add_config_argument, load_from_args
+from agent.commands.common import load_from_args
 from agent.commands.extras import require_boto3
+from agent.commands.options import add_config_argument
 
 
 def _positive(text: str) -> int:

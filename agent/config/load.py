@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -12,34 +11,18 @@ from agent.catalog import METRIC_NAME, BuiltinMetric, MetricType
 from agent.collectors.builtin import default_registry
 from agent.collectors.registry import Registry
 from agent.config.model import CollectorConfig, Config, CustomMetricConfig, MqttConfig, ReportConfig
+from agent.config.source import read_config_text
 from agent.config.spec import COLLECTOR_COMMON, CUSTOM_METRIC, LOOPBACK_HOSTS, TOP_LEVEL
 from agent.config.yamlsrc import read_yaml
 from agent.errors import ConfigError, PluginError
 from agent.schema import Checker, Section, did_you_mean, format_duration, join
 
-DEFAULT_CONFIG_PATH = "/etc/defender-agent/agent.yaml"
-CONFIG_ENV = "DEFENDER_AGENT_CONFIG"
 MIN_REMOTE_INTERVAL = 300.0
-
-
-def config_path(explicit: Optional[str], env: Mapping[str, str] = os.environ) -> str:
-    """``--config`` wins, then $DEFENDER_AGENT_CONFIG, then the default path."""
-    return explicit or env.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
 
 
 def load_config(path: str, registry: Optional[Registry] = None) -> Config:
     """Read and check the config file at ``path``. Raises ConfigError with every problem."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError.single(path, "", "file not found") from None
-    except IsADirectoryError:
-        raise ConfigError.single(path, "", "is a directory, expected a YAML file") from None
-    except PermissionError:
-        raise ConfigError.single(path, "", f"permission denied reading it (running as uid {os.getuid()})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError.single(path, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return parse_config(text, path, registry)
+    return parse_config(read_config_text(path), path, registry)
 
 
 def parse_config(text: str, file: str = "<string>", registry: Optional[Registry] = None) -> Config:

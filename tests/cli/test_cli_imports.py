@@ -41,7 +41,7 @@ def test_each_command_help_loads_only_its_own_module_and_no_aws_sdk(command: str
     modules = loaded_by(command, "--help")
     own = next(f"agent.commands.{c.module}" for c in COMMANDS if c.name == command)
     others = [m for m in under(modules, "agent.commands")
-              if m not in ("agent.commands", own, "agent.commands.common", "agent.commands.aws_args",
+              if m not in ("agent.commands", own, "agent.commands.common", "agent.commands.options", "agent.commands.aws_args",
                            "agent.commands.extras")]
     assert others == []
     assert under(modules, *SDK, "agent.emulator.controlplane", "agent.emulator.apimodel", "agent.control.bootstrap",

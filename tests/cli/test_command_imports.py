@@ -40,7 +40,8 @@ MUST_NOT_LOAD: Dict[str, Tuple[str, ...]] = {
     "sample-config": (*SDK, *AWSCRT, *OURS_HEAVY),
     "validate": (*SDK, *AWSCRT, *OURS_HEAVY),
     "once": (*SDK, *AWSCRT, *OURS_HEAVY, *PLUGINS),
-    "status": (*SDK, *AWSCRT, *OURS_HEAVY, *PLUGINS),
+    # status reads only state_dir from the config: not the loader, which imports every collector
+    "status": (*SDK, *AWSCRT, *OURS_HEAVY, *PLUGINS, "agent.config.load", "agent.collectors"),
     "check": (*SDK, "awscrt.mqtt", "awscrt.mqtt5", "awsiot", *OURS_HEAVY, *PLUGINS),
     "run": (*SDK, *OURS_HEAVY, *PLUGINS),
 }

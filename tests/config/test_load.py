@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from agent.catalog import MetricType
-from agent.config.load import config_path, is_loopback, load_config, parse_config
+from agent.config.load import is_loopback, load_config, parse_config
+from agent.config.source import config_path
 from agent.errors import ConfigError
 from agent.schema import format_duration, parse_duration
 
