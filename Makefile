@@ -110,7 +110,7 @@ debian-install: deb
 systemd-test: $(STAMP) deb
 	@command -v debootstrap >/dev/null && command -v systemd-nspawn >/dev/null \
 	  || { $(APT_GET) update -qq && $(APT_GET) install -y -qq debootstrap systemd-container >/dev/null; }
-	DEFENDER_AGENT_DEB=$(CURDIR)/$(DEB) $(BIN)/pytest tests/systemd -p no:cacheprovider -rs -v --timeout 900
+	DEFENDER_AGENT_SYSTEMD_DEB=$(CURDIR)/$(DEB) $(BIN)/pytest tests/systemd -p no:cacheprovider -rs -v --timeout 900
 
 install:  ## install on this gateway (run as root): user, /opt venv, systemd units
 	scripts/install.sh $(INSTALL_ARGS)

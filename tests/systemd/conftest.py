@@ -1,6 +1,6 @@
 """The container fixture for `make systemd-test`, the figures the checks print, and a closing summary.
 
-$DEFENDER_AGENT_DEB names the package to test; without it every test here is skipped (see
+$DEFENDER_AGENT_SYSTEMD_DEB names the package to test; without it every test here is skipped (see
 test_package_in_container.py). With it, a missing prerequisite is a failure, never a skip.
 $DEFENDER_AGENT_KEEP_CONTAINER=1 keeps the rootfs (and the journal in it) for debugging.
 """
@@ -29,7 +29,7 @@ from tests.systemd.container import (
 )
 from tests.systemd.rig import Rig
 
-DEB_ENV = "DEFENDER_AGENT_DEB"
+DEB_ENV = "DEFENDER_AGENT_SYSTEMD_DEB"
 KEEP_ENV = "DEFENDER_AGENT_KEEP_CONTAINER"
 MIRROR_ENV = "DEFENDER_AGENT_DEBIAN_MIRROR"
 TOOLS = ("debootstrap", "systemd-nspawn", "nsenter")

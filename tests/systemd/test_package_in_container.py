@@ -1,7 +1,7 @@
 """The Debian package under a real systemd 252 (PID 1 of a bookworm container): the shipped unit's promises.
 
 Run by `make systemd-test` (docs/SYSTEMD-TEST.md), which builds the package and names it in
-$DEFENDER_AGENT_DEB. The tests run in file order and share one container; each one that breaks
+$DEFENDER_AGENT_SYSTEMD_DEB. The tests run in file order and share one container; each one that breaks
 the service (signals, key modes, config) restores it in a ``finally``, and the ones that need it
 running start it first, so a single test can also be run alone with ``-k``. The package's
 removal comes last.
@@ -33,7 +33,7 @@ from tests.systemd.rig import (
     timespan,
 )
 
-pytestmark = pytest.mark.skipif(not os.environ.get("DEFENDER_AGENT_DEB"),
+pytestmark = pytest.mark.skipif(not os.environ.get("DEFENDER_AGENT_SYSTEMD_DEB"),
                                 reason="run by `make systemd-test` (needs root, debootstrap, systemd-nspawn)")
 
 Figure = Callable[[str], None]
