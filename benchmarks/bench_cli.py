@@ -25,23 +25,11 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+from agent.devtools.rig import COLLECTORS  # the rig's collectors: the agent benchmark's config
 from benchmarks.common import WORK_DIR, Figure, log
 
 RSS_LIMIT_MB = 25.0
 WALL_LIMIT = 5.0
-
-COLLECTORS = """\
-collectors:
-  - type: listening_ports
-  - type: tcp_connections
-  - type: network_stats
-  - type: system
-    metrics: [cpu_usage, memory_used_percent, load_average]
-custom_metrics:
-  cpu_usage: {type: number}
-  memory_used_percent: {type: number}
-  load_average: {type: number-list}
-"""
 
 
 def plain_env() -> Dict[str, str]:
