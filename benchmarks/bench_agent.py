@@ -12,12 +12,13 @@ process. Each concurrent agent has its own thing name.
 
 Structure (so that `make bench` stays well under 15 minutes):
 
-1. concurrently: the memory run (`run` at interval 1 s, the config's minimum, for
-   :data:`GROWTH_SECONDS`; RSS at 100 accepted reports is "steady RSS", and RSS every 25
-   reports after it gives the growth, extrapolated to 10,000 reports), the measure runs
-   (the same `run` to 100 reports, each with one memory measure applied in its own
-   process only: MALLOC_ARENA_MAX, a smaller SQLite cache, one awscrt event-loop thread,
-   importlib.metadata loaded only when used), the idle run (interval 300 s, a watchdog of
+1. concurrently: the memory run (`run` at interval 1 s, the config's minimum, in the shipped
+   unit's Environment= (MALLOC_ARENA_MAX=1), for :data:`GROWTH_SECONDS`; RSS at 100 accepted
+   reports is "steady RSS", and RSS every 25 reports after it gives the growth, extrapolated to
+   10,000 reports), the measure runs (the same `run` to 100 reports, each with one memory measure
+   changed in its own process only: without the unit's MALLOC_ARENA_MAX, with importlib.metadata
+   imported at start as before, MALLOC_ARENA_MAX=2, a smaller SQLite cache, one awscrt event-loop
+   thread, malloc_trim, PYTHONOPTIMIZE=2), the idle run (interval 300 s, a watchdog of
    20 s answered by a socket of ours, 60 s measured, then SIGTERM) and the two strace
    runs (5 and 25 reports at 1 s). The memory run sets the phase's length;
 2. alone: the start on an empty state_dir (the baseline), then the start on an outbox
@@ -39,6 +40,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import shutil
 import socket
 import statistics
@@ -51,6 +53,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from benchmarks.common import WORK_DIR, Figure, log, not_measured
+
+UNIT = Path(__file__).resolve().parents[1] / "systemd" / "defender-agent.service"
 
 STEADY = "steady RSS after 100 reports vs a bare connected awscrt MQTT5 client with psutil"
 GROWTH = "RSS growth over 10,000 reports at the normal cadence"
@@ -137,29 +141,20 @@ def _round_then_trim(self, now):
     _trim(0)
 _scheduler.Service._report_round = _round_then_trim
 """
-SITE_LAZY_METADATA = """\
-# importlib.metadata executed only when used (agent.collectors.registry asks it for plugins only when a config
-# names a type that is not built in): what `from importlib import metadata` inside the function would do.
-import importlib.util, sys
-_spec = importlib.util.find_spec("importlib.metadata")
-_spec.loader = importlib.util.LazyLoader(_spec.loader)
-_module = importlib.util.module_from_spec(_spec)
-sys.modules["importlib.metadata"] = _module
-_spec.loader.exec_module(_module)
-import importlib
-importlib.metadata = _module
+SITE_EAGER_METADATA = """\
+# importlib.metadata imported at start, as agent.collectors.registry did before it imported it only when used.
+import importlib.metadata
 """
 MEASURES: Dict[str, Tuple[Dict[str, str], Optional[str], str]] = {
     # name: (environment, sitecustomize.py or None, what it is)
-    "arena1": ({"MALLOC_ARENA_MAX": "1"}, None, "MALLOC_ARENA_MAX=1 (one malloc arena for every thread)"),
-    "arena2": ({"MALLOC_ARENA_MAX": "2"}, None, "MALLOC_ARENA_MAX=2"),
+    # Taken (the unit's MALLOC_ARENA_MAX=1, importlib.metadata only when used): measured by leaving them out.
+    "arenas": ({"MALLOC_ARENA_MAX": ""}, None, "without the unit's MALLOC_ARENA_MAX=1 (glibc's default arenas)"),
+    "eagermeta": ({}, SITE_EAGER_METADATA, "with importlib.metadata imported at start (as before)"),
+    "arena2": ({"MALLOC_ARENA_MAX": "2"}, None, "MALLOC_ARENA_MAX=2 instead of 1"),
     "cache": ({}, SITE_CACHE, "SQLite PRAGMA cache_size=-256 (256 KiB) on the outbox connection"),
     "elg1": ({}, SITE_ELG1, "awscrt EventLoopGroup(1) for the MQTT client's bootstrap"),
-    "lazymeta": ({}, SITE_LAZY_METADATA, "importlib.metadata only imported when a plugin is looked up"),
     "trim": ({}, SITE_TRIM, "malloc_trim(0) after every report round (ctypes)"),
     "optimize2": ({"PYTHONOPTIMIZE": "2"}, None, "PYTHONOPTIMIZE=2 (no docstrings, no asserts)"),
-    "lazymeta-arena1": ({"MALLOC_ARENA_MAX": "1"}, SITE_LAZY_METADATA,
-                        "importlib.metadata only when used, and MALLOC_ARENA_MAX=1"),
 }
 
 
@@ -293,10 +288,23 @@ def _bare_client_rss(rig: Any, name: str) -> Tuple[int, int]:
         proc.wait(5)
 
 
+def unit_environment(unit: Path = UNIT) -> Dict[str, str]:
+    """The Environment= of the shipped unit but the config path: `run` as systemd starts it on a gateway."""
+    out: Dict[str, str] = {}
+    for line in unit.read_text(encoding="utf-8").splitlines():
+        if line.startswith("Environment="):
+            for item in shlex.split(line[len("Environment="):]):
+                key, _, value = item.partition("=")
+                out[key] = value
+    out.pop("DEFENDER_AGENT_CONFIG", None)
+    return out
+
+
 def _measure_env(work: Path, name: str) -> Dict[str, str]:
-    """The environment of one measure run; a sitecustomize.py of its own on PYTHONPATH when it needs one."""
+    """The environment of one measure run (the unit's, changed by the measure; an empty value unsets a
+    variable); a sitecustomize.py of its own on PYTHONPATH when it needs one."""
     env, site, _ = MEASURES[name]
-    out = dict(env)
+    out = {k: v for k, v in {**unit_environment(), **env}.items() if v}
     if site is not None:
         folder = work / f"site-{name}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -675,7 +683,7 @@ def run(quick: bool = False) -> Dict[str, Any]:
     growth_seconds = 40.0 if quick else GROWTH_SECONDS
     idle_seconds = 10.0 if quick else 60.0
     start_rounds = 1 if quick else 3
-    measures = ["lazymeta"] if quick else list(MEASURES)
+    measures = ["arenas"] if quick else list(MEASURES)
     figures: List[Figure] = []
     extra: Dict[str, Any] = {}
     phases: Dict[str, float] = {}
@@ -689,7 +697,7 @@ def run(quick: bool = False) -> Dict[str, Any]:
                   "interpreter": _bare_rss(rig, INTERPRETER), "metadata": _bare_rss(rig, METADATA)}
         # Phase 1: memory, measures, idle and strace runs at once (separate agents, thing names, state dirs).
         t0 = time.monotonic()
-        mem = MemoryRun(rig, work, steady_at, growth_seconds)
+        mem = MemoryRun(rig, work, steady_at, growth_seconds, env=unit_environment())
         variants = {m: MemoryRun(rig, work, steady_at, 0.0, name=m, env=_measure_env(work, m), end_at=steady_at)
                     for m in measures}
         workers = [threading.Thread(target=_guarded, args=(extra, "idle", lambda: measure_idle(rig, work, idle_seconds)),
@@ -737,7 +745,7 @@ def run(quick: bool = False) -> Dict[str, Any]:
         figures.append(Figure(STEADY, "MB", _mb(mem.steady), _mb(client_kib),
                               f"a bare awscrt MQTT5 client (awscrt's defaults, {before['client'][1]} threads), psutil "
                               f"imported, connected with mutual TLS to the same broker (mean of one before, one "
-                              f"after); ours at {mem.steady_reports} accepted reports, interval 1 s, "
+                              f"after); ours at {mem.steady_reports} accepted reports, interval 1 s, the unit's environment, "
                               f"{mem.threads} threads", g[STEADY], limit=1.3))
     else:
         figures.append(not_measured(STEADY, g[STEADY], f"the memory run did not reach {steady_at} reports: "
@@ -796,9 +804,9 @@ def _breakdown(mem: MemoryRun, variants: Dict[str, MemoryRun], client_kib: float
     part("run's imports (agent, PyYAML, cbor2, sqlite3, ...)", imports_kib - bare_kib,
          "`import agent.cli, agent.commands.run, agent.scheduler, agent.sampling, agent.collectors.build, "
          "awscrt.mqtt5, psutil` minus `import awscrt.io, awscrt.mqtt5, psutil`")
-    part("of which importlib.metadata", metadata_kib - bare_kib,
-         "the bare imports plus `importlib.metadata`, minus the bare imports: imported by "
-         "agent.collectors.registry at load, used only to look up plugins")
+    part("not loaded any more: importlib.metadata", metadata_kib - bare_kib,
+         "the bare imports plus `importlib.metadata`, minus the bare imports: agent.collectors.registry "
+         "imports it only to look up plugins, i.e. when a config names a type that is not built in")
     part("running: collector threads and samples, SQLite, malloc arenas, the responder's replies",
          mem.steady - client_kib - (imports_kib - bare_kib),
          "the running agent minus the connected client minus run's imports")

@@ -86,18 +86,15 @@ IMPORT_STEPS = (
     ("+ agent.cli (argparse, logging, dataclasses)", "import agent.cli"),
     ("+ YAML and the config schema (agent.config.spec, yamlsrc)", "import agent.cli, agent.config.spec, "
      "agent.config.yamlsrc"),
-    ("+ the config loader (agent.config.load: every built-in collector, psutil, plugin entry points)",
+    ("+ the config loader (agent.config.load: every built-in collector, psutil)",
      "import agent.cli, agent.config.load"),
-    ("+ the outbox reader (agent.delivery.status, sqlite3): all `status` imports",
-     "import agent.cli, agent.config.load, agent.delivery.status"),
-    ("+ building collectors (agent.collectors.build) instead of the outbox reader", "import agent.cli, "
+    ("+ building collectors (agent.collectors.build): all `check` imports but awscrt", "import agent.cli, "
      "agent.config.load, agent.collectors.build"),
     ("+ awscrt.io (the TLS context): all `check` imports", "import agent.cli, agent.config.load, "
      "agent.collectors.build, agent.delivery.mqtt, awscrt.io"),
-    ("what `status` would import without the config loader (agent.cli, the config schema, the outbox reader), "
-     "instead of all `status` imports", "import agent.cli, agent.config.spec, agent.config.yamlsrc, "
-     "agent.delivery.status"),
-    ("`python -c 'import importlib.metadata'` (agent.collectors.registry imports it at load, for plugins), "
+    ("all `status` imports (agent.cli, the config source, the outbox reader; no config loader), "
+     "instead of the steps above", "import agent.cli, agent.config.source, agent.delivery.status"),
+    ("`python -c 'import importlib.metadata'` (agent.collectors.registry imports it only for plugins), "
      "instead of the steps above", "import importlib.metadata"),
 )
 
@@ -153,15 +150,6 @@ def run(quick: bool = False) -> Dict[str, Any]:
         if code != 0:
             raise RuntimeError(f"{' '.join(argv)} exited {code}")
     steps: Dict[str, List[Tuple[float, int]]] = {label: [] for label, _ in IMPORT_STEPS}
-    # The same commands with importlib.metadata executed only when used (a sitecustomize.py of the agent
-    # benchmark's): what moving agent.collectors.registry's import into the function that uses it would buy.
-    from benchmarks.bench_agent import SITE_LAZY_METADATA
-
-    site = work / "site-lazymeta"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(SITE_LAZY_METADATA, encoding="utf-8")
-    lazy_env = {**env, "PYTHONPATH": str(site)}
-    lazy: Dict[str, List[Tuple[float, int]]] = {"status": [], "check": []}
     for _ in range(rounds):
         for name, argv in commands.items():
             wall, rss, code = timed(argv, work, env)
@@ -171,11 +159,6 @@ def run(quick: bool = False) -> Dict[str, Any]:
         for label, code_text in IMPORT_STEPS:
             wall, rss, _ = timed([sys.executable, "-c", code_text], work, env)
             steps[label].append((wall, rss))
-        for name, runs in lazy.items():
-            wall, rss, code = timed(commands[name], work, lazy_env)
-            if code != 0:
-                raise RuntimeError(f"{name} with the lazy importlib.metadata exited {code}")
-            runs.append((wall, rss))
     med = {name: (statistics.median(w for w, _ in runs), statistics.median(r for _, r in runs) / 1024.0)
            for name, runs in samples.items()}
     base_wall, base_rss = med["pass"]
@@ -192,13 +175,6 @@ def run(quick: bool = False) -> Dict[str, Any]:
                               f"`python -c pass`, same rounds, median of {rounds}",
                               f"at most {WALL_LIMIT:.0f}x", limit=WALL_LIMIT))
         log(f"  cli: {name}: {wall * 1e3:.0f} ms ({wall / base_wall:.2f}x), {rss:.1f} MB max RSS")
-        if name in lazy:
-            lazy_wall = statistics.median(w for w, _ in lazy[name])
-            lazy_rss = statistics.median(r for _, r in lazy[name]) / 1024.0
-            figures.append(Figure(f"context: `{name}` with importlib.metadata imported only when used", "MB",
-                                  lazy_rss, rss, f"`{name}` as it is ({wall * 1e3:.0f} ms); with it "
-                                  f"{lazy_wall * 1e3:.0f} ms = {lazy_wall / base_wall:.2f}x `python -c pass`, "
-                                  f"median of {rounds}", "context (what the change would buy)", status="info"))
     previous: Tuple[float, float] = (0.0, 0.0)
     step_rows: List[Dict[str, Any]] = []
     for label, code_text in IMPORT_STEPS:
