@@ -301,6 +301,9 @@ class Service:
             self._unanswered(newest, f"no reply to {newest.attempts} publish(es) (delivery.max_attempts)")
             return
         if newest.format not in self.session.subscribed_formats:
+            # Due again when its reply topics are subscribed (the SUBACK's event makes it due at once) or
+            # after a reply timeout: never on every turn while the SUBACK is outstanding.
+            self.resend.schedule(rid, now + delivery.reply_timeout)
             self.session.subscribe(self.config.thing_name, self._wanted_formats())
             return
         attempt = newest.attempts + 1
@@ -354,6 +357,11 @@ class Service:
             self.session.handle(event, now, self.config.thing_name, self._wanted_formats)
             if isinstance(event, ev.Connected):  # replies sent while we were away are lost
                 self.resend.schedule_all((p.report_id for p in self.outbox.pending() if p.attempts > 0), now)
+            elif isinstance(event, ev.Subscribed) and event.ok:  # a report held for its reply topics goes now
+                ids = self.outbox.pending_ids()
+                newest = self.outbox.get(ids[-1]) if ids else None
+                if newest is not None and newest.attempts == 0:
+                    self.resend.schedule(newest.report_id, now)
         elif isinstance(event, ev.SignalEvent):
             if event.name == ev.Signal.HUP:
                 self._reload()

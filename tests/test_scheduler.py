@@ -584,3 +584,31 @@ def test_a_report_waiting_for_its_reply_subscription_does_not_spin_the_loop(stat
         loop.link.suback_ok = True
         loop.run_for(20.0)
         assert loop.link.published, "published once the resubscribe succeeded"
+
+
+def test_a_report_in_a_new_format_waits_for_its_suback_without_spinning(state: Path) -> None:
+    """After a reload to CBOR the newest report needs the cbor reply topics: it waits for their SUBACK
+    (an event wakes the loop) instead of coming due on every turn, then goes out at once."""
+    old = make_config(state / "a", interval=300)
+    new = make_config(state / "a", interval=300, fmt="cbor")
+    configs = [old]
+    with Loop(old, reload_config=lambda: configs[-1], auto_reply=AutoReply.ACCEPT) as loop:
+        loop.until(lambda: loop.outcome(loop.link.published[0].report_id) == "accepted" if loop.link.published
+                   else False)
+        asked: List[List[str]] = []
+        loop.link.subscribe = asked.append  # the broker takes its time to answer: no SUBACK yet
+        configs.append(new)
+        loop.service.events.put(ev.SignalEvent(ev.Signal.HUP))
+        rounds = loop.source.rounds
+        loop.until(lambda: loop.source.rounds == rounds + 1)  # the next round builds a CBOR report
+        assert asked and all("/cbor/" in t for t in asked[-1] if "cbor" in t), asked
+        turns_before = len(loop.clock.waits)
+        loop.run_for(60.0, turns=100)
+        busy = sum(1 for wait in loop.clock.waits[turns_before:] if wait == 0)
+        assert busy <= 2, f"{busy} turns without a wait while the SUBACK is outstanding"
+        assert [p.topic for p in loop.link.published if p.topic.endswith("/cbor")] == []
+        loop.link.subscribed.extend(asked[-1])
+        loop.service.events.put(ev.Subscribed(True, f"{len(asked[-1])} topic(s)"))
+        subacked = loop.clock.now
+        loop.until(lambda: [p for p in loop.link.published if p.topic.endswith("/cbor")], turns=10)
+        assert loop.clock.now == subacked, "sent on the SUBACK, not a reply timeout later"
