@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 from agent.schema import Str, TextEnum
 
@@ -163,4 +163,84 @@ BUILTIN_METRICS: Mapping[str, Mapping[str, BuiltinMetric]] = {
         "used_bytes": BuiltinMetric(MetricType.NUMBER, "bytes", "Disk space in use"),
         "free_bytes": BuiltinMetric(MetricType.NUMBER, "bytes", "Disk space free for unprivileged users"),
     },
+}
+
+
+class ValueKind(TextEnum):
+    """The member of a ``MetricValue`` (ListMetricValues, ViolationEvent, a behavior's ``value``) a metric's
+    value takes: ``{"count": 3}``, ``{"ports": [22]}``, ``{"cidrs": [...]}``, ``{"number": 1.5}``, ..."""
+
+    COUNT = "count"
+    CIDRS = "cidrs"
+    PORTS = "ports"
+    NUMBER = "number"
+    NUMBERS = "numbers"
+    STRINGS = "strings"
+
+
+# A custom metric's type -> the MetricValue member its values are stored under ("Custom metrics").
+CUSTOM_VALUE_KIND: Mapping[MetricType, ValueKind] = {
+    MetricType.NUMBER: ValueKind.NUMBER,
+    MetricType.NUMBER_LIST: ValueKind.NUMBERS,
+    MetricType.STRING_LIST: ValueKind.STRINGS,
+    MetricType.IP_ADDRESS_LIST: ValueKind.CIDRS,
+}
+
+NUMERIC_OPERATORS = ("less-than", "less-than-equals", "greater-than", "greater-than-equals")
+TRAFFIC_DURATIONS = (300, 600, 900, 1800, 3600)  # seconds: the byte and packet metrics' `durationSeconds`
+
+
+@dataclass(frozen=True)
+class DeviceMetric:
+    """A device-side metric as Device Defender names it in the cloud ("Device-side metrics"): what
+    ``values``, the flat document, the textfile and on-device behaviors call it."""
+
+    name: str  # "aws:listening-tcp-ports"
+    kind: ValueKind
+    unit: str
+    description: str
+    operators: Tuple[str, ...]  # comparison operators a behavior may use on it
+    durations: Tuple[int, ...] = ()  # allowed durationSeconds; empty: the metric takes none
+
+
+DEVICE_METRICS: Mapping[str, DeviceMetric] = {
+    m.name: m
+    for m in (
+        DeviceMetric("aws:all-bytes-in", ValueKind.COUNT, "bytes", "Bytes received in the last report period",
+                     NUMERIC_OPERATORS, TRAFFIC_DURATIONS),
+        DeviceMetric("aws:all-bytes-out", ValueKind.COUNT, "bytes", "Bytes sent in the last report period",
+                     NUMERIC_OPERATORS, TRAFFIC_DURATIONS),
+        DeviceMetric("aws:all-packets-in", ValueKind.COUNT, "packets", "Packets received in the last report period",
+                     NUMERIC_OPERATORS, TRAFFIC_DURATIONS),
+        DeviceMetric("aws:all-packets-out", ValueKind.COUNT, "packets", "Packets sent in the last report period",
+                     NUMERIC_OPERATORS, TRAFFIC_DURATIONS),
+        DeviceMetric("aws:destination-ip-addresses", ValueKind.CIDRS, "addresses",
+                     "Remote addresses of established TCP connections", ("in-cidr-set", "not-in-cidr-set")),
+        DeviceMetric("aws:listening-tcp-ports", ValueKind.PORTS, "ports", "TCP ports listening for connections",
+                     ("in-port-set", "not-in-port-set")),
+        DeviceMetric("aws:listening-udp-ports", ValueKind.PORTS, "ports", "UDP ports bound to receive datagrams",
+                     ("in-port-set", "not-in-port-set")),
+        DeviceMetric("aws:num-established-tcp-connections", ValueKind.COUNT, "connections",
+                     "Established TCP connections", NUMERIC_OPERATORS),
+        DeviceMetric("aws:num-listening-tcp-ports", ValueKind.COUNT, "ports", "Listening TCP ports",
+                     NUMERIC_OPERATORS, TRAFFIC_DURATIONS),
+        DeviceMetric("aws:num-listening-udp-ports", ValueKind.COUNT, "ports", "Listening UDP ports",
+                     NUMERIC_OPERATORS, TRAFFIC_DURATIONS),
+    )
+}
+
+# network_stats field -> its device-side metric ("Device-side metrics").
+NETWORK_CLOUD_NAMES: Mapping[str, str] = {
+    "bytes_in": "aws:all-bytes-in",
+    "bytes_out": "aws:all-bytes-out",
+    "packets_in": "aws:all-packets-in",
+    "packets_out": "aws:all-packets-out",
+}
+
+# The agent's own health as custom metrics (`health_metrics: custom_metrics`); declared by the loader.
+HEALTH_METRICS: Mapping[str, BuiltinMetric] = {
+    "agent_collectors_failing": BuiltinMetric(MetricType.NUMBER, "collectors", "Collectors whose last run failed or timed out"),
+    "agent_failing_collectors": BuiltinMetric(MetricType.STRING_LIST, "names", "Names of the collectors whose last run failed"),
+    "agent_outbox_pending": BuiltinMetric(MetricType.NUMBER, "items", "Reports and messages waiting in the outbox"),
+    "agent_seconds_since_accepted": BuiltinMetric(MetricType.NUMBER, "seconds", "Time since Device Defender last accepted a report; left out before the first"),
 }

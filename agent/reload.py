@@ -26,6 +26,8 @@ class Section(TextEnum):
     DELIVERY = "delivery"
     COLLECTORS = "collectors"
     CUSTOM_METRICS = "custom_metrics"
+    SINKS = "sinks"
+    HEALTH_METRICS = "health_metrics"
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,14 @@ intervals), built from the config by :func:`build_source`; tests inject their ow
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Optional, Protocol, Sequence
+from typing import Any, List, Mapping, Optional, Protocol, Sequence
 
 from agent.collectors.build import build_collectors
 from agent.collectors.registry import Registry
 from agent.collectors.sampler import Sampler
 from agent.config.model import Config
 from agent.report.model import NetworkStats, Sample
+from agent.sinks.health import CollectorHealth
 
 
 class SampleSource(Protocol):
@@ -41,3 +42,17 @@ def build_source(config: Config, logger: logging.Logger, registry: Optional[Regi
     """The sample source for ``config``: the configured collectors, run by the collectors' Sampler."""
     jobs = build_collectors(config, registry, logger)
     return Sampler(jobs, config.report.interval, config.custom_metrics, logger=logger)
+
+
+def health_samples(collectors: Sequence[CollectorHealth], pending: int,
+                   since_accepted: Optional[float]) -> List[Sample]:
+    """The agent's health as custom metrics (``health_metrics: custom_metrics``; names in agent.catalog.HEALTH_METRICS)."""
+    failing = tuple(c.name for c in collectors if not c.ok)
+    samples = [
+        Sample("agent_collectors_failing", len(failing)),
+        Sample("agent_failing_collectors", failing),
+        Sample("agent_outbox_pending", pending),
+    ]
+    if since_accepted is not None:
+        samples.append(Sample("agent_seconds_since_accepted", round(since_accepted, 1)))
+    return samples

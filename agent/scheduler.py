@@ -27,7 +27,7 @@ import sqlite3
 from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from agent.clock import Clock, SystemClock
-from agent.config.model import Config
+from agent.config.model import Config, HealthMetrics
 from agent.delivery import events as ev
 from agent.delivery.backlog import Backlog
 from agent.delivery.ids import OutboxIds
@@ -36,14 +36,17 @@ from agent.delivery.outbox import Outbox, Pending
 from agent.delivery.replies import Reply, Unusable, parse_reply
 from agent.delivery.resend import ResendClock
 from agent.delivery.session import LINK_EVENTS, LinkFactory, Session
+from agent.delivery.sinks import SinkSet, described
 from agent.delivery.topics import reply_topic, report_topic
 from agent.errors import AgentError, ReportError, StateDirError
 from agent.heartbeat import Heartbeat, meta_values, status_line
 from agent.notify import Notifier
 from agent.reload import Section, compare
 from agent.report.builder import ReportBuilder
+from agent.report.cloud import checked_round
 from agent.report.encode import first_violations
-from agent.sampling import SampleSource, network_stats
+from agent.sampling import SampleSource, health_samples, network_stats
+from agent.sinks.health import Health, collector_health
 
 SourceFactory = Callable[[Config], SampleSource]
 MAX_EVENTS_PER_TURN = 1000  # then the deadlines get their turn, even under a flood of events
@@ -71,6 +74,7 @@ class Stage(enum.Enum):
 
 
 def default_link(config: Config, events: queue.SimpleQueue[object], logger: logging.Logger) -> Link:
+    assert config.mqtt is not None, "no link without mqtt (the session makes none)"
     return make_link(config.mqtt, config.client_id, events, logger, min(60.0, config.delivery.retry_max_delay),
                      config.source)
 
@@ -105,6 +109,7 @@ class Service:
         self.resend = ResendClock(self.rng)
         self.heartbeat = Heartbeat(self.notifier)
         self.last_report_id: Optional[int] = None
+        self.last_accepted_at: Optional[float] = None  # wall time of the last accepted report
         self.storage_failures = 0  # consecutive failed writes to state_dir (disk full), logged once per burst
         self.unanswered_streak = 0  # reports in a row that ended without a reply
         self.failing: Dict[Tuple[Stage, str], Tuple[float, float, int]] = {}  # first seen, last logged, unlogged
@@ -121,7 +126,11 @@ class Service:
         self.ids = OutboxIds(cfg.state_dir, self.outbox, clock=self.clock.wall)
         self.backlog = Backlog(self.outbox, self.ids, cfg.state_dir, self.log, clock=self.clock.wall)
         self.builder = ReportBuilder(cfg, self.log.getChild("report"))
+        self.sinks = SinkSet(cfg, self.outbox, self.log.getChild("sinks"))
         self.source = self.source_factory(cfg)
+        accepted_at = self.outbox.meta().get("last_accepted_at")
+        self.last_accepted_at = float(accepted_at) if isinstance(accepted_at, (int, float)) else None
+        self._drop_reports_without_defender()
         self.backlog.fold_pending(cfg.delivery.backlog)
         now = self.clock.monotonic()
         self.resend.schedule_all((p.report_id for p in self.outbox.pending()), now)
@@ -132,8 +141,19 @@ class Service:
         self.heartbeat.start(now)
         self.session.start(cfg)
         self.notifier.ready(self._status_line())
-        self.log.info("Running: thing %r, report every %.0f s (+ up to %.0f s jitter), backlog %s",
-                      cfg.thing_name, cfg.report.interval, cfg.report.jitter, cfg.delivery.backlog)
+        self.log.info("Running: thing %r, report every %.0f s (+ up to %.0f s jitter), backlog %s, sinks %s",
+                      cfg.thing_name, cfg.report.interval, cfg.report.jitter, cfg.delivery.backlog,
+                      ", ".join(f"{s.name} ({s.type})" if s.name != s.type.value else s.name for s in cfg.sinks))
+
+    def _drop_reports_without_defender(self) -> None:
+        """Without a defender sink no report is sent: pending ones (from a config that had one) end ``dropped``."""
+        if self.config.defender is not None:
+            return
+        ids = self.outbox.pending_ids()
+        if ids:
+            self.outbox.drop(ids, "the config has no defender sink", self.clock.wall())
+            self.resend.forget_all(ids)
+            self.log.warning("Dropped %d pending report(s): the config has no defender sink any more", len(ids))
 
     def close(self) -> None:
         """Disconnect (bounded wait), close the source, save the status and close the outbox."""
@@ -185,6 +205,9 @@ class Service:
         resend = self.resend.next_deadline()  # a resend, or a reply timeout (then max_attempts ends it)
         if self.session.ready and resend is not None:
             deadline = min(deadline, resend)
+        messages = self.sinks.next_deadline()  # an ack timeout or a retry of a topic sink's message
+        if self.session.connected and messages is not None:
+            deadline = min(deadline, messages)
         session = self.session.next_deadline(self.config)
         if session is not None:
             deadline = min(deadline, session)
@@ -202,6 +225,8 @@ class Service:
             self.next_report = max(self.next_report, self.clock.monotonic() + interval)
         if self.session.ready:
             self._guarded(Stage.SEND, self._publish_due, now)
+        if self.session.connected:
+            self._guarded(Stage.SEND, self.sinks.publish_due, now, self.session.publish)
         self._guarded(Stage.CONNECT, self.session.tick, now, self.config, self._wanted_formats)
         self._guarded(Stage.HEARTBEAT, lambda: self.heartbeat.beat(now, self._status_line()))
         if self._done_reporting() and not self.resend:
@@ -262,21 +287,38 @@ class Service:
         report_id = self.ids.next()
         wall = self.clock.wall()
         self.reports_built += 1
+        collectors = collector_health(self.source.stats())
+        if self.config.health_metrics is HealthMetrics.CUSTOM_METRICS:
+            samples.extend(health_samples(collectors, self._pending_total(), self._since_accepted(wall)))
         try:
             encoded = self.builder.build(report_id, samples)
         except ReportError as exc:
             self.log.error("Report %d could not be built: %s", report_id, first_violations(exc.violations))
             self.outbox.record_unsent(report_id, "dropped", f"build failed: {exc}"[:500], wall)
             return
-        pending = Pending.new(report_id, encoded.format.value, encoded.payload, wall, network_stats(samples))
-        with self.outbox.transaction():  # the id, the report and the status meta: one commit, one fsync
-            change = self.backlog.store(pending, self.config.delivery)
+        checked = checked_round(self.config.thing_name, encoded.document, report_id, int(wall * 1000),
+                                self.config.custom_metric_types)
+        defender = self.config.defender is not None
+        with self.outbox.transaction():  # the id, the report, the messages and the status meta: one commit
+            if defender:
+                pending = Pending.new(report_id, encoded.format.value, encoded.payload, wall, network_stats(samples))
+                change = self.backlog.store(pending, self.config.delivery)
+            self.sinks.store_round(checked, encoded.payload, wall)
             self._save_meta(last_report_id=report_id, last_report_at=wall)
-        self.resend.forget_all(change.removed)
-        if change.stored is not None:
-            self.resend.schedule(change.stored.report_id, now)
+        if defender:
+            self.resend.forget_all(change.removed)
+            if change.stored is not None:
+                self.resend.schedule(change.stored.report_id, now)
+        self.sinks.write_textfiles(checked, Health(collectors, self._pending_total(), self._since_accepted(wall),
+                                                   self.sinks.health(len(self.resend))))
         self.log.info("Built report %d (%d bytes, %d sample(s))%s", report_id, len(encoded.payload), len(samples),
-                      f"; it {change.note}" if change.note else "")
+                      f"; it {change.note}" if defender and change.note else "")
+
+    def _pending_total(self) -> int:
+        return self.outbox.pending_count() + self.sinks.messages.pending_count()
+
+    def _since_accepted(self, wall: float) -> Optional[float]:
+        return None if self.last_accepted_at is None else max(0.0, wall - self.last_accepted_at)
 
     def _publish_due(self, now: float) -> None:
         """Publish the newest pending report when it is due; only it is ever (re)sent.
@@ -349,14 +391,17 @@ class Service:
         if isinstance(event, ev.Message):
             self._on_message(event)
         elif isinstance(event, ev.PublishDone):
-            if event.ok:
-                self.outbox.mark_delivered(event.report_id)
+            if isinstance(event.tag, ev.MessageRef):
+                self.sinks.done(event, now)
+            elif event.ok:
+                self.outbox.mark_delivered(event.tag)
             else:
-                self.log.debug("Publish of report %d did not complete: %s", event.report_id, event.error)
+                self.log.debug("Publish of report %d did not complete: %s", event.tag, event.error)
         elif isinstance(event, LINK_EVENTS):
             self.session.handle(event, now, self.config.thing_name, self._wanted_formats)
             if isinstance(event, ev.Connected):  # replies sent while we were away are lost
                 self.resend.schedule_all((p.report_id for p in self.outbox.pending() if p.attempts > 0), now)
+                self.sinks.connected()
             elif isinstance(event, ev.Subscribed) and event.ok:  # a report held for its reply topics goes now
                 ids = self.outbox.pending_ids()
                 newest = self.outbox.get(ids[-1]) if ids else None
@@ -370,7 +415,9 @@ class Service:
                 self.stopping = True
 
     def _wanted_formats(self) -> Set[str]:
-        return {self.config.report.format.value} | {p.format for p in self.outbox.pending()}
+        """The formats whose reply topics are needed: the config's (with a defender sink) and every pending report's."""
+        ours = {self.config.report.format.value} if self.config.defender is not None else set()
+        return ours | {p.format for p in self.outbox.pending()}
 
     def _on_message(self, message: ev.Message) -> None:
         reply = parse_reply(message.topic, message.payload, self.config.thing_name)
@@ -394,7 +441,10 @@ class Service:
         with self.outbox.transaction():  # the outcome and the status meta: one commit, one fsync
             finished = self.outbox.finish(rid, outcome, reply.error_code, reply.error_message, self.clock.wall())
             if finished:
-                self._save_meta(last_outcome=outcome, last_outcome_id=rid)
+                accepted = {"last_accepted_at": self.clock.wall()} if reply.accepted else {}
+                self._save_meta(last_outcome=outcome, last_outcome_id=rid, **accepted)
+        if finished and reply.accepted:
+            self.last_accepted_at = self.clock.wall()
         if finished:  # only once committed: a failed commit (disk full) leaves the report pending, and resent
             self.resend.forget(rid)
             self.unanswered_streak = 0
@@ -433,6 +483,8 @@ class Service:
                              reload.refused_state_dir, old.state_dir)
         self.config = new
         self.builder = ReportBuilder(new, self.log.getChild("report"))
+        self.sinks.configure(new)
+        self._drop_reports_without_defender()
         # The collectors are built for one sampling interval (network_stats' max_span is 1.5 of it), so a new
         # interval rebuilds them too: else every delta of a longer interval is refused until a restart.
         if (reload.touches(Section.COLLECTORS, Section.CUSTOM_METRICS)
@@ -459,5 +511,5 @@ class Service:
         if isinstance(last, int):
             self.last_report_id = last
         self.outbox.set_meta(meta_values(self.source.stats(), self.session.link_state.phase, self.clock.wall(),
-                                         **extra))
+                                         sinks=described(self.config.sinks, self.config.thing_name), **extra))
 

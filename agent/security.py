@@ -77,7 +77,7 @@ def audit_files(
     if os.path.isfile(source):
         for message in _config_file_problems(source, me):
             problems.append(ConfigProblem(source, "", message))
-    for key in ("cert", "key", "ca"):
+    for key in ("cert", "key", "ca") if config.mqtt is not None else ():
         raw = getattr(config.mqtt, key)
         path = resolve_credential(raw, env) if key == "key" else raw
         problem = _readable(path)

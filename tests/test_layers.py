@@ -2,7 +2,8 @@
 
 The layers, lowest first (a module may import its own layer and the ones below)::
 
-    errors -> schema -> catalog -> config model -> report -> collectors -> config loader
+    errors -> schema -> catalog -> config model (and behavior model) -> report
+    -> collectors (and sinks, behaviors) -> config loader
     -> sampling -> delivery (and security, notify, heartbeat, reload) -> scheduler
     -> control plane, emulator, dev tools -> commands, cli
 
@@ -30,10 +31,10 @@ LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("agent", "agent.errors"),
     ("agent.schema",),
     ("agent.catalog",),
-    ("agent.config", "agent.config.model", "agent.config.spec", "agent.config.yamlsrc"),
+    ("agent.config", "agent.config.model", "agent.config.spec", "agent.config.yamlsrc", "agent.behaviors.model"),
     ("agent.report",),
-    ("agent.collectors", "agent.plugin_api"),
-    ("agent.config.load", "agent.config.sample"),
+    ("agent.collectors", "agent.plugin_api", "agent.sinks", "agent.behaviors"),
+    ("agent.config.load", "agent.config.sample", "agent.config.sinks"),
     ("agent.sampling",),
     ("agent.security", "agent.notify", "agent.delivery", "agent.heartbeat", "agent.reload", "agent.clock"),
     ("agent.scheduler",),

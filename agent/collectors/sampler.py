@@ -82,7 +82,8 @@ class CollectorStats:
     def status(self) -> Dict[str, Any]:
         """The counters ``defender-agent status`` shows, as plain values."""
         return {"ok": self.ok, "failed": self.failed, "no_data": self.no_data,
-                "last_duration": self.last_duration, "last_error": self.last_error}
+                "last_duration": self.last_duration, "last_error": self.last_error,
+                "consecutive_failures": self.consecutive_failures}
 
 
 class FailureKind(TextEnum):

@@ -15,7 +15,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Register every custom metric of the config with AWS IoT Device Defender. Safe to run on "
         "every boot: existing metrics are left alone, display names are updated, a changed type is an "
-        "error unless --replace-changed-types. Exit 0 when everything is in place, 1 otherwise."
+        "error unless --replace-changed-types. Exit 0 when everything is in place, 1 otherwise. "
+        "Without a defender sink (sinks:) there is nothing to register: it says so and exits 0."
     )
     add_config_argument(parser)
     add_aws_arguments(parser)
@@ -34,13 +35,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = load_from_args(args)
+    if config.defender is None:  # the definitions are Device Defender's alone; no other sink reads them
+        print(f"{config.source}: no defender sink, so custom metric definitions are not needed "
+              "(only Device Defender reads them); nothing to do")
+        return 0
     require_boto3("bootstrap")
     from agent.control import bootstrap as bs
     from agent.control.aws import RetryPolicy, make_client, quiet_sdk_logging
     from agent.control.plan_text import describe_step, summary
 
     quiet_sdk_logging()
-    config = load_from_args(args)
     desired = [bs.Definition.from_config(m) for m in config.custom_metrics.values()]
     client = make_client(settings_from_args(args))
     policy = RetryPolicy()

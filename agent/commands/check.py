@@ -22,12 +22,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_audited(args)
-    check_tls_files(config.mqtt, config.source)  # what `run` builds first: a key that is not the cert's fails here
+    if config.mqtt is not None:  # what `run` builds first: a key that is not the cert's fails here
+        check_tls_files(config.mqtt, config.source)
     for job in build_collectors(config, persist_state=False):  # e.g. an exec program with unsafe permissions
         close_collector(job.collector)
+    broker = (f"endpoint {config.mqtt.endpoint}:{config.mqtt.port}" if config.mqtt is not None
+              else "no broker: only textfile sinks")
+    sinks = ", ".join(f"{s.type} {s.name!r}" if s.name != s.type.value else s.name for s in config.sinks)
     print(
         f"{config.source}: OK (thing {config.thing_name!r}, {len(config.collectors)} collector(s), "
-        f"{len(config.custom_metrics)} custom metric(s), endpoint {config.mqtt.endpoint}:{config.mqtt.port})",
+        f"{len(config.custom_metrics)} custom metric(s), sinks: {sinks}; {broker})",
         file=sys.stdout,
     )
     return 0

@@ -7,10 +7,20 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from agent.catalog import METRIC_NAME, BuiltinMetric, MetricType
+from agent.catalog import HEALTH_METRICS, METRIC_NAME, BuiltinMetric, MetricType
 from agent.collectors.builtin import default_registry
 from agent.collectors.registry import Registry
-from agent.config.model import CollectorConfig, Config, CustomMetricConfig, MqttConfig, ReportConfig
+from agent.config.model import (
+    CollectorConfig,
+    Config,
+    CustomMetricConfig,
+    HealthMetrics,
+    MqttConfig,
+    ReportConfig,
+    SinkConfig,
+    SinkType,
+)
+from agent.config.sinks import check_mqtt, check_sinks, check_textfile_names, declare_health_metrics
 from agent.config.source import read_config_text
 from agent.config.spec import COLLECTOR_COMMON, CUSTOM_METRIC, LOOPBACK_HOSTS, TOP_LEVEL
 from agent.config.yamlsrc import read_yaml
@@ -31,11 +41,16 @@ def parse_config(text: str, file: str = "<string>", registry: Optional[Registry]
     if not isinstance(data, dict):
         what = "empty" if data is None else f"a {type(data).__name__}"
         raise ConfigError.single(file, "", f"the document is {what}; expected a mapping with thing_name, mqtt, ...")
-    top = Section(fields={**TOP_LEVEL})
-    values = top.check_fields(data, "", checker, extra_known=("collectors", "custom_metrics"))
+    top = Section(fields={k: v for k, v in TOP_LEVEL.items() if k != "mqtt"})
+    values = top.check_fields(data, "", checker, extra_known=("mqtt", "collectors", "custom_metrics", "sinks"))
+    sinks = check_sinks(data.get("sinks"), checker)
+    values["mqtt"] = check_mqtt(data.get("mqtt"), sinks, checker)
     metrics = _check_custom_metrics(data.get("custom_metrics"), checker)
+    if values["health_metrics"] is HealthMetrics.CUSTOM_METRICS:
+        declare_health_metrics(metrics, checker)
     collectors, described = _check_collectors(data.get("collectors"), checker, registry or default_registry(), metrics)
-    _cross_checks(values, checker)
+    _cross_checks(values, sinks, checker)
+    check_textfile_names(sinks, metrics, checker)
     if checker.problems:
         raise ConfigError(checker.problems)
     return Config(
@@ -46,8 +61,10 @@ def parse_config(text: str, file: str = "<string>", registry: Optional[Registry]
         state_dir=Path(values["state_dir"]),
         log_level=values["log_level"],
         collectors=tuple(collectors),
-        custom_metrics=_with_catalog_text(metrics, described),
+        custom_metrics=_with_catalog_text(metrics, {**described, **HEALTH_METRICS}),
         source=file,
+        sinks=sinks,
+        health_metrics=values["health_metrics"],
     )
 
 
@@ -204,11 +221,13 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
-def _cross_checks(values: Dict[str, Any], checker: Checker) -> None:
+def _cross_checks(values: Dict[str, Any], sinks: Tuple[SinkConfig, ...], checker: Checker) -> None:
     mqtt: Optional[MqttConfig] = values.get("mqtt")
     report: Optional[ReportConfig] = values.get("report")
     if mqtt is None or report is None or mqtt.endpoint is None or report.interval is None:
-        return  # already reported
+        return  # already reported, or no broker (only textfile sinks: no service throttles them)
+    if not any(s.type is SinkType.DEFENDER for s in sinks):
+        return  # the 5-minute throttle is Device Defender's; a topic of your own has none
     if report.interval < MIN_REMOTE_INTERVAL and not is_loopback(mqtt.endpoint):
         checker.problem(
             "report.interval",

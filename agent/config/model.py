@@ -88,10 +88,47 @@ class CollectorConfig:
     path: str = ""  # YAML path, e.g. "collectors[2]", for messages
 
 
+class SinkType(TextEnum):
+    DEFENDER = "defender"  # the Device Defender report on $aws/things/THING/defender/metrics/json|cbor
+    TOPIC = "topic"  # one QoS 1 message per round on a topic of the user's choice (or Basic Ingest)
+    TEXTFILE = "textfile"  # Prometheus text format for node_exporter's textfile collector
+
+
+class TopicDocument(TextEnum):
+    FLAT = "flat"  # plain values under cloud metric names (agent.sinks.flat)
+    REPORT = "report"  # the exact Device Defender report document
+
+
+class HealthMetrics(TextEnum):
+    """Whether the agent's own health goes out as custom metrics (to the defender and topic sinks)."""
+
+    OFF = "off"
+    CUSTOM_METRICS = "custom_metrics"
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """One entry of ``sinks:``; ``topic`` is the template (``{thing_name}`` not yet filled in)."""
+
+    type: SinkType
+    name: str
+    topic: Optional[str] = None
+    document: TopicDocument = TopicDocument.FLAT
+    path: Optional[Path] = None
+    max_pending: int = 1000
+
+    @property
+    def needs_broker(self) -> bool:
+        return self.type is not SinkType.TEXTFILE
+
+
+DEFAULT_SINKS = (SinkConfig(SinkType.DEFENDER, "defender"),)
+
+
 @dataclass(frozen=True)
 class Config:
     thing_name: str
-    mqtt: MqttConfig
+    mqtt: Optional[MqttConfig]  # None only when no sink needs a broker (e.g. only a textfile)
     report: ReportConfig
     delivery: DeliveryConfig
     state_dir: Path
@@ -99,10 +136,21 @@ class Config:
     collectors: Tuple[CollectorConfig, ...]
     custom_metrics: Mapping[str, CustomMetricConfig]
     source: str = "<memory>"
+    sinks: Tuple[SinkConfig, ...] = DEFAULT_SINKS
+    health_metrics: HealthMetrics = HealthMetrics.OFF
+
+    @property
+    def defender(self) -> Optional[SinkConfig]:
+        """The Device Defender sink, when configured (at most one)."""
+        return next((s for s in self.sinks if s.type is SinkType.DEFENDER), None)
+
+    @property
+    def needs_broker(self) -> bool:
+        return any(s.needs_broker for s in self.sinks)
 
     @property
     def client_id(self) -> str:
-        return self.mqtt.client_id or self.thing_name
+        return (self.mqtt.client_id if self.mqtt else None) or self.thing_name
 
     @property
     def custom_metric_types(self) -> Dict[str, MetricType]:

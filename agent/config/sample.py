@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 import yaml
 
 from agent.collectors.registry import Registry
-from agent.config.spec import COLLECTOR_COMMON, CUSTOM_METRIC, TOP_LEVEL
+from agent.config.spec import COLLECTOR_COMMON, CUSTOM_METRIC, SINK_COMMON, SINK_OPTIONS, TOP_LEVEL
 from agent.schema import Checker, Node, Section, render_scalar
 
 HEADER = """\
@@ -112,7 +112,26 @@ def render_example(registry: Registry) -> str:
     lines.append("custom_metrics:" if any(on for on, _ in metrics.values()) else "custom_metrics: {}")
     for name, (enabled, mtype) in sorted(metrics.items(), key=lambda m: not m[1][0]):
         lines.append(f"  {'' if enabled else '# '}{name}: {{type: {mtype}}}")
+    lines.extend(_render_sinks())
     return "\n".join(lines) + "\n"
+
+
+SINKS_DOC = (
+    "Where each round's checked values go; absent means only Device Defender (`- type: defender`). "
+    "Every sink is delivered and counted on its own (`defender-agent status`); README, Sinks."
+)
+
+
+def _render_sinks() -> List[str]:
+    """The commented-out `sinks:` example: every type with its options at their example or default."""
+    lines = _doc_lines(SINKS_DOC, "")
+    lines.append("# sinks:")
+    for kind, options in SINK_OPTIONS.items():
+        lines.append(f"#   - type: {kind.value}")
+        for name, node in options.items():
+            lines.extend(f"#   {line}" for line in _doc_lines(node.doc, "  "))
+            lines.append(f"#     {name}: {_value_text(node)}")
+    return lines
 
 
 def option_table() -> str:
@@ -126,6 +145,12 @@ def option_table() -> str:
     rows.append("| `custom_metrics` | mapping | `{}` | Custom metric definitions by name (shorthand: `name: number`). |")
     for name, node in CUSTOM_METRIC.fields.items():
         rows.append(f"| `custom_metrics.NAME.{name}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
+    rows.append(f"| `sinks` | list | `[{{type: defender}}]` | {SINKS_DOC} |")
+    for name, node in SINK_COMMON.items():
+        rows.append(f"| `sinks[].{name}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
+    for kind, options in SINK_OPTIONS.items():
+        for name, node in options.items():
+            rows.append(f"| `sinks[].{name}` ({kind.value}) | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
     return "\n".join(rows) + "\n"
 
 

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Dict
+
 from agent.catalog import KeyNames, MetricType, PayloadFormat
-from agent.config.model import BacklogMode, DeliveryConfig, LogLevel, MqttConfig, MqttProtocol, ReportConfig
+from agent.config.model import (
+    BacklogMode,
+    DeliveryConfig,
+    HealthMetrics,
+    LogLevel,
+    MqttConfig,
+    MqttProtocol,
+    ReportConfig,
+    SinkType,
+    TopicDocument,
+)
 from agent.schema import (
     REQUIRED,
     Bool,
@@ -11,6 +23,7 @@ from agent.schema import (
     Enum,
     Int,
     MapOf,
+    Node,
     PathStr,
     Section,
     Size,
@@ -38,7 +51,8 @@ CLIENT_ID = Str(
 )
 
 MQTT = Section(
-    doc="Connection to AWS IoT Core (or a local broker) over MQTT with mutual TLS.",
+    doc="Connection to AWS IoT Core (or a local broker) over MQTT with mutual TLS; needed by the defender and "
+    "topic sinks (a config with only textfile sinks may leave it out).",
     model=MqttConfig,
     fields={
         "endpoint": Str(
@@ -166,6 +180,14 @@ CUSTOM_METRIC = Section(
     },
 )
 
+HEALTH_METRICS = Enum(
+    doc="`custom_metrics`: add the agent's own health (agent_collectors_failing, agent_failing_collectors, "
+    "agent_outbox_pending, agent_seconds_since_accepted) to every round as custom metrics, so the defender and "
+    "topic sinks carry it and a fleet can alarm on it; they are declared for you (bootstrap registers them).",
+    default=HealthMetrics.OFF,
+    of=HealthMetrics,
+)
+
 TOP_LEVEL = {
     "thing_name": THING_NAME,
     "mqtt": MQTT,
@@ -180,7 +202,8 @@ TOP_LEVEL = {
         default=LogLevel.INFO,
         of=LogLevel,
     ),
-    # `collectors` and `custom_metrics` are checked by agent.config.load (they depend on each other).
+    "health_metrics": HEALTH_METRICS,
+    # `collectors`, `custom_metrics` and `sinks` are checked by agent.config.load (they depend on each other).
 }
 
 COLLECTOR_COMMON = {
@@ -198,3 +221,47 @@ COLLECTOR_COMMON = {
 }
 
 LOOPBACK_HOSTS = ("localhost", "ip6-localhost")
+
+SINK_COMMON = {
+    "type": Enum(doc="Where each round's checked values go.", default=REQUIRED, of=SinkType),
+    "name": Str(
+        doc="Unique name of this sink in logs, status and metrics; defaults to the type.",
+        pattern=r"[A-Za-z0-9_.:-]{1,64}",
+        pattern_hint="must be 1 to 64 of A-Z a-z 0-9 _ . : -",
+    ),
+}
+
+# Options by sink type (the `type` and `name` keys are common to all).
+SINK_OPTIONS: Dict[SinkType, Dict[str, Node]] = {
+    SinkType.DEFENDER: {},
+    SinkType.TOPIC: {
+        "topic": Str(
+            doc="MQTT topic, QoS 1, on the same mTLS connection; {thing_name} is filled in. "
+            "$aws/rules/RULE_NAME/... is Basic Ingest (straight to a rule, no publish charge); other $ topics "
+            "are reserved. At most 7 slashes (after a Basic Ingest prefix) and 256 bytes, no wildcards.",
+            default=REQUIRED,
+            example="dt/gateways/{thing_name}/metrics",
+        ),
+        "document": Enum(
+            doc="`flat`: plain values under cloud metric names, for IoT rules (README, Sinks); "
+            "`report`: the exact Device Defender report document.",
+            default=TopicDocument.FLAT,
+            of=TopicDocument,
+        ),
+        "max_pending": Int(
+            doc="Messages of this sink kept in the outbox while the broker is away; the oldest go first "
+            "(counted as dropped).",
+            default=1000,
+            min=1,
+            max=100000,
+        ),
+    },
+    SinkType.TEXTFILE: {
+        "path": PathStr(
+            doc="File to write every round (atomically), in Prometheus text format; node_exporter's textfile "
+            "collector reads *.prom files of its --collector.textfile.directory.",
+            default=REQUIRED,
+            example="/var/lib/node_exporter/textfile_collector/defender_agent.prom",
+        ),
+    },
+}

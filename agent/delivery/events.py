@@ -8,6 +8,7 @@ scheduler loop reads them and changes state.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Union
 
 from agent.schema import TextEnum
 
@@ -46,10 +47,21 @@ class Message:
 
 
 @dataclass(frozen=True)
+class MessageRef:
+    """The tag of a queued message's publish (:mod:`agent.delivery.messages`); a report's tag is its id."""
+
+    seq: int
+
+
+Tag = Union[int, MessageRef]
+
+
+@dataclass(frozen=True)
 class PublishDone:
-    report_id: int
+    tag: Tag  # a report id, or the message it was
     ok: bool
     error: str = ""
+    refused: bool = False  # the broker answered with an error reason code (MQTT5 PUBACK >= 0x80)
 
 
 class Signal(TextEnum):

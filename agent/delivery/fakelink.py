@@ -53,7 +53,8 @@ class AutoReply(enum.Enum):
 class Published:
     topic: str
     payload: bytes
-    report_id: int
+    report_id: int  # 0 for a message of a topic sink (see ``tag``)
+    tag: ev.Tag = 0
 
 
 def accepted_body(thing: str, report_id: Optional[int], timestamp: int = DEFAULT_TIMESTAMP) -> Dict[str, Any]:
@@ -90,6 +91,7 @@ class FakeLink:
         puback: bool = True,
         auto_reply: AutoReply = AutoReply.NONE,
         confirms_stop: bool = True,
+        refuses: Sequence[str] = (),
     ) -> None:
         self.events = events
         self.thing = thing
@@ -100,6 +102,7 @@ class FakeLink:
         self.puback = puback
         self.auto_reply = auto_reply
         self.confirms_stop = confirms_stop
+        self.refuses = tuple(refuses)  # topics of messages the broker refuses (PUBACK 0x87, not authorized)
         self.connected = False
         self.stopped = False
         self.starts = 0
@@ -125,7 +128,11 @@ class FakeLink:
         else:
             self.events.put(ev.Subscribed(False, "reason codes [135]" if self.connected else "not connected"))
 
-    def publish(self, topic: str, payload: bytes, report_id: int) -> None:
+    def publish(self, topic: str, payload: bytes, tag: ev.Tag) -> None:
+        if isinstance(tag, ev.MessageRef):
+            self._publish_message(topic, payload, tag)
+            return
+        report_id = tag
         parsed = parse_topic(topic)
         if parsed is None or parsed[2] is not None:
             raise LinkMisuse(f"publish to {topic!r}, not a report topic")
@@ -134,13 +141,28 @@ class FakeLink:
             raise LinkMisuse(f"report {report_id} published while disconnected")
         if any(reply_topic(thing, fmt, outcome) not in self.subscribed for outcome in OUTCOMES):
             raise LinkMisuse(f"report {report_id} published before subscribing to its {fmt} reply topics")
-        self.published.append(Published(topic, payload, report_id))
+        self.published.append(Published(topic, payload, report_id, report_id))
         if self.puback:
             self.complete(report_id)
         if self.auto_reply is AutoReply.ACCEPT:
             self.accept(report_id)
         elif self.auto_reply is AutoReply.REJECT:
             self.reject(report_id)
+
+    def _publish_message(self, topic: str, payload: bytes, tag: ev.MessageRef) -> None:
+        if parse_topic(topic) is not None:
+            raise LinkMisuse(f"message {tag.seq} published on the report topic {topic!r}")
+        if not self.connected:
+            raise LinkMisuse(f"message {tag.seq} published while disconnected")
+        self.published.append(Published(topic, payload, 0, tag))
+        if topic in self.refuses:
+            self.events.put(ev.PublishDone(tag, False, "PUBACK reason code 0x87 (NOT_AUTHORIZED)", refused=True))
+        elif self.puback:
+            self.events.put(ev.PublishDone(tag, True))
+
+    def messages(self, topic: Optional[str] = None) -> List[Published]:
+        """The messages (not reports) published, on ``topic`` when given."""
+        return [p for p in self.published if isinstance(p.tag, ev.MessageRef) and topic in (None, p.topic)]
 
     def stop(self, timeout: float = 3.0) -> bool:
         """Like awscrt's MQTT5 client: a disconnection event (when connected), then stopped."""
@@ -196,7 +218,8 @@ class FakeLink:
 
     @property
     def published_ids(self) -> List[int]:
-        return [p.report_id for p in self.published]
+        """The report ids published, in order (messages left out)."""
+        return [p.report_id for p in self.published if not isinstance(p.tag, ev.MessageRef)]
 
     def _reply(self, report_id: int, outcome: str, body: Dict[str, Any], encoding: Optional[PayloadFormat]) -> None:
         topics = [parse_topic(p.topic) for p in self.published if p.report_id == report_id]

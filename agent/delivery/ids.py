@@ -5,7 +5,8 @@ highest id known on disk.
 
 :class:`OutboxIds` hands the id out in memory only. It reaches the disk with its
 report, in the outbox transaction that stores the report (``Outbox.max_known_id``
-reads it back), and nothing is published before that commit: a crash before it
+reads it back; a round without a defender sink commits its id in the status meta,
+``last_report_id``, read back too), and nothing is published before that commit: a crash before it
 loses an id that was never sent, which may then be handed out again for a
 different report. No fsync of its own per report.
 
@@ -88,6 +89,9 @@ class OutboxIds:
         self.state_dir = state_dir
         self.clock = clock
         known = outbox.max_known_id()
+        last_meta = outbox.meta().get("last_report_id")  # committed with every round, with or without a report
+        if isinstance(last_meta, int):
+            known = max(known, last_meta)
         self.reserved = _read_int(state_dir / RESERVE_FILE)
         self.last = max(_read_int(state_dir / ID_FILE), known if known else self.reserved)
 

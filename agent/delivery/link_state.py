@@ -18,6 +18,7 @@ class LinkPhase(TextEnum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"
+    NO_BROKER = "no broker (textfile sinks only)"
 
 
 class LinkState:

@@ -35,6 +35,7 @@ from agent.delivery.events import (
     PublishDone,
     Stopped,
     Subscribed,
+    Tag,
 )
 from agent.errors import ConfigError
 from agent.security import resolve_credential
@@ -55,7 +56,7 @@ class Link(Protocol):
 
     def start(self) -> None: ...
     def subscribe(self, topics: Sequence[str]) -> None: ...
-    def publish(self, topic: str, payload: bytes, report_id: int) -> None: ...
+    def publish(self, topic: str, payload: bytes, tag: Tag) -> None: ...
     def stop(self, timeout: float = 3.0) -> bool: ...
 
 
@@ -177,6 +178,14 @@ def _err(exc: Any) -> str:
     return text.rstrip(". ")  # awscrt's messages end with a period; ours go on after them
 
 
+def _reason(puback: Any) -> str:
+    """A PUBACK's reason as awscrt names it (``NOT_AUTHORIZED``), with the broker's reason string when sent."""
+    code = getattr(puback, "reason_code", None)
+    name = getattr(code, "name", None) or str(code)
+    text = getattr(puback, "reason_string", None)
+    return f"{name}: {text}" if text else name
+
+
 class Mqtt5Link:
     """An awscrt MQTT5 client. Construct, ``start()``, then publish after ``Connected``+``Subscribed``."""
 
@@ -256,7 +265,7 @@ class Mqtt5Link:
 
         future.add_done_callback(done)
 
-    def publish(self, topic: str, payload: bytes, report_id: int) -> None:
+    def publish(self, topic: str, payload: bytes, tag: Tag) -> None:
         mqtt5 = self._mqtt5
         future = self.client.publish(
             mqtt5.PublishPacket(topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE)
@@ -267,9 +276,13 @@ class Mqtt5Link:
                 result = fut.result(0)
                 puback = getattr(result, "puback", None)
                 code = int(getattr(puback, "reason_code", 0) or 0)
-                self.events.put(PublishDone(report_id, code < 0x80, "" if code < 0x80 else f"PUBACK {code}"))
+                if code < 0x80:
+                    self.events.put(PublishDone(tag, True))
+                else:
+                    self.events.put(PublishDone(tag, False, f"PUBACK reason code {code:#04x} ({_reason(puback)})",
+                                                refused=True))
             except Exception as exc:
-                self.events.put(PublishDone(report_id, False, _err(exc)))
+                self.events.put(PublishDone(tag, False, _err(exc)))
 
         future.add_done_callback(done)
 
@@ -371,15 +384,15 @@ class Mqtt311Link:
             future, _ = self.conn.subscribe(topic, self._mqtt.QoS.AT_LEAST_ONCE, callback=self._on_message)
             future.add_done_callback(done)
 
-    def publish(self, topic: str, payload: bytes, report_id: int) -> None:
+    def publish(self, topic: str, payload: bytes, tag: Tag) -> None:
         future, _ = self.conn.publish(topic, payload, self._mqtt.QoS.AT_LEAST_ONCE)
 
-        def done(fut: Any) -> None:
+        def done(fut: Any) -> None:  # MQTT 3.1.1 has no reason codes: a broker that refuses acks all the same
             try:
                 fut.result(0)
-                self.events.put(PublishDone(report_id, True))
+                self.events.put(PublishDone(tag, True))
             except Exception as exc:
-                self.events.put(PublishDone(report_id, False, _err(exc)))
+                self.events.put(PublishDone(tag, False, _err(exc)))
 
         future.add_done_callback(done)
 

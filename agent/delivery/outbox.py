@@ -247,8 +247,8 @@ class Outbox:
 
     # -- counters and meta ----------------------------------------------------------------
 
-    def bump(self, name: str, by: int = 1) -> None:
-        with self._tx():
+    def bump(self, name: str, by: int = 1, durable: bool = True) -> None:
+        with self._tx(durable):
             self._bump(name, by)
 
     def _bump(self, name: str, by: int = 1) -> None:

@@ -15,7 +15,8 @@ from typing import Callable, Iterable, Optional, Set, Union
 from agent.clock import Clock
 from agent.config.model import Config
 from agent.delivery import events as ev
-from agent.delivery.link_state import LinkState
+from agent.delivery.events import Tag
+from agent.delivery.link_state import LinkPhase, LinkState
 from agent.delivery.mqtt import Link
 from agent.delivery.topics import OUTCOMES, reply_topic
 
@@ -25,7 +26,7 @@ LINK_EVENTS = (ev.Connected, ev.Disconnected, ev.ConnectFailed, ev.Subscribed)
 
 
 def address(config: Config) -> str:
-    return f"{config.mqtt.endpoint}:{config.mqtt.port}"
+    return f"{config.mqtt.endpoint}:{config.mqtt.port}" if config.mqtt is not None else "no broker"
 
 
 class Session:
@@ -42,10 +43,22 @@ class Session:
 
     @property
     def ready(self) -> bool:
+        """Connected and subscribed to the reply topics: reports may go."""
         return self.link_state.ready
 
+    @property
+    def connected(self) -> bool:
+        """Connected: messages of the topic sinks may go (they have no reply topics)."""
+        return self.link_state.phase is LinkPhase.CONNECTED
+
     def start(self, config: Config) -> None:
-        """Build the link and connect. Raises :class:`agent.errors.ConfigError` when awscrt refuses the TLS files."""
+        """Build the link and connect. Raises :class:`agent.errors.ConfigError` when awscrt refuses the TLS files.
+
+        Without ``mqtt`` (only textfile sinks) there is no link: the phase stays ``no broker``."""
+        if config.mqtt is None:
+            self.link = None
+            self.link_state.phase = LinkPhase.NO_BROKER
+            return
         self._run(self.link_factory(config, self.events, self.log.getChild("mqtt")))
 
     def _run(self, link: Link) -> None:
@@ -62,21 +75,28 @@ class Session:
         The new link is built first: when awscrt refuses the new files this raises
         and the running link is left as it was.
         """
-        link = self.link_factory(config, self.events, self.log.getChild("mqtt"))
+        link = self.link_factory(config, self.events, self.log.getChild("mqtt")) if config.mqtt else None
         self.stop(2.0)
         self.subscribed_formats = set()
         self.link_state = LinkState(address(config), self.log)
-        self._run(link)
+        if link is None:
+            self.start(config)
+        else:
+            self._run(link)
 
-    def publish(self, topic: str, payload: bytes, report_id: int) -> None:
+    def publish(self, topic: str, payload: bytes, tag: Tag) -> None:
         assert self.link is not None, "publish before start"
-        self.link.publish(topic, payload, report_id)
+        self.link.publish(topic, payload, tag)
 
     def subscribe(self, thing: str, formats: Iterable[str]) -> None:
         """Subscribe to the accepted and rejected topics of ``formats`` (once at a time)."""
         if self.link_state.subscribing or self.link is None:
             return
         chosen = sorted(formats)
+        if not chosen:  # no defender sink and no report pending: nothing to subscribe to
+            self.link_state.subscribed(self.clock.monotonic(), True, "no reply topics needed")
+            self.requested_formats = set()
+            return
         topics = [reply_topic(thing, fmt, outcome) for fmt in chosen for outcome in OUTCOMES]
         self.link_state.subscribing = True
         self.requested_formats = set(chosen)
@@ -102,10 +122,14 @@ class Session:
 
     def next_deadline(self, config: Config) -> Optional[float]:
         """When :meth:`tick` is next due (a slow-connect warning, a restart, a resubscribe), or ``None``."""
+        if config.mqtt is None:
+            return None
         return self.link_state.next_deadline(config.mqtt.connect_timeout)
 
     def tick(self, now: float, config: Config, wanted: Callable[[], Set[str]]) -> None:
         """Deadlines: warn about a slow connect, restart a failed first connect, retry a failed subscribe."""
+        if config.mqtt is None:
+            return
         state = self.link_state
         state.check_slow(now, config.mqtt.connect_timeout)
         if state.restart_due(now):

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from agent.delivery.ids import read_last_id
-from agent.delivery.outbox import OUTCOMES, open_readonly
+from agent.delivery.messages import Messages, sink_counts
+from agent.delivery.outbox import OUTCOMES, Outbox, open_readonly
 
 
 def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
@@ -24,6 +25,7 @@ def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
         "collectors": {},
         "connection": None,
         "updated_at": None,
+        "sinks": [],
     }
     if box is None:
         return out
@@ -47,6 +49,7 @@ def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
             {"report_id": e.report_id, "code": e.code, "message": e.message, "at": e.finished_at}
             for e in box.ledger(limit=recent_rejections, outcome="rejected")
         ]
+        out["sinks"] = _sinks(box, meta.get("sinks"), counters, out)
         out["recent"] = [
             {"report_id": e.report_id, "outcome": e.outcome, "code": e.code, "message": e.message,
              "attempts": e.attempts, "at": e.finished_at}
@@ -55,6 +58,24 @@ def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
     finally:
         box.close()
     return out
+
+
+def _sinks(box: Outbox, described: Any, counters: Dict[str, int], out: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Each sink of the running config (as last saved) with its counts; the defender sink's are the outcomes."""
+    pending = Messages(box).sinks_pending()
+    rows: List[Dict[str, Any]] = []
+    for sink in described if isinstance(described, list) else []:
+        if not isinstance(sink, dict) or not isinstance(sink.get("name"), str):
+            continue
+        row = dict(sink)
+        if sink.get("type") == "defender":
+            outcomes = out["outcomes"]
+            row.update(delivered=outcomes["accepted"], failed=outcomes["rejected"] + outcomes["unanswered"],
+                       dropped=outcomes["dropped"] + outcomes["superseded"], pending=len(out["pending"]))
+        else:
+            row.update(sink_counts(counters, sink["name"]), pending=pending.get(sink["name"], 0))
+        rows.append(row)
+    return rows
 
 
 def _when(stamp: Any) -> str:
@@ -78,6 +99,14 @@ def format_status(status: Dict[str, Any]) -> str:
         + (", ..." if len(pending) > 5 else "") + ")" if pending else ""))
     if status.get("connection"):
         lines.append(f"connection:    {status['connection']} (as of {_when(status.get('updated_at'))})")
+    sinks = status.get("sinks") or []
+    if sinks and not (len(sinks) == 1 and sinks[0].get("type") == "defender"):  # else the outcomes say it all
+        lines.append("sinks:")
+        for sink in sinks:
+            target = f" {sink['target']}" if sink.get("target") else ""
+            lines.append(f"  {sink['name']} ({sink['type']}{target}): delivered {sink.get('delivered', 0)}, "
+                         f"failed {sink.get('failed', 0)}, dropped {sink.get('dropped', 0)}, "
+                         f"pending {sink.get('pending', 0)}")
     for rej in status["last_rejections"]:
         lines.append(f"rejected:      {rej['report_id']} {rej['code']}: {rej['message']} ({_when(rej['at'])})")
     collectors = status.get("collectors") or {}

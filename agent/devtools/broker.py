@@ -54,7 +54,10 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
 class Broker:
     """One mosquitto process with a mutual-TLS listener on 127.0.0.1:port."""
 
-    def __init__(self, directory: Path, pki: Pki, port: Optional[int] = None) -> None:
+    def __init__(self, directory: Path, pki: Pki, port: Optional[int] = None, acl: Optional[str] = None) -> None:
+        """``acl``: the text of a mosquitto acl_file (``user CN`` / ``topic readwrite FILTER`` lines; the
+        client certificate's CN is the user name); without it every client may use every topic."""
+        self.acl = acl
         self.directory = directory
         self.pki = pki
         self.port = port or free_port()
@@ -86,10 +89,13 @@ class Broker:
                     "log_type information",
                     "connection_messages true",
                     "max_packet_size 1048576",
+                    *([f"acl_file {self.directory / 'acl'}"] if self.acl is not None else []),
                     "",
                 ]
             )
         )
+        if self.acl is not None:
+            (self.directory / "acl").write_text(self.acl)
 
     @property
     def running(self) -> bool:

@@ -7,6 +7,7 @@ when every report was accepted.
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -20,10 +21,12 @@ from agent.delivery.status import format_status, read_status
 from agent.devtools.broker import Broker
 from agent.devtools.certs import make_pki
 from agent.devtools.selfrun import agent_argv, agent_env
+from agent.devtools.subscriber import Received, Subscriber
 from agent.emulator.controlplane import ControlPlaneServer
 from agent.emulator.responder import Responder, ResponderOptions
 from agent.emulator.store import Store
 from agent.errors import ConfigError
+from agent.sinks.topics import render_topic
 
 THING = "demo-gateway"
 STANDARD_COLLECTORS = ("listening_ports", "tcp_connections", "network_stats")
@@ -55,11 +58,19 @@ report:
 delivery:
   reply_timeout: 5s
 state_dir: {state}
+sinks:
+  - type: defender
+  - type: topic
+    topic: "{topic}"
+  - type: textfile
+    path: {textfile}
 """
+TOPIC = "dt/gateways/{thing_name}/metrics"
 
 
 def agent_config(base: Path, port: int, cert: Path, key: Path, ca: Path, interval: int = 2) -> str:
-    text = CONFIG.format(thing=THING, port=port, cert=cert, key=key, ca=ca, interval=interval, state=base / "state")
+    text = CONFIG.format(thing=THING, port=port, cert=cert, key=key, ca=ca, interval=interval, state=base / "state",
+                         topic=TOPIC, textfile=textfile_path(base))
     available = set(default_registry().available())
     chosen = [c for c in STANDARD_COLLECTORS if c in available]
     if chosen:
@@ -72,6 +83,10 @@ def agent_config(base: Path, port: int, cert: Path, key: Path, ca: Path, interva
     return text
 
 
+def textfile_path(base: Path) -> Path:
+    return base / "textfile" / "defender_agent.prom"
+
+
 def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, out: TextIO = sys.stdout) -> int:
     log = logging.getLogger("agent.demo")
     owned = keep is None
@@ -80,6 +95,7 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
     broker: Optional[Broker] = None
     responder: Optional[Responder] = None
     control: Optional[ControlPlaneServer] = None
+    subscriber: Optional[Subscriber] = None
     try:
         pki = make_pki(base / "pki")
         device = pki.client(THING)
@@ -97,6 +113,12 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
         responder.start()
         print("Responder: subscribed to $aws/things/+/defender/metrics/+", file=out)
         print(f"Control plane: AWS IoT custom-metric API on {control.url}", file=out)
+        reader = pki.client("topic-reader")
+        topic = render_topic(TOPIC, THING)
+        subscriber = Subscriber(broker.port, str(reader.cert), str(reader.key), str(pki.ca), [topic])
+        subscriber.start()
+        print(f"Subscriber: a client of our own on {topic} (the topic sink's messages)", file=out)
+        textfile_path(base).parent.mkdir(parents=True, exist_ok=True)
         config_path = base / "agent.yaml"
         config_path.write_text(agent_config(base, broker.port, device.cert, device.key, pki.ca, interval))
         bootstrapped = _agent_cli(out, "bootstrap", "--config", str(config_path), "--endpoint-url", control.url) == 0
@@ -109,6 +131,8 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
         for item in received:
             detail = "" if item.accepted else f" ({'; '.join(item.problems) or 'rejected on request'})"
             print(f"Report {item.report_id}: {item.replied.upper()}{detail}", file=out)
+        messages = subscriber.wait_for(reports, 5.0)
+        _show_sinks(out, messages, textfile_path(base))
         status = read_status(base / "state")
         print("\n$ defender-agent status", file=out)
         print(format_status(status), file=out)
@@ -116,11 +140,17 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
             _agent_cli(out, "values", "--config", str(config_path), "--endpoint-url", control.url,
                        "--metric", metric, "--since", "10m")
         accepted = status["outcomes"]["accepted"]
-        ok = result.returncode == 0 and accepted >= reports and not responder.conflicts and bootstrapped
-        print(f"\nDemo {'passed' if ok else 'FAILED'}: {accepted} of {reports} report(s) accepted over mTLS"
+        sinks_ok = len(messages) >= reports and textfile_path(base).is_file()
+        ok = (result.returncode == 0 and accepted >= reports and not responder.conflicts and bootstrapped
+              and sinks_ok)
+        print(f"\nDemo {'passed' if ok else 'FAILED'}: {accepted} of {reports} report(s) accepted over mTLS, "
+              f"{len(messages)} topic message(s) received, textfile "
+              f"{'written' if textfile_path(base).is_file() else 'MISSING'}"
               + ("" if result.returncode == 0 else f"; agent exited with status {result.returncode}"), file=out)
         return 0 if ok else 1
     finally:
+        if subscriber is not None:
+            subscriber.stop()
         if responder is not None:
             responder.stop()
         if control is not None:
@@ -129,6 +159,28 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
             broker.stop()
         if owned:
             _remove(base)
+
+
+def _show_sinks(out: TextIO, messages: List[Received], textfile: Path) -> None:
+    """The last topic message as the subscriber got it, and the textfile's metrics (a few of them)."""
+    if messages:
+        last = messages[-1]
+        print(f"\nTopic sink: {len(messages)} message(s) on {last.topic}; the last one:", file=out)
+        print(json.dumps(json.loads(last.payload), indent=2)[:1500], file=out)
+    else:
+        print("\nTopic sink: no message arrived", file=out)
+    try:
+        lines = textfile.read_text().splitlines()
+    except OSError as exc:
+        print(f"\nTextfile sink: {textfile} not written ({exc})", file=out)
+        return
+    samples = [line for line in lines if line and not line.startswith("#")]
+    print(f"\nTextfile sink: {textfile} ({len(samples)} samples), for example:", file=out)
+    wanted = ("defender_agent_aws_num_listening_tcp_ports", "defender_agent_cpu_usage ",
+              "defender_agent_collector_success", "defender_agent_sink_delivered_total")
+    for line in samples:
+        if line.startswith(wanted):
+            print(f"  {line}", file=out)
 
 
 def _agent_cli(out: TextIO, *args: str) -> int:

@@ -129,7 +129,8 @@ def test_log_once_per_streak_and_on_recovery(caplog):
     stats = sampler.collector_stats()["flaky"]
     assert (stats.ok, stats.failed, stats.consecutive_failures) == (1, 4, 1)
     assert sampler.stats()["flaky"] == {"ok": 1, "failed": 4, "no_data": 0,
-                                        "last_duration": stats.last_duration, "last_error": "down"}
+                                        "last_duration": stats.last_duration, "last_error": "down",
+                                        "consecutive_failures": 1}
 
 
 def test_hung_collector_is_not_started_twice():

@@ -276,3 +276,26 @@ def test_units_of_built_in_metrics_reach_the_plan(emulator, store, cli, write_co
     assert lines["load:"].endswith("load: number-list in processes")  # unchanged in the cloud, unit still shown
     assert lines["root_free:"].endswith("root_free: number in bytes")
     assert lines["own:"].endswith("own: number in widgets")
+
+
+def test_without_a_defender_sink_bootstrap_says_it_is_not_needed_and_calls_nothing(emulator, cli,
+                                                                                  write_config) -> None:
+    config = write_config(METRICS_WITH_TOPIC_SINK)
+    code, out, err = run_bootstrap(cli, config, emulator)
+    assert code == 0, err
+    assert "no defender sink, so custom metric definitions are not needed" in out
+    assert emulator.calls() == []
+
+
+def test_health_metrics_are_registered_with_the_catalog_types(emulator, iot, cli, write_config) -> None:
+    code, _, err = run_bootstrap(cli, write_config("health_metrics: custom_metrics\n"), emulator)
+    assert code == 0, err
+    assert iot.describe_custom_metric(metricName="agent_failing_collectors")["metricType"] == "string-list"
+    assert iot.describe_custom_metric(metricName="agent_outbox_pending")["metricType"] == "number"
+
+
+METRICS_WITH_TOPIC_SINK = """\
+custom_metrics: {cpu_usage: number}
+sinks:
+  - {type: topic, topic: 'dt/{thing_name}'}
+"""

@@ -20,7 +20,8 @@ def lines(caplog: pytest.LogCaptureFixture) -> list:
 
 
 def test_phases_keep_the_status_words() -> None:
-    assert [p.value for p in LinkPhase] == ["connecting", "connected", "disconnected"]
+    assert [p.value for p in LinkPhase] == ["connecting", "connected", "disconnected",
+                                           "no broker (textfile sinks only)"]
     assert LinkPhase.CONNECTED == "connected"  # a str enum: old status readers still compare equal
 
 

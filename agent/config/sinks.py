@@ -1,0 +1,107 @@
+"""The `sinks` and `mqtt` parts of agent.yaml (the loader's helpers): which sinks, and whether a broker is needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from agent.catalog import HEALTH_METRICS
+from agent.config.model import DEFAULT_SINKS, CustomMetricConfig, MqttConfig, SinkConfig, SinkType
+from agent.config.spec import MQTT, SINK_COMMON, SINK_OPTIONS
+from agent.schema import Checker, Section, join
+from agent.sinks.textfile import name_clashes
+from agent.sinks.topics import topic_problem
+
+
+def check_mqtt(raw: Any, sinks: Tuple[SinkConfig, ...], checker: Checker) -> Optional[MqttConfig]:
+    """The mqtt section; it may be left out only when no sink needs a broker."""
+    if raw is None:
+        needing = [s.name for s in sinks if s.needs_broker]
+        if not needing:
+            return None
+        checker.problem("mqtt", f"required key is missing: sink(s) {', '.join(needing)} publish over MQTT "
+                                "(only a config whose sinks are all textfile may leave mqtt out)")
+        return None
+    result: Optional[MqttConfig] = MQTT.check(raw, "mqtt", checker)
+    return result
+
+
+def check_sinks(raw: Any, checker: Checker) -> Tuple[SinkConfig, ...]:
+    """The sinks; absent means the one defender sink (the behaviour before sinks existed)."""
+    if raw is None:
+        return DEFAULT_SINKS
+    if not isinstance(raw, list) or not raw:
+        checker.problem("sinks", "expected a non-empty list of sinks, each {type: defender|topic|textfile, ...}")
+        return DEFAULT_SINKS
+    out: List[SinkConfig] = []
+    names: Dict[str, str] = {}
+    for index, entry in enumerate(raw):
+        path = join("sinks", index)
+        if not isinstance(entry, dict):
+            checker.problem(path, "expected a mapping like {type: topic, topic: ...}")
+            continue
+        kind = SINK_COMMON["type"].check(entry.get("type"), join(path, "type"), checker) if "type" in entry else None
+        if kind is None:
+            if "type" not in entry:
+                checker.problem(join(path, "type"), "required key is missing (defender, topic or textfile)")
+            continue
+        before = len(checker.problems)
+        values = Section(fields={**SINK_COMMON, **SINK_OPTIONS[kind]}).check_fields(entry, path, checker, ())
+        if len(checker.problems) != before:
+            continue
+        name = values["name"] or kind.value
+        if name in names:
+            checker.problem(join(path, "name"), f"duplicate sink name {name!r} (also {names[name]}); "
+                                                "give each a distinct `name:`")
+            continue
+        names[name] = path
+        if kind is SinkType.DEFENDER and any(s.type is SinkType.DEFENDER for s in out):
+            checker.problem(path, "only one defender sink: Device Defender takes one report per round")
+            continue
+        if kind is SinkType.TOPIC:
+            problem = topic_problem(values["topic"])
+            if problem is not None:
+                checker.problem(join(path, "topic"), f"{values['topic']!r} {problem}")
+                continue
+        if kind is SinkType.TEXTFILE and not str(values["path"]).endswith(".prom"):
+            checker.problem(join(path, "path"), f"{values['path']!r} must end in .prom: node_exporter's textfile "
+                                                "collector reads only *.prom files")
+            continue
+        out.append(SinkConfig(
+            type=kind, name=name, topic=values.get("topic"), document=values.get("document") or SinkConfig.document,
+            path=Path(values["path"]) if values.get("path") else None,
+            max_pending=values.get("max_pending") or SinkConfig.max_pending,
+        ))
+    return tuple(out) or DEFAULT_SINKS
+
+
+def declare_health_metrics(metrics: Dict[str, CustomMetricConfig], checker: Checker) -> None:
+    """``health_metrics: custom_metrics`` declares the agent_* metrics; a declaration of one by hand must agree."""
+    for name, builtin in HEALTH_METRICS.items():
+        declared = metrics.get(name)
+        if declared is None:
+            metrics[name] = CustomMetricConfig(type=builtin.type, unit=builtin.unit, description=builtin.description,
+                                               name=name)
+        elif declared.type is not builtin.type:
+            checker.problem(join(join("custom_metrics", name), "type"),
+                            f"is {declared.type.value}, but health_metrics sends it as a {builtin.type.value}")
+
+
+def check_textfile_names(sinks: Tuple[SinkConfig, ...], metrics: Mapping[str, CustomMetricConfig],
+                          checker: Checker) -> None:
+    """Two metric names that the textfile would write under one Prometheus name."""
+    for index, sink in enumerate(sinks):
+        if sink.type is SinkType.TEXTFILE:
+            for first, second in name_clashes(metrics):
+                checker.problem(join(join("sinks", index), "path"),
+                                f"{_what(first)} and custom metric {second!r} would share one Prometheus name in "
+                                "the textfile; rename the custom metric")
+            return
+
+
+def _what(name: str) -> str:
+    if name.startswith("aws:"):
+        return f"the device-side metric {name!r}"
+    if name.startswith("defender_agent_"):
+        return f"the agent's health metric {name!r}"
+    return f"custom metric {name!r}"

@@ -1,0 +1,174 @@
+"""The sinks in the scheduler loop (fake clock, fake link): each delivered and counted on its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.config.model import Config
+from agent.delivery.messages import sink_counts
+from agent.delivery.status import read_status
+from agent.delivery.topics import report_topic
+from agent.report.document import decode
+from tests.delivery.conftest import THING
+from tests.test_scheduler import Loop, make_config
+
+TOPIC = f"dt/gateways/{THING}/metrics"
+
+
+def with_sinks(state: Path, sinks: str, **overrides: Any) -> Config:
+    return make_config(state, extra="sinks:\n" + sinks, **overrides)
+
+
+def counts(loop: Loop, sink: str) -> dict:
+    return sink_counts(loop.service.outbox.counters(), sink)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def test_a_topic_sink_sends_one_flat_message_per_round_beside_the_report(state: Path) -> None:
+    config = with_sinks(state, "  - type: defender\n  - type: topic\n    topic: dt/gateways/{thing_name}/metrics\n",
+                        interval=300)
+    with Loop(config) as loop:
+        loop.until(lambda: loop.link.messages() and loop.link.published_ids)
+        (message,) = loop.link.messages()
+        assert message.topic == TOPIC
+        body = json.loads(message.payload)
+        assert body["thing_name"] == THING and body["report_id"] == loop.link.published_ids[0]
+        assert body["metrics"]["aws:all-bytes-in"] == 100 and body["metrics"]["aws:all-packets-out"] == 2
+        loop.until(lambda: counts(loop, "topic")["delivered"] == 1)
+        loop.link.accept(loop.link.published_ids[0])
+        loop.run_for(301)
+        assert counts(loop, "topic")["delivered"] == 2 and len(loop.link.messages()) == 2
+        assert loop.service.outbox.counters().get("accepted") == 1
+        assert loop.service.sinks.messages.pending_count() == 0
+
+
+def test_a_report_document_topic_sink_carries_the_report_bytes(state: Path) -> None:
+    config = with_sinks(state, "  - type: defender\n  - type: topic\n    topic: t/{thing_name}\n    document: report\n")
+    with Loop(config) as loop:
+        loop.until(lambda: loop.link.messages() and loop.link.published)
+        report = next(p for p in loop.link.published if p.topic == report_topic(THING, "json"))
+        assert loop.link.messages()[0].payload == report.payload
+        doc, _ = decode(report.payload)
+        assert doc["header"]["report_id"] == report.report_id
+
+
+def test_a_refused_topic_is_counted_failed_logged_once_and_the_report_goes_on(
+        state: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agent.test.loop")
+    prom = tmp_path / "out.prom"
+    config = with_sinks(state, "  - type: defender\n  - {type: topic, name: denied, topic: 'no/{thing_name}'}\n"
+                               "  - {type: topic, name: allowed, topic: 'yes/{thing_name}'}\n"
+                               f"  - {{type: textfile, path: '{prom}'}}\n", interval=10)
+    with Loop(config, refuses=[f"no/{THING}"]) as loop:
+        loop.run_for(35)
+        rounds = loop.source.rounds
+        assert rounds >= 3
+        assert counts(loop, "denied") == {"delivered": 0, "failed": rounds, "dropped": 0}
+        assert counts(loop, "allowed")["delivered"] == rounds
+        assert counts(loop, "textfile")["delivered"] == rounds and prom.exists()
+        assert loop.link.published_ids, "the report went out all the same"
+        assert len(loop.link.messages(f"no/{THING}")) == rounds, "a refused message is not sent again"
+    refused = [r for r in caplog.records if "refused a message" in r.getMessage()]
+    assert len(refused) == 1 and "'denied'" in refused[0].getMessage() and "iot:Publish" in refused[0].getMessage()
+
+
+def test_messages_wait_in_the_outbox_while_the_broker_is_away_and_the_oldest_go_past_max_pending(
+        state: Path) -> None:
+    config = with_sinks(state, "  - {type: topic, topic: 't/{thing_name}', max_pending: 3}\n", interval=10)
+    with Loop(config, connects=False) as loop:
+        loop.run_for(55)  # 6 rounds, no connection
+        assert loop.link.messages() == []
+        assert loop.service.sinks.messages.pending_count("topic") == 3
+        assert counts(loop, "topic")["dropped"] == 3
+        loop.link.connect()
+        loop.until(lambda: counts(loop, "topic")["delivered"] == 3)
+        ids = [json.loads(m.payload)["report_id"] for m in loop.link.messages()]
+        assert ids == sorted(ids) and len(ids) == 3, "oldest first, the three newest kept"
+
+
+def test_pending_messages_survive_a_restart(state: Path) -> None:
+    config = with_sinks(state, "  - {type: topic, topic: 't/{thing_name}'}\n", interval=10)
+    with Loop(config, connects=False) as loop:
+        loop.run_for(25)
+        waiting = loop.service.sinks.messages.pending_count()
+        assert waiting == 3
+    with Loop(config) as loop:
+        loop.until(lambda: counts(loop, "topic")["delivered"] >= waiting)
+        assert len({json.loads(m.payload)["report_id"] for m in loop.link.messages()}) >= waiting
+
+
+def test_a_textfile_only_config_runs_without_a_broker(state: Path, tmp_path: Path) -> None:
+    prom = tmp_path / "agent.prom"
+    text = (f"thing_name: {THING}\nreport: {{interval: 10s, jitter: 0s}}\nstate_dir: {state}\n"
+            f"sinks:\n  - {{type: textfile, path: '{prom}'}}\n")
+    from agent.config.load import parse_config
+
+    config = parse_config(text, str(tmp_path / "agent.yaml"))
+    assert config.mqtt is None
+    with Loop(config) as loop:
+        loop.run_for(25)
+        assert loop.links.links == [], "no MQTT client is made"
+        assert counts(loop, "textfile")["delivered"] == 3
+        assert "defender_agent_aws_all_bytes_in" in prom.read_text() or "defender_agent_all_bytes_in" in prom.read_text()
+        assert loop.notifier.sent[-1].endswith("no broker (textfile sinks only)") or any(
+            "no broker" in m for m in loop.notifier.sent)
+        assert loop.service.outbox.pending() == [], "no Device Defender report is kept"
+        ids = [loop.service.last_report_id]
+    with Loop(config) as loop:
+        loop.run_for(11)
+        assert loop.service.last_report_id is not None and loop.service.last_report_id > ids[0]
+
+
+def test_a_textfile_that_cannot_be_written_is_counted_and_logged_once_and_the_topic_goes_on(
+        state: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agent.test.loop")
+    prom = tmp_path / "missing-dir" / "agent.prom"
+    config = with_sinks(state, f"  - {{type: textfile, path: '{prom}'}}\n  - {{type: topic, topic: 't/x'}}\n",
+                        interval=10)
+    with Loop(config) as loop:
+        loop.run_for(35)
+        rounds = loop.source.rounds
+        assert counts(loop, "textfile") == {"delivered": 0, "failed": rounds, "dropped": 0}
+        assert counts(loop, "topic")["delivered"] == rounds
+        failures = [r for r in caplog.records if "Sink 'textfile'" in r.getMessage()]
+        assert len(failures) == 1 and str(prom) in failures[0].getMessage()
+        prom.parent.mkdir()
+        loop.run_for(10)
+        assert prom.exists() and counts(loop, "textfile")["delivered"] == 1
+    assert any("wrote" in r.getMessage() and "again" in r.getMessage() for r in caplog.records)
+
+
+def test_without_a_defender_sink_pending_reports_end_dropped_and_no_reply_topic_is_subscribed(state: Path) -> None:
+    with Loop(make_config(state), connects=False) as loop:
+        loop.until(lambda: loop.service.outbox.pending())
+        (rid,) = loop.service.outbox.pending_ids()
+    config = with_sinks(state, "  - {type: topic, topic: 't/x'}\n")
+    with Loop(config) as loop:
+        assert loop.outcome(rid) == "dropped"
+        (entry,) = loop.service.outbox.ledger(outcome="dropped")
+        assert "no defender sink" in (entry.message or "")
+        loop.until(lambda: loop.link.messages())
+        assert loop.link.subscribe_calls == [] and loop.link.published_ids == []
+
+
+def test_status_shows_each_sinks_counts(state: Path, tmp_path: Path) -> None:
+    prom = tmp_path / "a.prom"
+    config = with_sinks(state, f"  - type: defender\n  - {{type: topic, topic: 't/x'}}\n"
+                               f"  - {{type: textfile, path: '{prom}'}}\n", interval=10)
+    with Loop(config) as loop:
+        loop.run_for(25)
+    status = read_status(state)
+    sinks = {s["name"]: s for s in status["sinks"]}
+    assert set(sinks) == {"defender", "topic", "textfile"}
+    assert sinks["topic"]["delivered"] == 3 and sinks["topic"]["target"] == "t/x"
+    assert sinks["textfile"]["delivered"] == 3 and sinks["textfile"]["type"] == "textfile"
+    assert sinks["defender"]["pending"] >= 1
