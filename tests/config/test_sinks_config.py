@@ -147,7 +147,7 @@ def test_textfile_refuses_two_metrics_with_one_prometheus_name() -> None:
 
 def test_the_example_configs_commented_sinks_load_when_uncommented() -> None:
     text = (REPO / "config" / "agent.example.yaml").read_text()
-    head, _, block = text.partition("# sinks:\n")
+    _, _, block = text.partition("# sinks:\n")
     assert block, "the example config shows the sinks"
     uncommented = "sinks:\n" + "\n".join(line[2:] if line.startswith("# ") else line for line in block.splitlines())
     sinks = yaml.safe_load(uncommented)["sinks"]

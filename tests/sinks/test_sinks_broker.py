@@ -21,7 +21,16 @@ from agent.devtools.broker import Broker, find_mosquitto
 from agent.devtools.certs import Pki
 from agent.devtools.subscriber import Subscriber
 from agent.emulator.responder import Responder, ResponderOptions
-from tests.delivery.conftest import AGENT_MAIN, ROOT, THING, config_text, pki, start_agent, stop_agent, wait_until
+from tests.delivery.conftest import (
+    AGENT_MAIN,
+    ROOT,
+    THING,
+    config_text,
+    pki,
+    start_agent,
+    stop_agent,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 __all__ = ["pki"]  # the session PKI fixture of the delivery tests

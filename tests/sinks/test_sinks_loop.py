@@ -149,14 +149,14 @@ def test_a_textfile_that_cannot_be_written_is_counted_and_logged_once_and_the_to
 
 def test_without_a_defender_sink_pending_reports_end_dropped_and_no_reply_topic_is_subscribed(state: Path) -> None:
     with Loop(make_config(state), connects=False) as loop:
-        loop.until(lambda: loop.service.outbox.pending())
+        loop.until(loop.service.outbox.pending)
         (rid,) = loop.service.outbox.pending_ids()
     config = with_sinks(state, "  - {type: topic, topic: 't/x'}\n")
     with Loop(config) as loop:
         assert loop.outcome(rid) == "dropped"
         (entry,) = loop.service.outbox.ledger(outcome="dropped")
         assert "no defender sink" in (entry.message or "")
-        loop.until(lambda: loop.link.messages())
+        loop.until(loop.link.messages)
         assert loop.link.subscribe_calls == [] and loop.link.published_ids == []
 
 
