@@ -45,6 +45,9 @@ COMMANDS = (
             "create or update the custom metric definitions in AWS IoT (needs the bootstrap extra: boto3)"),
     Command("values", "values",
             "show the metric values AWS IoT stored for a thing (needs the bootstrap extra: boto3)"),
+    Command("behaviors", "behaviors",
+            "pull a security profile's behaviors from AWS IoT into the config, to evaluate them on the device "
+            "(pull needs the bootstrap extra: boto3)"),
     Command("emulator", "emulator",
             "run a local Device Defender: reply to reports on a broker and serve the custom-metric API "
             "(needs boto3)"),

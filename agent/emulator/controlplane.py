@@ -1,17 +1,32 @@
-"""A local AWS IoT control plane for the custom-metric operations, spoken as boto3 speaks it.
+"""A local AWS IoT control plane for custom metrics and security profiles, spoken as boto3 speaks it.
 
 moto implements none of these operations, so the emulator serves them itself
-over the IoT REST API (protocol ``rest-json``)::
+over the IoT REST API (protocol ``rest-json``), routed as botocore's model routes them::
 
-    POST|GET|PATCH|DELETE /custom-metric/{metricName}   create / describe / update / delete
-    GET /custom-metrics                                  list_custom_metrics
-    GET /metric-values?thingName=..&metricName=..        list_metric_values
-    GET /security-profiles?metricName=..                 list_security_profiles
+    POST|GET|PATCH|DELETE /custom-metric/{metricName}     create / describe / update / delete
+    GET /custom-metrics                                    list_custom_metrics
+    GET /metric-values?thingName=..&metricName=..          list_metric_values
+    POST|GET|DELETE /security-profiles/{name}              create / describe / delete_security_profile
+    GET /security-profiles?metricName=..|dimensionName=..  list_security_profiles
+    POST /security-profile-behaviors/validate              validate_security_profile_behaviors
 
 Errors are the modelled ones (``x-amzn-ErrorType`` header and a JSON
 ``message``) so boto3 raises its real exception classes. Input is validated
 against botocore's service model (:mod:`agent.emulator.apimodel`). Lists page
 with a small page size so that clients exercise pagination.
+
+Behaviors (CreateSecurityProfile, ValidateSecurityProfileBehaviors) are checked with
+the rules the agent applies when it loads them (:func:`agent.behaviors.check.validation_errors`,
+with the account's custom metrics as the declared ones), minus what the agent refuses
+only because a device cannot evaluate it: a statisticalThreshold, ML Detect
+(mlDetectionConfig), a metricDimension, a behavior without criteria and a cloud-side
+metric are all valid in the cloud, so the emulator accepts them as AWS does, and
+``behaviors pull`` names them (:func:`agent.behaviors.check.device_support`). Validate
+answers ``{"valid": bool, "validationErrors": [{"errorMessage": "PATH: message"}]}``;
+Create refuses invalid behaviors, and a metricDimension naming a dimension the store does
+not have, with InvalidRequestException. A profile keeps its name,
+description and behaviors as sent, at version 1; alert targets, metrics to retain,
+tags and the metrics export config are accepted and not kept.
 
 Test hooks: :meth:`ControlPlaneServer.inject_errors` makes the next N requests
 fail with ThrottlingException (or another modelled error), and
@@ -26,16 +41,27 @@ import logging
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
+from agent.behaviors.check import (
+    DIMENSION_REASON,
+    ML_REASON,
+    NO_CRITERIA_REASON,
+    STATISTICAL_REASON,
+    cloud_side_reason,
+    validation_errors,
+)
+from agent.behaviors.model import CLOUD_SIDE_METRICS
 from agent.emulator.apimodel import ServiceModel
-from agent.emulator.restjson import datum, definition, page, route, with_token
-from agent.emulator.store import ApiError, Store, invalid, not_found
+from agent.emulator.restjson import datum, definition, page, route, security_profile, with_token
+from agent.emulator.store import ApiError, SecurityProfile, Store, invalid, not_found
 
 log = logging.getLogger("agent.emulator.controlplane")
 
 PAGE_SIZE = 2
+
+
 class ControlPlaneServer:
     """The control plane on a loopback port. ``port=0`` picks a free one; see :attr:`url`."""
 
@@ -191,12 +217,45 @@ class ControlPlaneServer:
         return with_token({"metricNames": names}, token)
 
     def _list_profiles(self, p: Mapping[str, Any]) -> Dict[str, Any]:
-        if p.get("metricName") and p.get("dimensionName"):
+        metric, dimension = p.get("metricName"), p.get("dimensionName")
+        if metric and dimension:
             raise invalid("Only one of metricName and dimensionName may be given")
-        names = self.store.security_profiles(p.get("metricName"))
-        items, token = page(names, p, "profiles", self.page_size)
-        arn = "arn:aws:iot:local:123456789012:securityprofile/"
-        return with_token({"securityProfileIdentifiers": [{"name": n, "arn": arn + n} for n in items]}, token)
+        if dimension and not self.store.has_dimension(dimension):
+            raise not_found(f"Dimension {dimension} does not exist")
+        names = self.store.security_profiles(metric, dimension)
+        items, token = page(names, p, f"profiles:{metric or ''}:{dimension or ''}", self.page_size)
+        identifiers = [{"name": n, "arn": SecurityProfile.arn_of(n)} for n in items]
+        return with_token({"securityProfileIdentifiers": identifiers}, token)
+
+    def _create_profile(self, p: Mapping[str, Any]) -> Dict[str, Any]:
+        behaviors = p.get("behaviors") or []
+        for behavior in behaviors:
+            dimension = (behavior.get("metricDimension") or {}).get("dimensionName")
+            if dimension and not self.store.has_dimension(dimension):
+                raise invalid(f"Dimension {dimension} of behavior {behavior['name']} does not exist")
+        errors = self._behavior_errors(behaviors)
+        if errors:
+            raise invalid("Invalid behaviors: " + "; ".join(errors))
+        profile = self.store.create_security_profile(
+            p["securityProfileName"], p.get("securityProfileDescription"), behaviors
+        )
+        return {"securityProfileName": profile.name, "securityProfileArn": profile.arn}
+
+    def _describe_profile(self, p: Mapping[str, Any]) -> Dict[str, Any]:
+        return security_profile(self.store.describe_security_profile(p["securityProfileName"]))
+
+    def _delete_profile(self, p: Mapping[str, Any]) -> Dict[str, Any]:
+        self.store.delete_security_profile(p["securityProfileName"], p.get("expectedVersion"))
+        return {}
+
+    def _validate_behaviors(self, p: Mapping[str, Any]) -> Dict[str, Any]:
+        errors = self._behavior_errors(p["behaviors"])
+        return {"valid": not errors, "validationErrors": [{"errorMessage": e} for e in errors]}
+
+    def _behavior_errors(self, behaviors: Sequence[Mapping[str, Any]]) -> List[str]:
+        """What the service would refuse in ``behaviors``, one message each (see the module docstring)."""
+        problems = validation_errors(behaviors, self.store.metric_types())
+        return [f"{path}: {message}" for path, message in problems if not _device_only(message)]
 
     def _list_values(self, p: Mapping[str, Any]) -> Dict[str, Any]:
         metric = p["metricName"]
@@ -220,6 +279,20 @@ class ControlPlaneServer:
         return with_token({"metricDatumList": [datum(d) for d in items]}, token)
 
 
+# What the agent refuses only because a device cannot evaluate it; the service accepts all of these.
+_DEVICE_ONLY_REASONS = (
+    STATISTICAL_REASON,
+    ML_REASON,
+    DIMENSION_REASON,
+    NO_CRITERIA_REASON,
+    *(cloud_side_reason(metric) for metric in CLOUD_SIDE_METRICS),
+)
+
+
+def _device_only(message: str) -> bool:
+    return any(message.endswith(reason) for reason in _DEVICE_ONLY_REASONS)
+
+
 _OPERATIONS: Dict[str, Callable[[ControlPlaneServer, Mapping[str, Any]], Dict[str, Any]]] = {
     "CreateCustomMetric": ControlPlaneServer._create,
     "DescribeCustomMetric": ControlPlaneServer._describe,
@@ -228,6 +301,10 @@ _OPERATIONS: Dict[str, Callable[[ControlPlaneServer, Mapping[str, Any]], Dict[st
     "ListCustomMetrics": ControlPlaneServer._list_metrics,
     "ListMetricValues": ControlPlaneServer._list_values,
     "ListSecurityProfiles": ControlPlaneServer._list_profiles,
+    "CreateSecurityProfile": ControlPlaneServer._create_profile,
+    "DescribeSecurityProfile": ControlPlaneServer._describe_profile,
+    "DeleteSecurityProfile": ControlPlaneServer._delete_profile,
+    "ValidateSecurityProfileBehaviors": ControlPlaneServer._validate_behaviors,
 }
 
 

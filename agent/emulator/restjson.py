@@ -1,8 +1,8 @@
 """How the IoT REST API (``rest-json``) spells the emulator's requests and responses.
 
-Pure functions: which operation a method and path name, the JSON shapes of a
-metric definition and a metric datum, and opaque ``nextToken`` paging tied to
-the query it belongs to.
+Pure functions: which operation a method and path name (the ``http`` traits of
+botocore's IoT model), the JSON shapes of a metric definition, a metric datum and
+a security profile, and opaque ``nextToken`` paging tied to the query it belongs to.
 """
 
 from __future__ import annotations
@@ -13,29 +13,47 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import unquote
 
-from agent.emulator.store import ApiError, Datum, MetricDefinition, invalid, token_digest
+from agent.emulator.store import ApiError, Datum, MetricDefinition, SecurityProfile, invalid, token_digest
 
-_METRIC_PATH = re.compile(r"^/custom-metric/(?P<name>[^/]+)$")
-_ROUTES = {
-    "POST": "CreateCustomMetric",
-    "GET": "DescribeCustomMetric",
-    "PATCH": "UpdateCustomMetric",
-    "DELETE": "DeleteCustomMetric",
+# (path pattern, URI member) -> operation per method
+_RESOURCES: Tuple[Tuple[re.Pattern[str], str, Dict[str, str]], ...] = (
+    (
+        re.compile(r"^/custom-metric/(?P<name>[^/]+)$"),
+        "metricName",
+        {
+            "POST": "CreateCustomMetric",
+            "GET": "DescribeCustomMetric",
+            "PATCH": "UpdateCustomMetric",
+            "DELETE": "DeleteCustomMetric",
+        },
+    ),
+    (
+        re.compile(r"^/security-profiles/(?P<name>[^/]+)$"),
+        "securityProfileName",
+        {
+            "POST": "CreateSecurityProfile",
+            "GET": "DescribeSecurityProfile",
+            "DELETE": "DeleteSecurityProfile",
+        },
+    ),
+)
+_FIXED = {
+    ("GET", "/custom-metrics"): "ListCustomMetrics",
+    ("GET", "/metric-values"): "ListMetricValues",
+    ("GET", "/security-profiles"): "ListSecurityProfiles",
+    ("POST", "/security-profile-behaviors/validate"): "ValidateSecurityProfileBehaviors",
 }
-_LISTS = {
-    "/custom-metrics": "ListCustomMetrics",
-    "/metric-values": "ListMetricValues",
-    "/security-profiles": "ListSecurityProfiles",
-}
-
 
 
 def route(method: str, path: str) -> Tuple[str, Dict[str, str]]:
-    match = _METRIC_PATH.match(path)
-    if match and method in _ROUTES:
-        return _ROUTES[method], {"metricName": unquote(match.group("name"))}
-    if method == "GET" and path in _LISTS:
-        return _LISTS[path], {}
+    """(operation, URI members) for a request, or UnknownOperationException."""
+    fixed = _FIXED.get((method, path))
+    if fixed is not None:
+        return fixed, {}
+    for pattern, member, operations in _RESOURCES:
+        match = pattern.match(path)
+        if match and method in operations:
+            return operations[method], {member: unquote(match.group("name"))}
     raise ApiError("UnknownOperationException", 404, f"No operation for {method} {path} in this emulator")
 
 
@@ -49,6 +67,22 @@ def definition(d: MetricDefinition) -> Dict[str, Any]:
     }
     if d.display_name is not None:
         out["displayName"] = d.display_name
+    return out
+
+
+def security_profile(p: SecurityProfile) -> Dict[str, Any]:
+    """DescribeSecurityProfile's output: behaviors as they were created, no alert targets."""
+    out: Dict[str, Any] = {
+        "securityProfileName": p.name,
+        "securityProfileArn": p.arn,
+        "behaviors": [dict(b) for b in p.behaviors],
+        "alertTargets": {},
+        "version": p.version,
+        "creationDate": p.created,
+        "lastModifiedDate": p.modified,
+    }
+    if p.description is not None:
+        out["securityProfileDescription"] = p.description
     return out
 
 

@@ -9,15 +9,17 @@ everything else is dropped silently, as the real service drops it.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
 
 from agent.catalog import MetricType
 from agent.report import rules
+from agent.report.cloud import standard_values
 from agent.report.document import key_style, to_long
 
 log = logging.getLogger("agent.emulator.store")
@@ -32,15 +34,6 @@ _STORED_KEY = {
     MetricType.STRING_LIST: "strings",
     MetricType.IP_ADDRESS_LIST: "cidrs",
 }
-
-# network_stats field -> standard metric name (Device Defender developer guide, "Device-side metrics").
-_NETWORK = {
-    "bytes_in": "aws:all-bytes-in",
-    "bytes_out": "aws:all-bytes-out",
-    "packets_in": "aws:all-packets-in",
-    "packets_out": "aws:all-packets-out",
-}
-
 
 class ApiError(Exception):
     """A modelled IoT error: ``code`` is the exception shape name, ``status`` its HTTP status."""
@@ -82,10 +75,49 @@ class Datum:
     value: Mapping[str, Any]  # one MetricValue member: {"number": 1.0}, {"cidrs": [...]}, ...
 
 
+@dataclass(frozen=True)
+class SecurityProfile:
+    """A security profile as CreateSecurityProfile gave it; ``behaviors`` are the JSON objects as sent.
+
+    Alert targets, metrics to retain, tags and the metrics export config are not kept: the emulator
+    raises no alarms, so DescribeSecurityProfile answers with empty ``alertTargets``.
+    """
+
+    name: str
+    description: Optional[str]
+    behaviors: Tuple[Mapping[str, Any], ...]
+    version: int
+    created: float
+    modified: float
+
+    @property
+    def arn(self) -> str:
+        return self.arn_of(self.name)
+
+    @staticmethod
+    def arn_of(name: str) -> str:
+        return f"arn:aws:iot:local:{ACCOUNT}:securityprofile/{name}"
+
+    @property
+    def metrics(self) -> FrozenSet[str]:
+        """The metrics its behaviors name (what ``list_security_profiles(metricName=)`` matches)."""
+        return frozenset(b["metric"] for b in self.behaviors if isinstance(b.get("metric"), str))
+
+    @property
+    def dimensions(self) -> FrozenSet[str]:
+        """The dimensions its behaviors name (what ``list_security_profiles(dimensionName=)`` matches)."""
+        out = set()
+        for behavior in self.behaviors:
+            dimension = behavior.get("metricDimension")
+            if isinstance(dimension, Mapping) and isinstance(dimension.get("dimensionName"), str):
+                out.add(dimension["dimensionName"])
+        return frozenset(out)
+
+
 @dataclass
 class _State:
     metrics: Dict[str, MetricDefinition] = field(default_factory=dict)
-    profiles: Dict[str, Set[str]] = field(default_factory=dict)
+    profiles: Dict[str, SecurityProfile] = field(default_factory=dict)
     dimensions: Set[str] = field(default_factory=set)
     values: Dict[Tuple[str, str], List[Datum]] = field(default_factory=dict)
     dropped: int = 0
@@ -148,7 +180,7 @@ class Store:
     def delete_metric(self, name: str) -> None:
         """Delete a definition and its values; refused while a security profile uses it. Missing: no-op."""
         with self._lock:
-            users = sorted(p for p, metrics in self._state.profiles.items() if name in metrics)
+            users = sorted(p for p, profile in self._state.profiles.items() if name in profile.metrics)
             if users:
                 raise invalid(
                     f"Custom metric {name} is used by security profile(s) {', '.join(users)}; "
@@ -162,19 +194,72 @@ class Store:
         with self._lock:
             return sorted(self._state.metrics)
 
-    # -- security profiles and dimensions (set from tests) ---------------------------
+    def metric_types(self) -> Dict[str, MetricType]:
+        """Custom metric name -> its declared type, for checking behaviors that name custom metrics."""
+        with self._lock:
+            return {name: MetricType(d.type) for name, d in self._state.metrics.items()}
+
+    # -- security profiles and dimensions ------------------------------------------------
+
+    def create_security_profile(
+        self, name: str, description: Optional[str], behaviors: Sequence[Mapping[str, Any]]
+    ) -> SecurityProfile:
+        """A new profile at version 1; ResourceAlreadyExistsException when the name is taken."""
+        with self._lock:
+            existing = self._state.profiles.get(name)
+            if existing is not None:
+                raise ApiError(
+                    "ResourceAlreadyExistsException",
+                    409,
+                    f"Security profile {name} already exists",
+                    resourceId=name,
+                    resourceArn=existing.arn,
+                )
+            now = self._clock()
+            profile = SecurityProfile(name, description, tuple(copy.deepcopy(list(behaviors))), 1, now, now)
+            self._state.profiles[name] = profile
+            return profile
+
+    def describe_security_profile(self, name: str) -> SecurityProfile:
+        with self._lock:
+            profile = self._state.profiles.get(name)
+        if profile is None:
+            raise not_found(f"Security profile {name} does not exist")
+        return profile
+
+    def delete_security_profile(self, name: str, expected_version: Optional[int] = None) -> None:
+        """Delete a profile; VersionConflictException when ``expected_version`` is not its version. Missing: no-op."""
+        with self._lock:
+            profile = self._state.profiles.get(name)
+            if profile is None:
+                return
+            if expected_version is not None and expected_version != profile.version:
+                raise ApiError(
+                    "VersionConflictException",
+                    409,
+                    f"Security profile {name} is at version {profile.version}, not {expected_version}",
+                )
+            del self._state.profiles[name]
 
     def put_security_profile(self, name: str, metrics: Sequence[str]) -> None:
-        with self._lock:
-            self._state.profiles[name] = set(metrics)
-
-    def remove_security_profile(self, name: str) -> None:
+        """Test hook: a profile (created or replaced) with one bare behavior per metric, named after it."""
+        behaviors = [{"name": metric, "metric": metric} for metric in metrics]
         with self._lock:
             self._state.profiles.pop(name, None)
+        self.create_security_profile(name, None, behaviors)
 
-    def security_profiles(self, metric: Optional[str] = None) -> List[str]:
+    def remove_security_profile(self, name: str) -> None:
+        self.delete_security_profile(name)
+
+    def security_profiles(self, metric: Optional[str] = None, dimension: Optional[str] = None) -> List[str]:
+        """Profile names, sorted; only those whose behaviors use ``metric`` / ``dimension`` when given."""
         with self._lock:
-            return sorted(p for p, m in self._state.profiles.items() if metric is None or metric in m)
+            profiles = list(self._state.profiles.values())
+        return sorted(
+            p.name
+            for p in profiles
+            if (metric is None or metric in p.metrics) and (dimension is None or dimension in p.dimensions)
+        )
 
     def add_dimension(self, name: str) -> None:
         with self._lock:
@@ -245,51 +330,6 @@ class Store:
         if mtype is MetricType.NUMBER:
             return {out_key: float(value)}
         return {out_key: [float(v) for v in value] if mtype is MetricType.NUMBER_LIST else list(value)}
-
-
-def standard_values(metrics: Mapping[str, Any]) -> List[Tuple[str, Dict[str, Any]]]:
-    """Standard metrics of a long-key ``metrics`` object under their cloud names."""
-    out: List[Tuple[str, Dict[str, Any]]] = []
-    stats = metrics.get("network_stats")
-    if isinstance(stats, Mapping):
-        for field_name, cloud_name in _NETWORK.items():
-            if isinstance(stats.get(field_name), int):
-                out.append((cloud_name, {"count": stats[field_name]}))
-    for proto in ("tcp", "udp"):
-        listening = metrics.get(f"listening_{proto}_ports")
-        if isinstance(listening, Mapping):
-            ports = [p.get("port") for p in listening.get("ports") or () if isinstance(p, Mapping)]
-            ports = [p for p in ports if isinstance(p, int)]
-            total = listening.get("total")
-            out.append((f"aws:listening-{proto}-ports", {"ports": ports}))
-            out.append(
-                (
-                    f"aws:num-listening-{proto}-ports",
-                    {"count": total if isinstance(total, int) else len(ports)},
-                )
-            )
-    tcp = metrics.get("tcp_connections")
-    established = tcp.get("established_connections") if isinstance(tcp, Mapping) else None
-    if isinstance(established, Mapping):
-        conns = [c for c in established.get("connections") or () if isinstance(c, Mapping)]
-        total = established.get("total")
-        out.append(
-            (
-                "aws:num-established-tcp-connections",
-                {"count": total if isinstance(total, int) else len(conns)},
-            )
-        )
-        addrs = sorted({_remote_ip(c.get("remote_addr")) for c in conns} - {""})
-        out.append(("aws:destination-ip-addresses", {"cidrs": addrs}))
-    return out
-
-
-def _remote_ip(addr: Any) -> str:
-    if not isinstance(addr, str) or rules.check_remote_addr(addr):
-        return ""
-    if addr.startswith("["):
-        return addr[1:].split("]", 1)[0]
-    return addr.rpartition(":")[0]
 
 
 def token_digest(*parts: str) -> str:

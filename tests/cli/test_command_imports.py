@@ -81,10 +81,10 @@ def args_of(command: str, inputs: Dict[str, Path]) -> Tuple[List[str], int]:
     }[command]
 
 
-def loaded_by(args: List[str], expected: int, cwd: Path) -> Set[str]:
+def loaded_by(args: List[str], expected: int, cwd: Path, **env: str) -> Set[str]:
     result = subprocess.run([sys.executable, "-c", "from agent.cli import main; main()", *args],
                             capture_output=True, text=True, timeout=120, check=False, cwd=cwd,
-                            env=plain_env(PYTHONPROFILEIMPORTTIME="1"))
+                            env=plain_env(PYTHONPROFILEIMPORTTIME="1", **env))
     assert result.returncode == expected, result.stderr[-3000:]
     modules = imported_modules(result.stderr)
     assert "agent.cli" in modules, "the import log was not captured"
@@ -108,6 +108,24 @@ def test_no_commands_help_loads_the_sdk_or_awscrt(command: str, inputs: Dict[str
     assert under(modules, *SDK, *AWSCRT) == []
 
 
+def test_a_subcommands_help_loads_neither_the_sdk_nor_awscrt(inputs: Dict[str, Path]) -> None:
+    modules = loaded_by(["behaviors", "pull", "--help"], 0, inputs["work"])
+    assert under(modules, *SDK, *AWSCRT) == []
+
+
+def test_behaviors_pull_loads_the_sdk_and_none_of_the_daemon(inputs: Dict[str, Path]) -> None:
+    """`behaviors pull` needs boto3 (and botocore loads awscrt when it can), never the daemon's parts."""
+    args = ["behaviors", "pull", "--security-profile", "fleet", "--endpoint-url", "http://127.0.0.1:9",
+            "--region", "eu-west-1"]
+    env = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+           "AWS_CONFIG_FILE": str(inputs["work"] / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(inputs["work"] / "none")}
+    modules = loaded_by(args, 1, inputs["work"], **env)  # 1: nothing listens on port 9
+    assert "boto3" in modules and "agent.control.profiles" in modules
+    daemon = ("agent.emulator", "agent.devtools", "agent.config.load", "agent.collectors", "agent.scheduler",
+              "agent.delivery", "awscrt.mqtt", "awscrt.mqtt5", "awsiot")
+    assert under(modules, *daemon) == []
+
+
 def test_every_command_is_pinned() -> None:
-    boto3_commands = {"bootstrap", "values", "emulator", "demo"}  # their --help is pinned above
+    boto3_commands = {"bootstrap", "values", "behaviors", "emulator", "demo"}  # their --help is pinned above
     assert {c.name for c in COMMANDS} - boto3_commands == set(MUST_NOT_LOAD) - {"--help"}
