@@ -172,3 +172,46 @@ def test_status_shows_each_sinks_counts(state: Path, tmp_path: Path) -> None:
     assert sinks["topic"]["delivered"] == 3 and sinks["topic"]["target"] == "t/x"
     assert sinks["textfile"]["delivered"] == 3 and sinks["textfile"]["type"] == "textfile"
     assert sinks["defender"]["pending"] >= 1
+
+
+class FailingCollectorSource:
+    """Network deltas, and the stats of two collectors of which one keeps failing."""
+
+    def __init__(self) -> None:
+        self.rounds = 0
+
+    def sample(self) -> list:
+        from agent.report.model import NetworkStats, Sample, SampleKind
+
+        self.rounds += 1
+        return [Sample("network_stats", NetworkStats(1, 2, 3, 4), SampleKind.STANDARD)]
+
+    def stats(self) -> dict:
+        return {"net": {"ok": self.rounds, "failed": 0, "no_data": 0, "last_duration": 0.002, "last_error": None,
+                        "consecutive_failures": 0},
+                "sensor": {"ok": 0, "failed": self.rounds, "no_data": 0, "last_duration": 1.5,
+                           "last_error": "timeout", "consecutive_failures": self.rounds}}
+
+    def close(self) -> None:
+        pass
+
+
+def test_health_metrics_carry_a_dead_collector_to_the_topic_and_the_report(state: Path) -> None:
+    config = make_config(state, extra="health_metrics: custom_metrics\nsinks:\n  - type: defender\n"
+                                      "  - {type: topic, topic: 't/x'}\n")
+    with Loop(config, source=FailingCollectorSource()) as loop:
+        loop.until(lambda: loop.link.messages() and loop.link.published_ids)
+        metrics = json.loads(loop.link.messages()[0].payload)["metrics"]
+        assert metrics["agent_collectors_failing"] == 1 and metrics["agent_failing_collectors"] == ["sensor"]
+        assert metrics["agent_outbox_pending"] == 0 and "agent_seconds_since_accepted" not in metrics
+        report = next(p for p in loop.link.published if p.report_id)
+        doc, _ = decode(report.payload)
+        assert doc["custom_metrics"]["agent_failing_collectors"] == [{"string_list": ["sensor"]}]
+        loop.link.accept(report.report_id)
+        loop.run_for(301)
+        later = json.loads(loop.link.messages()[-1].payload)["metrics"]
+        assert 295 <= later["agent_seconds_since_accepted"] <= 305
+    without = make_config(state.parent / "other", extra="sinks:\n  - {type: topic, topic: 't/x'}\n")
+    with Loop(without, source=FailingCollectorSource()) as loop:
+        loop.until(loop.link.messages)
+        assert not any(k.startswith("agent_") for k in json.loads(loop.link.messages()[0].payload)["metrics"])
