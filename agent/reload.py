@@ -28,6 +28,8 @@ class Section(TextEnum):
     CUSTOM_METRICS = "custom_metrics"
     SINKS = "sinks"
     HEALTH_METRICS = "health_metrics"
+    BEHAVIORS = "behaviors"
+    VIOLATIONS = "violations"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from agent.delivery.resend import ResendClock
 from agent.delivery.session import LINK_EVENTS, LinkFactory, Session
 from agent.delivery.sinks import SinkSet, described
 from agent.delivery.topics import reply_topic, report_topic
+from agent.delivery.violations import Violations, check_exec
 from agent.errors import AgentError, ReportError, StateDirError
 from agent.heartbeat import Heartbeat, meta_values, status_line
 from agent.notify import Notifier
@@ -127,6 +128,8 @@ class Service:
         self.backlog = Backlog(self.outbox, self.ids, cfg.state_dir, self.log, clock=self.clock.wall)
         self.builder = ReportBuilder(cfg, self.log.getChild("report"))
         self.sinks = SinkSet(cfg, self.outbox, self.log.getChild("sinks"))
+        check_exec(cfg)
+        self.violations = Violations(cfg, self.outbox, self.sinks, self.events, self.log.getChild("behaviors"))
         self.source = self.source_factory(cfg)
         accepted_at = self.outbox.meta().get("last_accepted_at")
         self.last_accepted_at = float(accepted_at) if isinstance(accepted_at, (int, float)) else None
@@ -162,6 +165,7 @@ class Service:
         if not self.session.stop(timeout=2.0):
             self.log.warning("The MQTT client did not confirm the disconnect within 2 s")
         self.source.close()
+        self.violations.close()
         self._guarded(Stage.SAVE_STATUS, self._save_meta)
         self.outbox.close()
         self.log.info("Stopped (%d report(s) still pending in the outbox)", len(self.resend))
@@ -304,7 +308,9 @@ class Service:
                 pending = Pending.new(report_id, encoded.format.value, encoded.payload, wall, network_stats(samples))
                 change = self.backlog.store(pending, self.config.delivery)
             self.sinks.store_round(checked, encoded.payload, wall)
+            to_exec = self.violations.round(checked, wall)
             self._save_meta(last_report_id=report_id, last_report_at=wall)
+        self.violations.after_commit(to_exec)
         if defender:
             self.resend.forget_all(change.removed)
             if change.stored is not None:
@@ -407,6 +413,8 @@ class Service:
                 newest = self.outbox.get(ids[-1]) if ids else None
                 if newest is not None and newest.attempts == 0:
                     self.resend.schedule(newest.report_id, now)
+        elif isinstance(event, ev.HookDone):
+            self.violations.hook_done(event)
         elif isinstance(event, ev.SignalEvent):
             if event.name == ev.Signal.HUP:
                 self._reload()
@@ -471,6 +479,7 @@ class Service:
         self.notifier.reloading()
         try:
             reload = compare(self.config, self.reload_config())
+            check_exec(reload.config)
             if reload.touches(Section.MQTT, Section.THING_NAME):
                 self.session.restart(reload.config)  # first: new TLS files that awscrt refuses keep the old config
         except AgentError as exc:
@@ -484,6 +493,7 @@ class Service:
         self.config = new
         self.builder = ReportBuilder(new, self.log.getChild("report"))
         self.sinks.configure(new)
+        self.violations.configure(new)
         self._drop_reports_without_defender()
         # The collectors are built for one sampling interval (network_stats' max_span is 1.5 of it), so a new
         # interval rebuilds them too: else every delta of a longer interval is refused until a restart.
@@ -511,5 +521,6 @@ class Service:
         if isinstance(last, int):
             self.last_report_id = last
         self.outbox.set_meta(meta_values(self.source.stats(), self.session.link_state.phase, self.clock.wall(),
-                                         sinks=described(self.config.sinks, self.config.thing_name), **extra))
+                                         sinks=described(self.config.sinks, self.config.thing_name),
+                                         violations=self.violations.status(), **extra))
 

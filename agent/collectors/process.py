@@ -10,7 +10,7 @@ import stat
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BASE_ENV = {"PATH": SAFE_PATH, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
@@ -65,14 +65,17 @@ def run_bounded(
     max_stdout: int,
     max_stderr: int = 4096,
     env: Optional[Mapping[str, str]] = None,
+    stdin: Optional[bytes] = None,
 ) -> RunResult:
     """Run ``argv`` in a new session; kill its whole process group on timeout, on too much
-    stdout, and once the program has exited (no leftovers). stderr beyond ``max_stderr`` is dropped."""
+    stdout, and once the program has exited (no leftovers). stderr beyond ``max_stderr`` is dropped.
+    ``stdin`` is written to the program (then closed) within the same timeout; a program that does
+    not read it all is not waited for."""
     start = time.monotonic()
     deadline = start + timeout
     proc = subprocess.Popen(
         list(argv),
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**BASE_ENV, **(env or {})},
@@ -83,15 +86,22 @@ def run_bounded(
     assert proc.stdout is not None and proc.stderr is not None
     out, err = bytearray(), bytearray()
     timed_out = overflow = False
+    pending = memoryview(stdin or b"")
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
         sel.register(proc.stderr, selectors.EVENT_READ)
+        if proc.stdin is not None:
+            os.set_blocking(proc.stdin.fileno(), False)
+            sel.register(proc.stdin, selectors.EVENT_WRITE)
         while sel.get_map() and not overflow:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 timed_out = True
                 break
             for key, _ in sel.select(remaining):
+                if key.fileobj is proc.stdin:
+                    pending = _feed(proc.stdin, pending, sel)
+                    continue
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     sel.unregister(key.fileobj)
@@ -111,6 +121,9 @@ def run_bounded(
     code = proc.wait()
     proc.stdout.close()
     proc.stderr.close()
+    if proc.stdin is not None and not proc.stdin.closed:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
     return RunResult(
         returncode=None if (timed_out or overflow) else code,
         stdout=bytes(out),
@@ -119,6 +132,22 @@ def run_bounded(
         overflow=overflow,
         duration=time.monotonic() - start,
     )
+
+
+def _feed(pipe: Any, pending: memoryview, sel: selectors.BaseSelector) -> memoryview:
+    """Write what the pipe takes of ``pending``; once all is written (or the program closed it), close it."""
+    try:
+        written = os.write(pipe.fileno(), pending[:65536]) if pending else 0
+    except BlockingIOError:  # the pipe filled up after all: try again when it is writable
+        written = 0
+    except BrokenPipeError:  # the program closed its stdin: what it did not read is of no use to it
+        written = len(pending)
+    pending = pending[written:]
+    if not pending:
+        sel.unregister(pipe)
+        with contextlib.suppress(OSError):
+            pipe.close()
+    return pending
 
 
 def _wait_exited(pid: int, deadline: float) -> bool:

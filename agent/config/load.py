@@ -7,6 +7,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from agent.behaviors.check import check_behaviors
 from agent.catalog import HEALTH_METRICS, METRIC_NAME, BuiltinMetric, MetricType
 from agent.collectors.builtin import default_registry
 from agent.collectors.registry import Registry
@@ -20,7 +21,13 @@ from agent.config.model import (
     SinkConfig,
     SinkType,
 )
-from agent.config.sinks import check_mqtt, check_sinks, check_textfile_names, declare_health_metrics
+from agent.config.sinks import (
+    check_mqtt,
+    check_sinks,
+    check_textfile_names,
+    check_violations,
+    declare_health_metrics,
+)
 from agent.config.source import read_config_text
 from agent.config.spec import COLLECTOR_COMMON, CUSTOM_METRIC, LOOPBACK_HOSTS, TOP_LEVEL
 from agent.config.yamlsrc import read_yaml
@@ -42,12 +49,18 @@ def parse_config(text: str, file: str = "<string>", registry: Optional[Registry]
         what = "empty" if data is None else f"a {type(data).__name__}"
         raise ConfigError.single(file, "", f"the document is {what}; expected a mapping with thing_name, mqtt, ...")
     top = Section(fields={k: v for k, v in TOP_LEVEL.items() if k != "mqtt"})
-    values = top.check_fields(data, "", checker, extra_known=("mqtt", "collectors", "custom_metrics", "sinks"))
+    values = top.check_fields(data, "", checker,
+                              extra_known=("mqtt", "collectors", "custom_metrics", "sinks", "behaviors"))
     sinks = check_sinks(data.get("sinks"), checker)
-    values["mqtt"] = check_mqtt(data.get("mqtt"), sinks, checker)
     metrics = _check_custom_metrics(data.get("custom_metrics"), checker)
     if values["health_metrics"] is HealthMetrics.CUSTOM_METRICS:
         declare_health_metrics(metrics, checker)
+    behaviors = check_behaviors(data.get("behaviors"), "behaviors", checker,
+                                {name: m.type for name, m in metrics.items()})
+    if values["violations"] is not None:
+        check_violations(values["violations"], checker)
+    events_topic = bool(behaviors and values["violations"] is not None and values["violations"].topic)
+    values["mqtt"] = check_mqtt(data.get("mqtt"), sinks, checker, events_topic)
     collectors, described = _check_collectors(data.get("collectors"), checker, registry or default_registry(), metrics)
     _cross_checks(values, sinks, checker)
     check_textfile_names(sinks, metrics, checker)
@@ -65,6 +78,8 @@ def parse_config(text: str, file: str = "<string>", registry: Optional[Registry]
         source=file,
         sinks=sinks,
         health_metrics=values["health_metrics"],
+        behaviors=behaviors,
+        violations=values["violations"],
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from agent.behaviors.model import Behavior
 from agent.catalog import KeyNames, MetricType, PayloadFormat
 from agent.schema import TextEnum
 
@@ -126,6 +127,17 @@ DEFAULT_SINKS = (SinkConfig(SinkType.DEFENDER, "defender"),)
 
 
 @dataclass(frozen=True)
+class ViolationsConfig:
+    """Where the violation events of the on-device behaviors go (``topic`` a template, as a topic sink's)."""
+
+    topic: Optional[str] = None
+    exec: Tuple[str, ...] = ()  # argv; the event as JSON on stdin
+    exec_timeout: float = 10.0
+    security_profile_name: str = "local"
+    max_pending: int = 1000
+
+
+@dataclass(frozen=True)
 class Config:
     thing_name: str
     mqtt: Optional[MqttConfig]  # None only when no sink needs a broker (e.g. only a textfile)
@@ -138,6 +150,8 @@ class Config:
     source: str = "<memory>"
     sinks: Tuple[SinkConfig, ...] = DEFAULT_SINKS
     health_metrics: HealthMetrics = HealthMetrics.OFF
+    behaviors: Tuple[Behavior, ...] = ()
+    violations: ViolationsConfig = ViolationsConfig()
 
     @property
     def defender(self) -> Optional[SinkConfig]:
@@ -146,7 +160,7 @@ class Config:
 
     @property
     def needs_broker(self) -> bool:
-        return any(s.needs_broker for s in self.sinks)
+        return any(s.needs_broker for s in self.sinks) or bool(self.behaviors and self.violations.topic)
 
     @property
     def client_id(self) -> str:

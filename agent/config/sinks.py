@@ -6,20 +6,31 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from agent.catalog import HEALTH_METRICS
-from agent.config.model import DEFAULT_SINKS, CustomMetricConfig, MqttConfig, SinkConfig, SinkType
+from agent.config.model import (
+    DEFAULT_SINKS,
+    CustomMetricConfig,
+    MqttConfig,
+    SinkConfig,
+    SinkType,
+    ViolationsConfig,
+)
 from agent.config.spec import MQTT, SINK_COMMON, SINK_OPTIONS
 from agent.schema import Checker, Section, join
 from agent.sinks.textfile import name_clashes
 from agent.sinks.topics import topic_problem
 
 
-def check_mqtt(raw: Any, sinks: Tuple[SinkConfig, ...], checker: Checker) -> Optional[MqttConfig]:
-    """The mqtt section; it may be left out only when no sink needs a broker."""
+def check_mqtt(raw: Any, sinks: Tuple[SinkConfig, ...], checker: Checker, events_topic: bool = False
+               ) -> Optional[MqttConfig]:
+    """The mqtt section; it may be left out only when nothing publishes (textfile sinks, no violations.topic)."""
     if raw is None:
-        needing = [s.name for s in sinks if s.needs_broker]
+        needing = [f"sink(s) {', '.join(s.name for s in sinks if s.needs_broker)}"] if any(
+            s.needs_broker for s in sinks) else []
+        if events_topic:
+            needing.append("violations.topic")
         if not needing:
             return None
-        checker.problem("mqtt", f"required key is missing: sink(s) {', '.join(needing)} publish over MQTT "
+        checker.problem("mqtt", f"required key is missing: {' and '.join(needing)} publish over MQTT "
                                 "(only a config whose sinks are all textfile may leave mqtt out)")
         return None
     result: Optional[MqttConfig] = MQTT.check(raw, "mqtt", checker)
@@ -105,3 +116,14 @@ def _what(name: str) -> str:
     if name.startswith("defender_agent_"):
         return f"the agent's health metric {name!r}"
     return f"custom metric {name!r}"
+
+
+def check_violations(violations: ViolationsConfig, checker: Checker) -> None:
+    """The events' topic follows a topic sink's rules; the program is an absolute path (checked further at start)."""
+    if violations.topic is not None:
+        problem = topic_problem(violations.topic)
+        if problem is not None:
+            checker.problem("violations.topic", f"{violations.topic!r} {problem}")
+    if violations.exec and not violations.exec[0].startswith("/"):
+        checker.problem("violations.exec[0]", f"{violations.exec[0]!r} must be an absolute path (no PATH lookup, "
+                                              "no shell)")

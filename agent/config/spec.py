@@ -15,6 +15,7 @@ from agent.config.model import (
     ReportConfig,
     SinkType,
     TopicDocument,
+    ViolationsConfig,
 )
 from agent.schema import (
     REQUIRED,
@@ -22,6 +23,7 @@ from agent.schema import (
     Duration,
     Enum,
     Int,
+    ListOf,
     MapOf,
     Node,
     PathStr,
@@ -180,6 +182,37 @@ CUSTOM_METRIC = Section(
     },
 )
 
+VIOLATIONS = Section(
+    doc="Where the violation events of `behaviors` go (README, On-device behaviors).",
+    model=ViolationsConfig,
+    fields={
+        "topic": Str(
+            doc="MQTT topic of the events (QoS 1, through the outbox; the rules of a topic sink's topic); "
+            "{thing_name} is filled in. Unset: events go only to the journal, status and exec.",
+            example="dt/gateways/{thing_name}/violations",
+        ),
+        "exec": ListOf(
+            doc="Program run once per event with the event as JSON on stdin: an absolute path, no shell, "
+            "owned by root or the agent's user and not group/world-writable (the exec collector's rules).",
+            default=[],
+            item=Str(),
+        ),
+        "exec_timeout": Duration(doc="The program is killed after this long.", default=10.0, min=0.1, max=600),
+        "security_profile_name": Str(
+            doc="securityProfileName of the events (e.g. the profile the behaviors were pulled from).",
+            default="local",
+            pattern=r"[a-zA-Z0-9:_-]{1,128}",
+            pattern_hint="must be 1 to 128 of a-z A-Z 0-9 : _ - (a security profile name)",
+        ),
+        "max_pending": Int(
+            doc="Events kept in the outbox while the broker is away; the oldest go first (counted as dropped).",
+            default=1000,
+            min=1,
+            max=100000,
+        ),
+    },
+)
+
 HEALTH_METRICS = Enum(
     doc="`custom_metrics`: add the agent's own health (agent_collectors_failing, agent_failing_collectors, "
     "agent_outbox_pending, agent_seconds_since_accepted) to every round as custom metrics, so the defender and "
@@ -203,7 +236,8 @@ TOP_LEVEL = {
         of=LogLevel,
     ),
     "health_metrics": HEALTH_METRICS,
-    # `collectors`, `custom_metrics` and `sinks` are checked by agent.config.load (they depend on each other).
+    "violations": VIOLATIONS,
+    # `collectors`, `custom_metrics`, `sinks` and `behaviors` are checked by agent.config.load (they depend on each other).
 }
 
 COLLECTOR_COMMON = {

@@ -64,6 +64,15 @@ class PublishDone:
     refused: bool = False  # the broker answered with an error reason code (MQTT5 PUBACK >= 0x80)
 
 
+@dataclass(frozen=True)
+class HookDone:
+    """``violations.exec`` finished with one event (from the hook's thread)."""
+
+    violation_id: str
+    ok: bool
+    detail: str = ""
+
+
 class Signal(TextEnum):
     """The signals the service handles, by their name without ``SIG``."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -26,6 +27,7 @@ def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
         "connection": None,
         "updated_at": None,
         "sinks": [],
+        "violations": {"active": [], "counts": {}},
     }
     if box is None:
         return out
@@ -50,6 +52,8 @@ def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
             for e in box.ledger(limit=recent_rejections, outcome="rejected")
         ]
         out["sinks"] = _sinks(box, meta.get("sinks"), counters, out)
+        if isinstance(meta.get("violations"), dict):
+            out["violations"] = meta["violations"]
         out["recent"] = [
             {"report_id": e.report_id, "outcome": e.outcome, "code": e.code, "message": e.message,
              "attempts": e.attempts, "at": e.finished_at}
@@ -76,6 +80,26 @@ def _sinks(box: Outbox, described: Any, counters: Dict[str, int], out: Dict[str,
             row.update(sink_counts(counters, sink["name"]), pending=pending.get(sink["name"], 0))
         rows.append(row)
     return rows
+
+
+def _violation_lines(violations: Dict[str, Any]) -> List[str]:
+    """The behaviors in alarm, with their start, and the transitions counted per behavior."""
+    counts = violations.get("counts") or {}
+    if not counts:
+        return []
+    active = violations.get("active") or []
+    lines = [f"behaviors:     {len(counts)} evaluated on the device (profile {violations.get('profile', 'local')}), "
+             f"{len(active)} in alarm"]
+    for item in active:
+        since = item.get("since_ms")
+        value = json.dumps(item.get("value"), separators=(",", ":"))[:100]
+        lines.append(f"  IN ALARM {item.get('behavior')} since {_when(since / 1000 if isinstance(since, int) else None)}"
+                     f" ({item.get('metric')} {value}; violation {item.get('violation_id')})")
+    for name in sorted(counts):
+        c = counts[name]
+        lines.append(f"  {name}: in-alarm {c.get('in-alarm', 0)}, alarm-cleared {c.get('alarm-cleared', 0)}, "
+                     f"alarm-invalidated {c.get('alarm-invalidated', 0)}")
+    return lines
 
 
 def _when(stamp: Any) -> str:
@@ -107,6 +131,7 @@ def format_status(status: Dict[str, Any]) -> str:
             lines.append(f"  {sink['name']} ({sink['type']}{target}): delivered {sink.get('delivered', 0)}, "
                          f"failed {sink.get('failed', 0)}, dropped {sink.get('dropped', 0)}, "
                          f"pending {sink.get('pending', 0)}")
+    lines.extend(_violation_lines(status.get("violations") or {}))
     for rej in status["last_rejections"]:
         lines.append(f"rejected:      {rej['report_id']} {rej['code']}: {rej['message']} ({_when(rej['at'])})")
     collectors = status.get("collectors") or {}
