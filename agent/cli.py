@@ -46,8 +46,8 @@ COMMANDS = (
     Command("values", "values",
             "show the metric values AWS IoT stored for a thing (needs the bootstrap extra: boto3)"),
     Command("behaviors", "behaviors",
-            "pull a security profile's behaviors from AWS IoT into the config, to evaluate them on the device "
-            "(pull needs the bootstrap extra: boto3)"),
+            "security-profile behaviors on the device: `pull` a profile's into the config (needs the bootstrap "
+            "extra: boto3), `test` the config's on one fresh sample"),
     Command("emulator", "emulator",
             "run a local Device Defender: reply to reports on a broker and serve the custom-metric API "
             "(needs boto3)"),

@@ -13,6 +13,7 @@ from typing import List
 
 from agent.commands.aws_args import add_aws_arguments, settings_from_args
 from agent.commands.extras import require_boto3
+from agent.commands.options import add_config_argument
 
 EX_USAGE = 2  # as argparse exits for a missing choice
 
@@ -20,7 +21,7 @@ EX_USAGE = 2  # as argparse exits for a missing choice
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Security-profile behaviors evaluated on the gateway: `pull` turns a Device Defender security "
-        "profile into the config's behaviors: block."
+        "profile into the config's behaviors: block; `test` judges the config's behaviors on one fresh sample."
     )
     sub = parser.add_subparsers(dest="behaviors_command", metavar="SUBCOMMAND")
     sub.required = True
@@ -41,9 +42,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--output", "-o", metavar="PATH", help="write the YAML to PATH (default: standard output)"
     )
     add_aws_arguments(pull)
+    test = sub.add_parser(
+        "test",
+        help="evaluate the config's behaviors once against a fresh sample and print each verdict",
+        description=(
+            "Sample every collector once (as `once` does; nothing is sent, no state is written) and judge each "
+            "behavior of the config on that one datapoint: normal, VIOLATED or no data. Exit 0 when none is "
+            "violated, 1 when one is, 78 for a config error. The running agent also counts "
+            "consecutiveDatapointsToAlarm and sums durationSeconds windows; one sample cannot."
+        ),
+    )
+    add_config_argument(test)
+    test.add_argument("--baseline", type=float, default=1.0, metavar="SECONDS",
+                      help="pause before the sample for collectors that report deltas (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.behaviors_command == "test":
+        from agent.commands import behaviors_test  # the collectors and the loader, which pull never needs
+
+        return behaviors_test.run(args)
     if args.behaviors_command != "pull":  # argparse refuses other subcommands first
         raise AssertionError(f"unknown behaviors subcommand {args.behaviors_command!r}")
     require_boto3("behaviors pull")
@@ -89,3 +107,4 @@ def _pick_one(names: List[str]) -> int:
         print(name)
     print(f"{len(names)} security profile(s); pick one with --security-profile NAME.", file=sys.stderr)
     return EX_USAGE
+

@@ -10,6 +10,7 @@ from agent.collectors.contract import close_collector
 from agent.commands.common import load_audited
 from agent.commands.options import add_config_argument
 from agent.delivery.mqtt import check_tls_files
+from agent.delivery.violations import check_exec
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -26,12 +27,14 @@ def run(args: argparse.Namespace) -> int:
         check_tls_files(config.mqtt, config.source)
     for job in build_collectors(config, persist_state=False):  # e.g. an exec program with unsafe permissions
         close_collector(job.collector)
+    check_exec(config)  # violations.exec: the exec collector's rules, as run applies them
     broker = (f"endpoint {config.mqtt.endpoint}:{config.mqtt.port}" if config.mqtt is not None
               else "no broker: only textfile sinks")
     sinks = ", ".join(f"{s.type} {s.name!r}" if s.name != s.type.value else s.name for s in config.sinks)
     print(
         f"{config.source}: OK (thing {config.thing_name!r}, {len(config.collectors)} collector(s), "
-        f"{len(config.custom_metrics)} custom metric(s), sinks: {sinks}; {broker})",
+        f"{len(config.custom_metrics)} custom metric(s), {len(config.behaviors)} behavior(s), sinks: {sinks}; "
+        f"{broker})",
         file=sys.stdout,
     )
     return 0

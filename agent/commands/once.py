@@ -18,8 +18,10 @@ from agent.collectors.build import build_collectors
 from agent.collectors.sampler import Sampler
 from agent.commands.common import load_from_args
 from agent.commands.options import add_config_argument
+from agent.config.model import Config
 from agent.report.builder import ReportBuilder
 from agent.report.document import decode
+from agent.report.encode import EncodedReport
 from agent.report.model import Sample
 
 LOG = logging.getLogger("agent.once")
@@ -44,13 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_from_args(args)
-    jobs = build_collectors(config, persist_state=False)
-    sampler = Sampler(jobs, config.report.interval, config.custom_metrics)
-    try:
-        samples = _sample(sampler, args.baseline)
-    finally:
-        sampler.close()
-    encoded = ReportBuilder(config, logging.getLogger("agent.report")).build(int(time.time()), samples)
+    encoded = sample_once(config, args.baseline)
     if args.output:
         Path(args.output).write_bytes(encoded.payload)
         print(f"Wrote report {encoded.report_id} ({encoded.format}, {len(encoded.payload)} bytes) to {args.output}",
@@ -62,6 +58,19 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(encoded.payload)
         sys.stdout.buffer.flush()
     return 0
+
+
+def sample_once(config: Config, baseline: float) -> EncodedReport:
+    """Every collector sampled once (after a baseline where a delta needs one), built into a checked report.
+
+    State files are read, never written: a running service's next delta stays whole."""
+    jobs = build_collectors(config, persist_state=False)
+    sampler = Sampler(jobs, config.report.interval, config.custom_metrics)
+    try:
+        samples = _sample(sampler, baseline)
+    finally:
+        sampler.close()
+    return ReportBuilder(config, logging.getLogger("agent.report")).build(int(time.time()), samples)
 
 
 def _sample(sampler: Sampler, baseline: float) -> List[Sample]:

@@ -113,7 +113,24 @@ def render_example(registry: Registry) -> str:
     for name, (enabled, mtype) in sorted(metrics.items(), key=lambda m: not m[1][0]):
         lines.append(f"  {'' if enabled else '# '}{name}: {{type: {mtype}}}")
     lines.extend(_render_sinks())
+    lines.extend(_doc_lines(BEHAVIORS_DOC, ""))
+    lines.extend("# " + line if line else "#" for line in BEHAVIORS_EXAMPLE.splitlines())
     return "\n".join(lines) + "\n"
+
+
+BEHAVIORS_DOC = (
+    "Device Defender behaviors evaluated on the gateway: the behaviors list of a security profile as is "
+    "(`defender-agent behaviors pull` writes it). A behavior says what is NORMAL: `less-than-equals 90` "
+    "alarms above 90. Events go to violations.topic / violations.exec (README, On-device behaviors)."
+)
+BEHAVIORS_EXAMPLE = """behaviors:
+  - name: OnlyKnownPorts
+    metric: aws:listening-tcp-ports
+    criteria: {comparisonOperator: in-port-set, value: {ports: [22, 8883]}}
+  - name: CpuNotHot
+    metric: cpu_usage
+    criteria: {comparisonOperator: less-than-equals, value: {number: 90}, consecutiveDatapointsToAlarm: 3,
+               consecutiveDatapointsToClear: 2}"""
 
 
 SINKS_DOC = (
@@ -146,6 +163,7 @@ def option_table() -> str:
     for name, node in CUSTOM_METRIC.fields.items():
         rows.append(f"| `custom_metrics.NAME.{name}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
     rows.append(f"| `sinks` | list | `[{{type: defender}}]` | {SINKS_DOC} |")
+    rows.append(f"| `behaviors` | list | `[]` | {BEHAVIORS_DOC} |")
     for name, node in SINK_COMMON.items():
         rows.append(f"| `sinks[].{name}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
     for kind, options in SINK_OPTIONS.items():

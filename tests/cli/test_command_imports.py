@@ -44,7 +44,12 @@ MUST_NOT_LOAD: Dict[str, Tuple[str, ...]] = {
     "status": (*SDK, *AWSCRT, *OURS_HEAVY, *PLUGINS, "agent.config.load", "agent.collectors"),
     "check": (*SDK, "awscrt.mqtt", "awscrt.mqtt5", "awsiot", *OURS_HEAVY, *PLUGINS),
     "run": (*SDK, *OURS_HEAVY, *PLUGINS),
+    # `behaviors test` samples and judges locally: no SDK, no connection, no plugins (agent.control.aws, the
+    # AWS options' dataclass of the `pull` parser beside it, is a few stdlib imports)
+    "behaviors test": (*SDK, *AWSCRT, "agent.emulator", "agent.devtools", "agent.control.profiles", *PLUGINS),
 }
+ALWAYS_NORMAL = ("behaviors:\n  - name: AnyPortCount\n    metric: aws:num-listening-tcp-ports\n"
+                 "    criteria: {comparisonOperator: greater-than-equals, value: {count: 0}}\n")
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +64,14 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
     unusable = work / "unusable.yaml"
     unusable.write_text(config_text(pki, 8883, blocker / "state") + COLLECTORS)
     unusable.chmod(0o600)
+    judged = work / "behaviors.yaml"
+    judged.write_text(config_text(pki, 8883, work / "state") + COLLECTORS + ALWAYS_NORMAL)
+    judged.chmod(0o600)
     report = work / "report.json"
     report.write_text(json.dumps({"header": {"report_id": 1700000000, "version": "1.0"},
                                   "metrics": {"network_stats": {"bytes_in": 1, "bytes_out": 2, "packets_in": 1,
                                                                 "packets_out": 1}}}))
-    return {"work": work, "config": config, "unusable": unusable, "report": report}
+    return {"work": work, "config": config, "unusable": unusable, "report": report, "behaviors": judged}
 
 
 def args_of(command: str, inputs: Dict[str, Path]) -> Tuple[List[str], int]:
@@ -78,6 +86,7 @@ def args_of(command: str, inputs: Dict[str, Path]) -> Tuple[List[str], int]:
         "check": (["check", "--config", config], 0),
         # state_dir unusable: exit 74 once the scheduler (the whole of run's import graph but the link) is loaded
         "run": (["run", "--config", str(inputs["unusable"])], 74),
+        "behaviors test": (["behaviors", "test", "--config", str(inputs["behaviors"]), "--baseline", "0"], 0),
     }[command]
 
 
@@ -128,4 +137,4 @@ def test_behaviors_pull_loads_the_sdk_and_none_of_the_daemon(inputs: Dict[str, P
 
 def test_every_command_is_pinned() -> None:
     boto3_commands = {"bootstrap", "values", "behaviors", "emulator", "demo"}  # their --help is pinned above
-    assert {c.name for c in COMMANDS} - boto3_commands == set(MUST_NOT_LOAD) - {"--help"}
+    assert {c.name for c in COMMANDS} - boto3_commands == set(MUST_NOT_LOAD) - {"--help", "behaviors test"}

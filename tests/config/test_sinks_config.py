@@ -145,15 +145,31 @@ def test_textfile_refuses_two_metrics_with_one_prometheus_name() -> None:
     parse_config(BASE + "custom_metrics: {cpu-usage: number, cpu_usage: number}\n")  # fine without a textfile
 
 
-def test_the_example_configs_commented_sinks_load_when_uncommented() -> None:
+def commented_block(key: str) -> str:
+    """The example config's commented-out ``key:`` block, uncommented (up to the next top-level comment)."""
     text = (REPO / "config" / "agent.example.yaml").read_text()
-    _, _, block = text.partition("# sinks:\n")
-    assert block, "the example config shows the sinks"
-    uncommented = "sinks:\n" + "\n".join(line[2:] if line.startswith("# ") else line for line in block.splitlines())
+    _, _, rest = text.partition(f"# {key}:\n")
+    assert rest, f"the example config shows {key}"
+    lines = [f"{key}:"]
+    for line in rest.splitlines():
+        if not line.startswith("#   ") and not line.startswith("#    "):
+            break
+        lines.append(line[2:])
+    return "\n".join(lines) + "\n"
+
+
+def test_the_example_configs_commented_sinks_load_when_uncommented() -> None:
+    uncommented = commented_block("sinks")
     sinks = yaml.safe_load(uncommented)["sinks"]
     assert [s["type"] for s in sinks] == ["defender", "topic", "textfile"]
     config = parse_config(BASE + uncommented)
     assert [s.type.value for s in config.sinks] == ["defender", "topic", "textfile"]
+
+
+def test_the_example_configs_commented_behaviors_load_when_uncommented() -> None:
+    config = parse_config(BASE + "custom_metrics: {cpu_usage: number}\n" + commented_block("behaviors"))
+    assert [b.name for b in config.behaviors] == ["OnlyKnownPorts", "CpuNotHot"]
+    assert config.behaviors[1].criteria.consecutive_to_clear == 2
 
 
 def test_check_exits_78_naming_the_topic_key(tmp_path: Path) -> None:
