@@ -79,6 +79,6 @@ def test_a_behavior_the_device_cannot_run_exits_78_with_its_path(tmp_path: Path)
                     "    criteria: {comparisonOperator: less-than, statisticalThreshold: {statistic: p90}, "
                     "durationSeconds: 300}\n")
     path.chmod(0o600)
-    code, out, err = behaviors_test(path)
+    code, _, err = behaviors_test(path)
     assert code == 78 and "Traceback" not in err
     assert "behaviors[0].criteria.statisticalThreshold" in err, err
