@@ -158,12 +158,24 @@ class Service:
             self.resend.forget_all(ids)
             self.log.warning("Dropped %d pending report(s): the config has no defender sink any more", len(ids))
 
+    def _drain_acks(self) -> None:
+        """PUBACKs and replies that came before the disconnect still count: else their messages and reports
+        would go out a second time after the restart (at least once, but needlessly twice)."""
+        for _ in range(MAX_EVENTS_PER_TURN):
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(event, (ev.PublishDone, ev.Message, ev.HookDone)):
+                self._handle(event)
+
     def close(self) -> None:
         """Disconnect (bounded wait), close the source, save the status and close the outbox."""
         self.notifier.stopping()
         self.log.info("Stopping: disconnecting from %s", self.session.link_state.address)
         if not self.session.stop(timeout=2.0):
             self.log.warning("The MQTT client did not confirm the disconnect within 2 s")
+        self._guarded(Stage.EVENT, self._drain_acks)
         self.source.close()
         self.violations.close()
         self._guarded(Stage.SAVE_STATUS, self._save_meta)
