@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import List, Optional, TextIO
+from typing import Any, Dict, List, Optional, TextIO
 
 from agent.collectors.builtin import default_registry
 from agent.config.load import parse_config
 from agent.delivery.status import format_status, read_status
-from agent.devtools.broker import Broker
+from agent.devtools.broker import Broker, free_port
 from agent.devtools.certs import make_pki
 from agent.devtools.selfrun import agent_argv, agent_env
 from agent.devtools.subscriber import Received, Subscriber
@@ -44,6 +45,11 @@ custom_metrics:
 # Dummy credentials: boto3 signs requests, the local control plane does not check signatures.
 DEMO_AWS_ENV = {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_DEFAULT_REGION": "eu-west-1"}
 
+VIOLATIONS = """\
+violations:
+  topic: "{events}"
+  security_profile_name: {profile}
+"""
 CONFIG = """\
 thing_name: {thing}
 mqtt:
@@ -66,6 +72,23 @@ sinks:
     path: {textfile}
 """
 TOPIC = "dt/gateways/{thing_name}/metrics"
+EVENTS = "dt/gateways/{thing_name}/violations"
+PROFILE = "demo-gateways"
+
+
+def demo_profile(port: int) -> List[Dict[str, Any]]:
+    """The security profile the demo pulls: port ``port`` must not listen (the demo opens it for a while), and
+    one behavior only the cloud can evaluate (pulled commented out, with the reason)."""
+    return [
+        {"name": "NoDebugPort", "metric": "aws:listening-tcp-ports",
+         "criteria": {"comparisonOperator": "not-in-port-set", "value": {"ports": [port]}}},
+        {"name": "CpuNotPinned", "metric": "cpu_usage",
+         "criteria": {"comparisonOperator": "less-than-equals", "value": {"number": 100},
+                      "consecutiveDatapointsToAlarm": 2}},
+        {"name": "FleetTypicalTraffic", "metric": "aws:all-bytes-out",
+         "criteria": {"comparisonOperator": "less-than-equals", "statisticalThreshold": {"statistic": "p90"},
+                      "durationSeconds": 300}},
+    ]
 
 
 def agent_config(base: Path, port: int, cert: Path, key: Path, ca: Path, interval: int = 2) -> str:
@@ -112,27 +135,46 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
                               log.getChild("responder"))
         responder.start()
         print("Responder: subscribed to $aws/things/+/defender/metrics/+", file=out)
-        print(f"Control plane: AWS IoT custom-metric API on {control.url}", file=out)
+        print(f"Control plane: AWS IoT custom-metric and security-profile API on {control.url}", file=out)
         reader = pki.client("topic-reader")
-        topic = render_topic(TOPIC, THING)
-        subscriber = Subscriber(broker.port, str(reader.cert), str(reader.key), str(pki.ca), [topic])
+        topic, events_topic = render_topic(TOPIC, THING), render_topic(EVENTS, THING)
+        subscriber = Subscriber(broker.port, str(reader.cert), str(reader.key), str(pki.ca), [topic, events_topic])
         subscriber.start()
-        print(f"Subscriber: a client of our own on {topic} (the topic sink's messages)", file=out)
+        print(f"Subscriber: a client of our own on {topic} (the topic sink) and {events_topic} (violations)",
+              file=out)
         textfile_path(base).parent.mkdir(parents=True, exist_ok=True)
+        debug_port = free_port()
+        store.create_security_profile(PROFILE, "the demo's behaviors", demo_profile(debug_port))
         config_path = base / "agent.yaml"
-        config_path.write_text(agent_config(base, broker.port, device.cert, device.key, pki.ca, interval))
+        text = agent_config(base, broker.port, device.cert, device.key, pki.ca, interval)
+        config_path.write_text(text)
+        pulled = base / "behaviors.yaml"
+        _agent_cli(out, "behaviors", "pull", "--security-profile", PROFILE, "--output", str(pulled),
+                   "--endpoint-url", control.url)
+        config_path.write_text(text + pulled.read_text() + VIOLATIONS.format(events=EVENTS, profile=PROFILE))
         bootstrapped = _agent_cli(out, "bootstrap", "--config", str(config_path), "--endpoint-url", control.url) == 0
-        print(f"\nAgent: {reports} report(s), one every {interval} s, thing {THING!r}", file=out, flush=True)
+        print(f"\nAgent: {reports} report(s), one every {interval} s, thing {THING!r}; port {debug_port} "
+              "listens until the violation of NoDebugPort arrives", file=out, flush=True)
         command = agent_argv("run", "--config", str(config_path), "--reports", str(reports))
-        result = subprocess.run(command, timeout=60 + reports * (interval + 10), check=False,
-                                env=agent_env({"PYTHONUNBUFFERED": "1"}))
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", debug_port))
+            listener.listen()
+            agent = subprocess.Popen(command, env=agent_env({"PYTHONUNBUFFERED": "1"}))
+            subscriber.wait_for(1, reports * (interval + 5), events_topic)
+        try:
+            code = agent.wait(60 + reports * (interval + 10))
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            code = agent.wait()
         received = responder.wait_for(reports, 5.0)
         print("", file=out)
         for item in received:
             detail = "" if item.accepted else f" ({'; '.join(item.problems) or 'rejected on request'})"
             print(f"Report {item.report_id}: {item.replied.upper()}{detail}", file=out)
-        messages = subscriber.wait_for(reports, 5.0)
+        messages = subscriber.wait_for(reports, 5.0, topic)
         _show_sinks(out, messages, textfile_path(base))
+        violations = [json.loads(m.payload) for m in subscriber.wait_for(2, 5.0, events_topic)]
+        _show_violations(out, violations)
         status = read_status(base / "state")
         print("\n$ defender-agent status", file=out)
         print(format_status(status), file=out)
@@ -141,12 +183,14 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
                        "--metric", metric, "--since", "10m")
         accepted = status["outcomes"]["accepted"]
         sinks_ok = len(messages) >= reports and textfile_path(base).is_file()
-        ok = (result.returncode == 0 and accepted >= reports and not responder.conflicts and bootstrapped
-              and sinks_ok)
+        kinds = [v.get("violationEventType") for v in violations]
+        ok = (code == 0 and accepted >= reports and not responder.conflicts and bootstrapped
+              and sinks_ok and kinds == ["in-alarm", "alarm-cleared"])
         print(f"\nDemo {'passed' if ok else 'FAILED'}: {accepted} of {reports} report(s) accepted over mTLS, "
               f"{len(messages)} topic message(s) received, textfile "
-              f"{'written' if textfile_path(base).is_file() else 'MISSING'}"
-              + ("" if result.returncode == 0 else f"; agent exited with status {result.returncode}"), file=out)
+              f"{'written' if textfile_path(base).is_file() else 'MISSING'}, violation events: "
+              f"{', '.join(map(str, kinds)) or 'none'}"
+              + ("" if code == 0 else f"; agent exited with status {code}"), file=out)
         return 0 if ok else 1
     finally:
         if subscriber is not None:
@@ -181,6 +225,16 @@ def _show_sinks(out: TextIO, messages: List[Received], textfile: Path) -> None:
     for line in samples:
         if line.startswith(wanted):
             print(f"  {line}", file=out)
+
+
+def _show_violations(out: TextIO, events: List[Dict[str, Any]]) -> None:
+    print(f"\nViolations: {len(events)} event(s) on {render_topic(EVENTS, THING)}", file=out)
+    for event in events:
+        print(f"  {event.get('violationEventType'):<18} {event.get('behavior', {}).get('name')} "
+              f"{json.dumps(event.get('metricValue'))} (violation {event.get('violationId')})", file=out)
+    if events:
+        print("The first, as Detect's ViolationEvent:", file=out)
+        print(json.dumps(events[0], indent=2), file=out)
 
 
 def _agent_cli(out: TextIO, *args: str) -> int:

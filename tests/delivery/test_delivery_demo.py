@@ -23,6 +23,10 @@ def test_demo_shows_three_accepted_reports_and_cleans_up(tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count(": ACCEPTED") == 3
     assert "Demo passed: 3 of 3" in result.stdout and "$ defender-agent status" in result.stdout
+    assert "3 topic message(s) received, textfile written, violation events: in-alarm, alarm-cleared" in result.stdout
+    assert "Topic sink: 3 message(s) on dt/gateways/demo-gateway/metrics" in result.stdout
+    assert "Behavior 'FleetTypicalTraffic' cannot be evaluated on the device" in result.stdout
+    assert "NoDebugPort: in-alarm 1, alarm-cleared 1, alarm-invalidated 0" in result.stdout
     assert set(Path("/tmp").glob("defender-demo-*")) == before
 
 
