@@ -18,6 +18,7 @@ from benchmarks.common import Figure, log, not_measured, raise_nofile, write_res
 # name -> module; each module has run(quick) -> {"figures": [...], "extra": {...}}
 BENCHMARKS = {
     "encoder": "benchmarks.bench_encoder",
+    "sinks": "benchmarks.bench_sinks",
     "peer": "benchmarks.bench_peer",
     "sampling": "benchmarks.bench_sampling",
     "agent": "benchmarks.bench_agent",

@@ -44,22 +44,26 @@ def plain(value: MetricValue) -> Any:
     return inner
 
 
-def cloud_values(document: Mapping[str, Any], custom_types: Mapping[str, MetricType]) -> Dict[str, MetricValue]:
-    """Every value of a long-key report document under its cloud name (device-side first, then custom)."""
+def cloud_values(document: Mapping[str, Any], custom_types: Mapping[str, MetricType],
+                 checked: bool = False) -> Dict[str, MetricValue]:
+    """Every value of a long-key report document under its cloud name (device-side first, then custom).
+
+    ``checked``: the document is the encoder's own (every value already passed the rules), so they are
+    not checked again; a document from outside (the emulator's) is, and what breaks a rule is left out."""
     out: Dict[str, MetricValue] = {}
     metrics = document.get("metrics")
     if isinstance(metrics, Mapping):
-        out.update(standard_values(metrics))
+        out.update(standard_values(metrics, checked))
     custom = document.get("custom_metrics")
     if isinstance(custom, Mapping):
         for name in sorted(custom):
-            value = custom_value(custom[name], custom_types.get(name))
+            value = custom_value(custom[name], custom_types.get(name), checked)
             if value is not None:
                 out[name] = value
     return out
 
 
-def custom_value(raw: Any, mtype: Optional[MetricType]) -> Optional[MetricValue]:
+def custom_value(raw: Any, mtype: Optional[MetricType], checked: bool = False) -> Optional[MetricValue]:
     """``[{"number": 42}]`` of a custom metric of type ``mtype`` -> ``{"number": 42}``; None when it does not fit."""
     if mtype is None or not isinstance(raw, list) or len(raw) != 1:
         return None
@@ -67,30 +71,38 @@ def custom_value(raw: Any, mtype: Optional[MetricType]) -> Optional[MetricValue]
     if not isinstance(entry, Mapping) or len(entry) != 1:
         return None
     ((key, value),) = entry.items()
-    if key != mtype.value_key or rules.check_value(value, mtype) is not None:
+    if key != mtype.value_key or (not checked and rules.check_value(value, mtype) is not None):
         return None
     kind = CUSTOM_VALUE_KIND[mtype].value
     return {kind: value if mtype is MetricType.NUMBER else list(value)}
 
 
-def standard_values(metrics: Mapping[str, Any]) -> List[Tuple[str, MetricValue]]:
-    """The device-side metrics of a long-key ``metrics`` object under their cloud names."""
+def standard_values(metrics: Mapping[str, Any], checked: bool = False) -> List[Tuple[str, MetricValue]]:
+    """The device-side metrics of a long-key ``metrics`` object under their cloud names (``checked``: as
+    :func:`cloud_values`)."""
     out: List[Tuple[str, MetricValue]] = []
     for proto in ("tcp", "udp"):
         listening = metrics.get(f"listening_{proto}_ports")
         if isinstance(listening, Mapping):
-            ports = [p.get("port") for p in listening.get("ports") or () if isinstance(p, Mapping)]
-            ports = [p for p in ports if isinstance(p, int)]
+            if checked:  # the encoder's own items: each a dict with an int port
+                ports = [p["port"] for p in listening["ports"]]
+            else:
+                ports = [p.get("port") for p in listening.get("ports") or () if isinstance(p, Mapping)]
+                ports = [p for p in ports if isinstance(p, int)]
             total = listening.get("total")
             out.append((f"aws:listening-{proto}-ports", {"ports": ports}))
             out.append((f"aws:num-listening-{proto}-ports", {"count": total if isinstance(total, int) else len(ports)}))
     tcp = metrics.get("tcp_connections")
     established = tcp.get("established_connections") if isinstance(tcp, Mapping) else None
     if isinstance(established, Mapping):
-        conns = [c for c in established.get("connections") or () if isinstance(c, Mapping)]
         total = established.get("total")
+        if checked:  # the encoder's own items: each a dict with a checked remote_addr
+            conns = established["connections"]
+            addrs = sorted({_split_addr(c["remote_addr"]) for c in conns})
+        else:
+            conns = [c for c in established.get("connections") or () if isinstance(c, Mapping)]
+            addrs = sorted({remote_ip(c.get("remote_addr")) for c in conns} - {""})
         out.append(("aws:num-established-tcp-connections", {"count": total if isinstance(total, int) else len(conns)}))
-        addrs = sorted({remote_ip(c.get("remote_addr")) for c in conns} - {""})
         out.append(("aws:destination-ip-addresses", {"cidrs": addrs}))
     stats = metrics.get("network_stats")
     if isinstance(stats, Mapping):
@@ -98,6 +110,11 @@ def standard_values(metrics: Mapping[str, Any]) -> List[Tuple[str, MetricValue]]
             if isinstance(stats.get(field_name), int):
                 out.append((cloud_name, {"count": stats[field_name]}))
     return out
+
+
+def _split_addr(addr: str) -> str:
+    """:func:`remote_ip` of an address the encoder checked already."""
+    return addr[1:].split("]", 1)[0] if addr.startswith("[") else addr.rpartition(":")[0]
 
 
 def remote_ip(addr: Any) -> str:
@@ -113,6 +130,6 @@ def checked_round(thing_name: str, document: Mapping[str, Any], report_id: int, 
                   custom_types: Mapping[str, MetricType]) -> CheckedRound:
     """The round as every sink sees it, from the encoded report's document (long or short key names)."""
     long_doc = to_long(document) if key_style(document) is KeyNames.SHORT else document
-    values = cloud_values(long_doc, custom_types)
+    values = cloud_values(long_doc, custom_types, checked=True)  # the encoder's document: checked already
     return CheckedRound(thing_name, report_id, timestamp_ms, values,
                         {name: custom_types[name] for name in values if name in custom_types})

@@ -120,11 +120,18 @@ class _Family:
         self.samples.setdefault(tuple(labels.items()), format_value(value))
 
     def text(self) -> str:
-        lines = [f"# HELP {self.name} {escape_help(self.help)}", f"# TYPE {self.name} {self.type}"]
+        name = self.name
+        lines = [f"# HELP {name} {escape_help(self.help)}\n# TYPE {name} {self.type}\n"]
         for labels, value in self.samples.items():
-            inner = ",".join(f'{key}="{escape_label(val)}"' for key, val in labels)
-            lines.append(f"{self.name}{{{inner}}} {value}" if labels else f"{self.name} {value}")
-        return "".join(line + "\n" for line in lines)
+            if len(labels) == 1:
+                ((key, val),) = labels
+                lines.append(f'{name}{{{key}="{escape_label(val)}"}} {value}\n')
+            elif labels:
+                inner = ",".join(f'{key}="{escape_label(val)}"' for key, val in labels)
+                lines.append(f"{name}{{{inner}}} {value}\n")
+            else:
+                lines.append(f"{name} {value}\n")
+        return "".join(lines)
 
 
 def render(round: CheckedRound, health: Health, custom: Mapping[str, CustomMetricConfig]) -> str:
@@ -166,12 +173,13 @@ def _metric_family(name: str, cloud_name: str, value: MetricValue, config: Optio
             family.add(_number(cloud_name, item), index=str(index))
         return family
     label = _LIST_LABEL[kind]
+    samples = family.samples
     for item in inner:
         if kind is ValueKind.PORTS and not _is_int(item):
             raise ValueError(f"metric {cloud_name!r}: a port is an integer, got {item!r}")
         if kind is not ValueKind.PORTS and not isinstance(item, str):
             raise ValueError(f"metric {cloud_name!r}: {member} holds strings, got {item!r}")
-        family.add(1, **{label: str(item)})
+        samples.setdefault(((label, str(item)),), "1")  # family.add(1, label=item), without the call per item
     return family
 
 
@@ -253,6 +261,8 @@ def escape_help(text: str) -> str:
 
 def escape_label(text: str) -> str:
     """A label value: backslash, double quote and line feed escaped."""
+    if text.isascii() and "\\" not in text and '"' not in text and "\n" not in text:
+        return text  # the common case (ports, addresses, names): nothing to escape, no surrogate possible
     return _utf8(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
