@@ -229,6 +229,14 @@ DEVICE_METRICS: Mapping[str, DeviceMetric] = {
     )
 }
 
+# A standard metric of the report (its long key) -> the device-side metrics Device Defender derives from it.
+STANDARD_CLOUD_NAMES: Mapping[str, Tuple[str, ...]] = {
+    "listening_tcp_ports": ("aws:listening-tcp-ports", "aws:num-listening-tcp-ports"),
+    "listening_udp_ports": ("aws:listening-udp-ports", "aws:num-listening-udp-ports"),
+    "tcp_connections": ("aws:num-established-tcp-connections", "aws:destination-ip-addresses"),
+    "network_stats": ("aws:all-bytes-in", "aws:all-bytes-out", "aws:all-packets-in", "aws:all-packets-out"),
+}
+
 # network_stats field -> its device-side metric ("Device-side metrics").
 NETWORK_CLOUD_NAMES: Mapping[str, str] = {
     "bytes_in": "aws:all-bytes-in",

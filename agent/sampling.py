@@ -8,8 +8,9 @@ intervals), built from the config by :func:`build_source`; tests inject their ow
 from __future__ import annotations
 
 import logging
-from typing import Any, List, Mapping, Optional, Protocol, Sequence
+from typing import Any, FrozenSet, List, Mapping, Optional, Protocol, Sequence
 
+from agent.catalog import STANDARD_CLOUD_NAMES
 from agent.collectors.build import build_collectors
 from agent.collectors.registry import Registry
 from agent.collectors.sampler import Sampler
@@ -28,6 +29,15 @@ class SampleSource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def not_due_cloud_names(source: object) -> FrozenSet[str]:
+    """The cloud names of the metrics the source's last round left out by schedule (a collector's longer
+    ``interval``), so that a behavior on one is not judged "stopped arriving". A source without
+    ``not_due_metrics()`` (a test's) runs everything every round."""
+    probe = getattr(source, "not_due_metrics", None)
+    names = probe() if callable(probe) else frozenset()
+    return frozenset(cloud for name in names for cloud in STANDARD_CLOUD_NAMES.get(name, (name,)))
 
 
 def network_stats(samples: Sequence[Sample]) -> Optional[NetworkStats]:

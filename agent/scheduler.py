@@ -46,7 +46,7 @@ from agent.reload import Section, compare
 from agent.report.builder import ReportBuilder
 from agent.report.cloud import checked_round
 from agent.report.encode import first_violations
-from agent.sampling import SampleSource, health_samples, network_stats
+from agent.sampling import SampleSource, health_samples, network_stats, not_due_cloud_names
 from agent.sinks.health import Health, collector_health
 
 SourceFactory = Callable[[Config], SampleSource]
@@ -172,7 +172,10 @@ class Service:
     def close(self) -> None:
         """Disconnect (bounded wait), close the source, save the status and close the outbox."""
         self.notifier.stopping()
-        self.log.info("Stopping: disconnecting from %s", self.session.link_state.address)
+        if self.config.mqtt is not None:
+            self.log.info("Stopping: disconnecting from %s", self.session.link_state.address)
+        else:
+            self.log.info("Stopping")
         if not self.session.stop(timeout=2.0):
             self.log.warning("The MQTT client did not confirm the disconnect within 2 s")
         self._guarded(Stage.EVENT, self._drain_acks)
@@ -320,7 +323,7 @@ class Service:
                 pending = Pending.new(report_id, encoded.format.value, encoded.payload, wall, network_stats(samples))
                 change = self.backlog.store(pending, self.config.delivery)
             self.sinks.store_round(checked, encoded.payload, wall)
-            to_exec = self.violations.round(checked, wall)
+            to_exec = self.violations.round(checked, wall, not_due_cloud_names(self.source))
             self._save_meta(last_report_id=report_id, last_report_at=wall)
         self.violations.after_commit(to_exec)
         if defender:

@@ -38,7 +38,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from agent.catalog import MetricType
 from agent.collectors.contract import Collector, close_collector
@@ -209,6 +209,7 @@ class Sampler:
         self._clock = clock
         self._wall = wall
         self._round = 0
+        self._not_due: FrozenSet[str] = frozenset()
         self._states: Dict[str, _State] = {
             j.name: _State(j, rounds_between(j.interval, report_interval), _Worker(j.name)) for j in jobs
         }
@@ -216,7 +217,14 @@ class Sampler:
 
     def sample(self) -> Tuple[Sample, ...]:
         """One round's good samples (what the scheduler needs of a round)."""
-        return self.sample_all().samples
+        result = self.sample_all()
+        self._not_due = frozenset(m for name in result.not_due for m in self._states[name].job.emits)
+        return result.samples
+
+    def not_due_metrics(self) -> FrozenSet[str]:
+        """The metrics (report names) of the collectors the last :meth:`sample` did not run because their
+        ``interval`` was not up: absent from that round by schedule, not because a collector failed."""
+        return self._not_due
 
     def sample_all(self) -> SampleRound:
         """Run the due collectors concurrently and gather their checked samples."""

@@ -163,12 +163,12 @@ def option_table() -> str:
     for name, node in CUSTOM_METRIC.fields.items():
         rows.append(f"| `custom_metrics.NAME.{name}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
     rows.append(f"| `sinks` | list | `[{{type: defender}}]` | {SINKS_DOC} |")
-    rows.append(f"| `behaviors` | list | `[]` | {BEHAVIORS_DOC} |")
     for name, node in SINK_COMMON.items():
         rows.append(f"| `sinks[].{name}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
     for kind, options in SINK_OPTIONS.items():
         for name, node in options.items():
             rows.append(f"| `sinks[].{name}` ({kind.value}) | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
+    rows.append(f"| `behaviors` | list | `[]` | {BEHAVIORS_DOC} |")
     return "\n".join(rows) + "\n"
 
 

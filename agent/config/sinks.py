@@ -19,6 +19,8 @@ from agent.schema import Checker, Section, join
 from agent.sinks.textfile import name_clashes
 from agent.sinks.topics import topic_problem
 
+RESERVED_QUEUE = "violations"  # agent.delivery.sinks.VIOLATIONS: the violation events' message queue
+
 
 def check_mqtt(raw: Any, sinks: Tuple[SinkConfig, ...], checker: Checker, events_topic: bool = False
                ) -> Optional[MqttConfig]:
@@ -61,6 +63,10 @@ def check_sinks(raw: Any, checker: Checker) -> Tuple[SinkConfig, ...]:
         if len(checker.problems) != before:
             continue
         name = values["name"] or kind.value
+        if name == RESERVED_QUEUE:
+            checker.problem(join(path, "name"), f"{name!r} is the outbox queue of the violation events; "
+                                                "give the sink another name")
+            continue
         if name in names:
             checker.problem(join(path, "name"), f"duplicate sink name {name!r} (also {names[name]}); "
                                                 "give each a distinct `name:`")

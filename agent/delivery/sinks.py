@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from agent.config.model import Config, SinkConfig, SinkType, TopicDocument
+from agent.config.sinks import RESERVED_QUEUE
 from agent.delivery.backlog import free_disk
 from agent.delivery.dispatch import MessageSender, Publish
 from agent.delivery.events import PublishDone
@@ -30,7 +31,7 @@ from agent.sinks.health import Health, SinkHealth
 from agent.sinks.textfile import TextfileError, render, write_atomic
 from agent.sinks.topics import render_topic
 
-VIOLATIONS = "violations"  # the message queue of violation events (on-device behaviors); not a sink name
+VIOLATIONS = RESERVED_QUEUE  # the message queue of violation events (on-device behaviors); no sink may take it
 
 
 class SinkSet:

@@ -53,7 +53,9 @@ def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
         ]
         out["sinks"] = _sinks(box, meta.get("sinks"), counters, out)
         if isinstance(meta.get("violations"), dict):
-            out["violations"] = meta["violations"]
+            out["violations"] = dict(meta["violations"])
+            out["violations"]["events"] = {**sink_counts(counters, "violations"),
+                                           "pending": Messages(box).pending_count("violations")}
         out["recent"] = [
             {"report_id": e.report_id, "outcome": e.outcome, "code": e.code, "message": e.message,
              "attempts": e.attempts, "at": e.finished_at}
@@ -95,6 +97,10 @@ def _violation_lines(violations: Dict[str, Any]) -> List[str]:
         value = json.dumps(item.get("value"), separators=(",", ":"))[:100]
         lines.append(f"  IN ALARM {item.get('behavior')} since {_when(since / 1000 if isinstance(since, int) else None)}"
                      f" ({item.get('metric')} {value}; violation {item.get('violation_id')})")
+    events = violations.get("events")
+    if isinstance(events, dict) and any(events.values()):
+        lines.append(f"  events: delivered {events.get('delivered', 0)}, failed {events.get('failed', 0)}, "
+                     f"dropped {events.get('dropped', 0)}, pending {events.get('pending', 0)}")
     for name in sorted(counts):
         c = counts[name]
         lines.append(f"  {name}: in-alarm {c.get('in-alarm', 0)}, alarm-cleared {c.get('alarm-cleared', 0)}, "

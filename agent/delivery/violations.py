@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import uuid
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import AbstractSet, Any, Dict, List, Mapping, Optional, Sequence
 
 from agent.behaviors.event import violation_event
 from agent.behaviors.tracker import BehaviorState, EventType, Transition, dump_states, load_states, step
@@ -80,12 +80,19 @@ class Violations:
         if argv and self.hook is None:
             self.hook = HookRunner(argv, config.violations.exec_timeout, self.events)
 
-    def round(self, checked: CheckedRound, now: float) -> List[Dict[str, Any]]:
-        """Judge the round; call inside the round's transaction. Returns the events to hand to exec after it."""
+    def round(self, checked: CheckedRound, now: float, not_due: AbstractSet[str] = frozenset()
+              ) -> List[Dict[str, Any]]:
+        """Judge the round; call inside the round's transaction. Returns the events to hand to exec after it.
+
+        A behavior whose metric is in ``not_due`` (its collector's interval was not up) is not judged this
+        round: its state waits, neither a datapoint nor "stopped arriving"."""
         if not self.config.behaviors and not self.states:
             return []
-        states, transitions = step(self.states, self.config.behaviors, checked.values, checked.timestamp_ms,
-                                   lambda: str(uuid.uuid4()))
+        waiting = {b.name for b in self.config.behaviors if b.metric in not_due and b.metric not in checked.values}
+        judged = [b for b in self.config.behaviors if b.name not in waiting]
+        before = {name: s for name, s in self.states.items() if name not in waiting}
+        states, transitions = step(before, judged, checked.values, checked.timestamp_ms, lambda: str(uuid.uuid4()))
+        states.update({name: self.states[name] for name in waiting if name in self.states})
         self.outbox.set_meta({STATE_KEY: dump_states(states)})
         cfg = self.config.violations
         to_exec: List[Dict[str, Any]] = []

@@ -172,6 +172,15 @@ def test_interval_in_whole_report_intervals():
     ]
 
 
+def test_not_due_metrics_name_what_the_last_round_left_out_by_schedule():
+    sampler = Sampler([job("slow", good, interval=700.0), job("fast", good)], 300.0, {})
+    seen = []
+    for _ in range(4):
+        sampler.sample()
+        seen.append(sorted(sampler.not_due_metrics()))
+    assert seen == [[], ["slow"], ["slow"], []]  # the job's metric is named after the job in these tests
+
+
 def declared(**types):
     return {name: CustomMetricConfig(type=MetricType(t), name=name) for name, t in types.items()}
 

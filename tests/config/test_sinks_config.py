@@ -181,3 +181,9 @@ def test_check_exits_78_naming_the_topic_key(tmp_path: Path) -> None:
     assert done.returncode == 78, done.stderr
     assert f"{path}:8: sinks[0].topic: 'dt/+/x' must not contain the MQTT wildcards" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_violation_events_queue_name_is_not_a_sink_name() -> None:
+    found = problems(BASE + sinks_yaml("type: defender", "{type: topic, name: violations, topic: t}"))
+    assert found == ["agent.yaml:9: sinks[1].name: 'violations' is the outbox queue of the violation events; "
+                     "give the sink another name"]

@@ -98,6 +98,8 @@ def test_a_port_that_opens_and_closes_gives_one_in_alarm_and_one_alarm_cleared(
     assert "in alarm" in lines[0] and "[22,631]" in lines[0] and "alarm cleared" in lines[1]
     counts = read_status(state)["violations"]["counts"]["OnlyKnownPorts"]
     assert counts == {"in-alarm": 1, "alarm-cleared": 1, "alarm-invalidated": 0}
+    assert read_status(state)["violations"]["events"] == {"delivered": 2, "failed": 0, "dropped": 0, "pending": 0}
+    assert "events: delivered 2, failed 0, dropped 0, pending 0" in format_status(read_status(state))
 
 
 def test_a_restart_keeps_the_alarm_without_a_second_in_alarm(state: Path) -> None:
@@ -210,3 +212,30 @@ def test_an_unsafe_exec_program_refuses_to_start(state: Path, tmp_path: Path) ->
     assert "violations.exec[0]" in str(info.value) and "world-writable" in str(info.value)
 
 
+
+
+class EverySecondRound(PortSource):
+    """Ports from a collector with twice the report interval: absent by schedule every other round."""
+
+    def sample(self) -> List[Sample]:
+        out = super().sample()
+        if self.rounds % 2 == 0:
+            return [s for s in out if s.name != "listening_tcp_ports"]
+        return out
+
+    def not_due_metrics(self) -> frozenset:
+        return frozenset({"listening_tcp_ports"}) if self.rounds % 2 == 0 else frozenset()
+
+
+def test_a_collector_with_a_longer_interval_is_waited_for_not_invalidated(state: Path) -> None:
+    two = BEHAVIORS.replace("criteria: {comparisonOperator: in-port-set, value: {ports: [22, 8883]}}",
+                            "criteria: {comparisonOperator: in-port-set, value: {ports: [22, 8883]}, "
+                            "consecutiveDatapointsToAlarm: 2}")
+    source = EverySecondRound()
+    source.ports = [22, 631]
+    with Loop(make_config(state, interval=10, extra=two), source=source) as loop:
+        loop.run_for(55)  # rounds 1..6: the ports arrive in rounds 1, 3, 5
+        assert [e["violationEventType"] for e in events(loop)] == ["in-alarm"], "two datapoints in a row: rounds 1, 3"
+        source.ports = [22]
+        loop.run_for(30)
+        assert [e["violationEventType"] for e in events(loop)] == ["in-alarm", "alarm-cleared"]
