@@ -423,6 +423,8 @@ class Service:
             if isinstance(event, ev.Connected):  # replies sent while we were away are lost
                 self.resend.schedule_all((p.report_id for p in self.outbox.pending() if p.attempts > 0), now)
                 self.sinks.connected()
+            elif isinstance(event, ev.Disconnected):
+                self.sinks.disconnected(now)
             elif isinstance(event, ev.Subscribed) and event.ok:  # a report held for its reply topics goes now
                 ids = self.outbox.pending_ids()
                 newest = self.outbox.get(ids[-1]) if ids else None

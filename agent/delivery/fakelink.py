@@ -92,6 +92,7 @@ class FakeLink:
         auto_reply: AutoReply = AutoReply.NONE,
         confirms_stop: bool = True,
         refuses: Sequence[str] = (),
+        drops_on: Sequence[str] = (),
     ) -> None:
         self.events = events
         self.thing = thing
@@ -103,6 +104,8 @@ class FakeLink:
         self.auto_reply = auto_reply
         self.confirms_stop = confirms_stop
         self.refuses = tuple(refuses)  # topics of messages the broker refuses (PUBACK 0x87, not authorized)
+        self.drops_on = tuple(drops_on)  # topics whose publish closes the connection (AWS IoT over MQTT 3.1.1)
+        self.hung_up = False  # a publish closed the connection (until connect())
         self.connected = False
         self.stopped = False
         self.starts = 0
@@ -138,6 +141,8 @@ class FakeLink:
             raise LinkMisuse(f"publish to {topic!r}, not a report topic")
         thing, fmt, _ = parsed
         if not self.connected:
+            if self.hung_up:  # a message's publish just closed it; the loop has not seen the event yet
+                return
             raise LinkMisuse(f"report {report_id} published while disconnected")
         if any(reply_topic(thing, fmt, outcome) not in self.subscribed for outcome in OUTCOMES):
             raise LinkMisuse(f"report {report_id} published before subscribing to its {fmt} reply topics")
@@ -153,9 +158,14 @@ class FakeLink:
         if parse_topic(topic) is not None:
             raise LinkMisuse(f"message {tag.seq} published on the report topic {topic!r}")
         if not self.connected:
+            if self.hung_up:  # the loop has not seen the hang-up yet: awscrt would queue it offline
+                return
             raise LinkMisuse(f"message {tag.seq} published while disconnected")
         self.published.append(Published(topic, payload, 0, tag))
-        if topic in self.refuses:
+        if topic in self.drops_on:
+            self.drop("AWS_ERROR_MQTT_UNEXPECTED_HANGUP: The connection was closed unexpectedly")
+            self.hung_up = True
+        elif topic in self.refuses:
             self.events.put(ev.PublishDone(tag, False, "PUBACK reason code 0x87 (NOT_AUTHORIZED)", refused=True))
         elif self.puback:
             self.events.put(ev.PublishDone(tag, True))
@@ -180,6 +190,7 @@ class FakeLink:
     def connect(self, session_present: bool = False) -> None:
         """The connection (re)established; a clean session holds no subscriptions."""
         self.connected = True
+        self.hung_up = False
         if not session_present:
             self.subscribed = []
         self.events.put(ev.Connected(session_present))

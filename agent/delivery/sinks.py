@@ -129,6 +129,9 @@ class SinkSet:
     def connected(self) -> None:
         self.sender.lost_connection()
 
+    def disconnected(self, now: float) -> None:
+        self.sender.disconnected(now)
+
     # -- health -------------------------------------------------------------------------------
 
     def health(self, defender_pending: int) -> Tuple[SinkHealth, ...]:

@@ -215,3 +215,27 @@ def test_health_metrics_carry_a_dead_collector_to_the_topic_and_the_report(state
     with Loop(without, source=FailingCollectorSource()) as loop:
         loop.until(loop.link.messages)
         assert not any(k.startswith("agent_") for k in json.loads(loop.link.messages()[0].payload)["metrics"])
+
+
+@pytest.mark.parametrize("denied_first", [True, False])
+def test_a_sink_on_which_the_connection_keeps_dropping_is_held_back_and_the_others_go_on(
+        state: Path, caplog: pytest.LogCaptureFixture, denied_first: bool) -> None:
+    """AWS IoT over MQTT 3.1.1 closes the connection on a publish the policy denies: no reason code to read."""
+    caplog.set_level(logging.INFO, logger="agent.test.loop")
+    denied, allowed = "  - {type: topic, name: denied, topic: 'no/x'}\n", "  - {type: topic, name: allowed, topic: 'yes/x'}\n"
+    config = with_sinks(state, "  - type: defender\n" + (denied + allowed if denied_first else allowed + denied),
+                        interval=10, retry_max_delay=600)
+    with Loop(config, drops_on=["no/x"]) as loop:
+        drops, start = 0, loop.clock.now
+        for _ in range(400):
+            loop.turn()
+            if not loop.link.connected:
+                drops += 1
+                loop.link.connect()
+            if loop.clock.now - start > 100:
+                break
+        held = [r.getMessage() for r in caplog.records if "Holding this sink's messages" in r.getMessage()]
+        assert drops == 4 and len(held) == 1 and "'denied'" in held[0], (drops, held)  # 1 to start probing, 3 named
+        assert counts(loop, "allowed")["delivered"] >= 9, "the other sink goes on"
+        assert loop.service.outbox.counters().get("published", 0) >= 9, "and the reports"
+        assert loop.service.sinks.messages.pending_count("denied") >= 9, "held, not lost"
