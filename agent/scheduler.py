@@ -33,11 +33,10 @@ from agent.delivery.backlog import Backlog
 from agent.delivery.ids import OutboxIds
 from agent.delivery.mqtt import Link, make_link
 from agent.delivery.outbox import Outbox, Pending
-from agent.delivery.replies import Reply, Unusable, parse_reply
+from agent.delivery.reports import ReportDelivery
 from agent.delivery.resend import ResendClock
 from agent.delivery.session import LINK_EVENTS, LinkFactory, Session
 from agent.delivery.sinks import SinkSet, described
-from agent.delivery.topics import reply_topic, report_topic
 from agent.delivery.violations import Violations, check_exec
 from agent.errors import AgentError, ReportError, StateDirError
 from agent.heartbeat import Heartbeat, meta_values, status_line
@@ -52,7 +51,6 @@ from agent.sinks.health import Health, collector_health
 SourceFactory = Callable[[Config], SampleSource]
 MAX_EVENTS_PER_TURN = 1000  # then the deadlines get their turn, even under a flood of events
 UNEXPECTED_REPEAT = 600.0  # seconds: an unexpected error of one kind at one stage is logged at most this often
-UNANSWERED_HINT_AFTER = 3  # unanswered reports in a row before the journal says what to check
 # What a full or failing state_dir raises: SQLite ("database or disk is full", "disk I/O error") and
 # plain file writes (ENOSPC, EDQUOT, EIO). The loop survives them and tries again on the next round.
 STORAGE_ERRORS = (sqlite3.OperationalError, OSError)
@@ -110,9 +108,7 @@ class Service:
         self.resend = ResendClock(self.rng)
         self.heartbeat = Heartbeat(self.notifier)
         self.last_report_id: Optional[int] = None
-        self.last_accepted_at: Optional[float] = None  # wall time of the last accepted report
         self.storage_failures = 0  # consecutive failed writes to state_dir (disk full), logged once per burst
-        self.unanswered_streak = 0  # reports in a row that ended without a reply
         self.failing: Dict[Tuple[Stage, str], Tuple[float, float, int]] = {}  # first seen, last logged, unlogged
 
     # -- set-up and tear-down -------------------------------------------------------------
@@ -132,7 +128,9 @@ class Service:
         self.violations = Violations(cfg, self.outbox, self.sinks, self.events, self.log.getChild("behaviors"))
         self.source = self.source_factory(cfg)
         accepted_at = self.outbox.meta().get("last_accepted_at")
-        self.last_accepted_at = float(accepted_at) if isinstance(accepted_at, (int, float)) else None
+        self.reports = ReportDelivery(lambda: self.config, self.outbox, self.session, self.resend, self.clock,
+                                      self.log, self._save_meta, self._wanted_formats)
+        self.reports.last_accepted_at = float(accepted_at) if isinstance(accepted_at, (int, float)) else None
         self._drop_reports_without_defender()
         self.backlog.fold_pending(cfg.delivery.backlog)
         now = self.clock.monotonic()
@@ -243,7 +241,7 @@ class Service:
             self._guarded(Stage.STORE, self._report_round, now)
             self.next_report = max(self.next_report, self.clock.monotonic() + interval)
         if self.session.ready:
-            self._guarded(Stage.SEND, self._publish_due, now)
+            self._guarded(Stage.SEND, self.reports.publish_due, now)
         if self.session.connected:
             self._guarded(Stage.SEND, self.sinks.publish_due, now, self.session.publish)
         self._guarded(Stage.CONNECT, self.session.tick, now, self.config, self._wanted_formats)
@@ -339,78 +337,15 @@ class Service:
         return self.outbox.pending_count() + self.sinks.messages.pending_count()
 
     def _since_accepted(self, wall: float) -> Optional[float]:
-        return None if self.last_accepted_at is None else max(0.0, wall - self.last_accepted_at)
-
-    def _publish_due(self, now: float) -> None:
-        """Publish the newest pending report when it is due; only it is ever (re)sent.
-
-        The service wants report ids to only go up: once a newer report is published, an older one
-        that got no reply ends ``unanswered`` instead of going out again after it. A report that got no
-        reply to ``max_attempts`` publishes ends ``unanswered`` too.
-        """
-        delivery = self.config.delivery
-        ids = self.outbox.pending_ids()
-        if not ids:
-            return
-        rid, older = ids[-1], ids[:-1]
-        self.resend.forget_all(older)  # never sent again: no deadline of theirs
-        if rid not in self.resend:  # e.g. after a restart: every pending report gets a due time
-            self.resend.schedule(rid, now)
-        newest = self.outbox.get(rid) if rid in self.resend.due(now) else None
-        if newest is None:
-            return
-        if newest.attempts >= delivery.max_attempts:
-            self.resend.schedule(rid, now + delivery.reply_timeout)  # should ending it fail (disk full): later
-            self._unanswered(newest, f"no reply to {newest.attempts} publish(es) (delivery.max_attempts)")
-            return
-        if newest.format not in self.session.subscribed_formats:
-            # Due again when its reply topics are subscribed (the SUBACK's event makes it due at once) or
-            # after a reply timeout: never on every turn while the SUBACK is outstanding.
-            self.resend.schedule(rid, now + delivery.reply_timeout)
-            self.session.subscribe(self.config.thing_name, self._wanted_formats())
-            return
-        attempt = newest.attempts + 1
-        wait = self.resend.sent(rid, now, attempt, delivery)  # first: a publish that raises is retried after it
-        self.session.publish(report_topic(self.config.thing_name, newest.format), newest.payload, rid)
-        wall = self.clock.wall()
-        self.outbox.record_attempt(rid, wall, wall + wait)
-        if attempt == 1:
-            self.log.info("Published report %d (%d bytes)", rid, len(newest.payload))
-        else:
-            self.log.info("Published report %d again (attempt %d of %d; no reply yet); next try in %.0f s",
-                          rid, attempt, delivery.max_attempts, wait)
-        for old in filter(None, map(self.outbox.get, older)):  # an older id must not follow a newer one
-            self._unanswered(old, f"no reply before the newer report {rid} was published")
-
-    def _unanswered(self, report: Pending, why: str) -> None:
-        """End a report that got no reply; after a few in a row, say once what to check."""
-        outcome = "unanswered" if report.attempts > 0 else "superseded"
-        with self.outbox.transaction():
-            if not self.outbox.finish(report.report_id, outcome, None, why, self.clock.wall()):
-                return
-            self._save_meta(last_outcome=outcome, last_outcome_id=report.report_id)
-        self.resend.forget(report.report_id)
-        if outcome == "superseded":
-            self.log.info("Report %d superseded: %s", report.report_id, why)
-            return
-        self.unanswered_streak += 1
-        self.log.warning("Report %d unanswered after %d publish(es): %s", report.report_id, report.attempts, why)
-        if self.unanswered_streak == UNANSWERED_HINT_AFTER:
-            thing, fmt = self.config.thing_name, report.format
-            self.log.error(
-                "No reply to the last %d reports although they were published: check that the device policy "
-                "allows iot:Subscribe on the topic filters and iot:Receive on the topics "
-                "%s and %s, and iot:Publish on %s (docs/INSTALL.md, \"The device policy\"); "
-                "logged once until a reply arrives",
-                UNANSWERED_HINT_AFTER, reply_topic(thing, fmt, "accepted"), reply_topic(thing, fmt, "rejected"),
-                report_topic(thing, fmt))
+        accepted = self.reports.last_accepted_at
+        return None if accepted is None else max(0.0, wall - accepted)
 
     # -- events ---------------------------------------------------------------------------
 
     def _handle(self, event: object) -> None:
         now = self.clock.monotonic()
         if isinstance(event, ev.Message):
-            self._on_message(event)
+            self.reports.on_message(event)
         elif isinstance(event, ev.PublishDone):
             if isinstance(event.tag, ev.MessageRef):
                 self.sinks.done(event, now)
@@ -443,49 +378,6 @@ class Service:
         """The formats whose reply topics are needed: the config's (with a defender sink) and every pending report's."""
         ours = {self.config.report.format.value} if self.config.defender is not None else set()
         return ours | {p.format for p in self.outbox.pending()}
-
-    def _on_message(self, message: ev.Message) -> None:
-        reply = parse_reply(message.topic, message.payload, self.config.thing_name)
-        if isinstance(reply, Unusable):
-            self.session.link_state.limited_warning(
-                f"Ignored a message on {message.topic[:200]!r}: {reply.reason}", self.clock.monotonic())
-            return
-        self._settle(reply)
-
-    def _settle(self, reply: Reply) -> None:
-        outcome = "accepted" if reply.accepted else "rejected"
-        rid, unnamed = reply.report_id, reply.report_id is None
-        if rid is None:  # the troubleshooting guide's rejected reply names no report: give it to the one awaiting
-            awaiting = [p.report_id for p in self.outbox.pending() if p.attempts > 0]
-            if len(awaiting) != 1:
-                self.session.link_state.limited_warning(
-                    f"Ignored a {outcome} reply that names no report id ({len(awaiting)} report(s) await a reply, "
-                    f"so it is ambiguous): {reply.error_code!r}: {reply.error_message!r}", self.clock.monotonic())
-                return
-            rid = awaiting[0]
-        with self.outbox.transaction():  # the outcome and the status meta: one commit, one fsync
-            finished = self.outbox.finish(rid, outcome, reply.error_code, reply.error_message, self.clock.wall())
-            if finished:
-                accepted = {"last_accepted_at": self.clock.wall()} if reply.accepted else {}
-                self._save_meta(last_outcome=outcome, last_outcome_id=rid, **accepted)
-        if finished and reply.accepted:
-            self.last_accepted_at = self.clock.wall()
-        if finished:  # only once committed: a failed commit (disk full) leaves the report pending, and resent
-            self.resend.forget(rid)
-            self.unanswered_streak = 0
-            named = " (the reply named no report id; it is the one report awaiting a reply)" if unnamed else ""
-            if reply.accepted:
-                self.log.info("Report %d accepted%s", rid, named)
-            else:
-                self.log.warning("Report %d rejected by the service: %r: %r%s (not resent; kept in the ledger)",
-                                 rid, reply.error_code, reply.error_message, named)
-            return
-        earlier = self.outbox.outcome_of(rid)
-        if earlier is None:
-            self.session.link_state.limited_warning(f"Ignored a reply for unknown report id {rid}",
-                                                    self.clock.monotonic())
-        else:
-            self.log.debug("Late or repeated %s reply for report %d (already %s)", outcome, rid, earlier)
 
     # -- reload -----------------------------------------------------------------------------
 

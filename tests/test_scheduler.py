@@ -472,7 +472,7 @@ def _targets(loop: Loop) -> Dict[str, Callable[[], Any]]:
         "storing": lambda: (loop.service.backlog, "store", sqlite3.DatabaseError("database disk image is malformed")),
         "publishing": lambda: (loop.link, "publish", RuntimeError("AWS_ERROR_MQTT5_PUBLISH_OPTIONS_VALIDATION")),
         "settling a reply": lambda: (loop.service.outbox, "finish", sqlite3.IntegrityError("constraint failed")),
-        "parsing a reply": lambda: (loop.service, "_on_message", ValueError("cbor2 could not decode")),
+        "parsing a reply": lambda: (loop.service.reports, "on_message", ValueError("cbor2 could not decode")),
         "the status line": lambda: (loop.service.heartbeat, "beat", OSError(111, "Connection refused")),
     }
 
