@@ -10,7 +10,8 @@ BASE_VENV := .venv-base
 .PHONY: deb deb-deps debian-install foreign-deps systemd-test base-venv faults install uninstall check-units docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
 
 help:
-	@echo "make demo    - the agent sending real reports over mTLS to a local broker and Device Defender responder"
+	@echo "make demo    - real reports over mTLS to a local broker and Device Defender, a topic sink, a textfile"
+	@echo "               and one on-device violation raised and cleared"
 	@echo "make test    - lint, type check and the full test suite (starts its own mosquitto; also builds"
 	@echo "               .venv-base, the base install without extras, and the .deb, installs it on this"
 	@echo "               machine (apt, root or sudo) and runs the installed commands on both library sets)"
