@@ -16,7 +16,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar
 
 from agent.errors import ControlPlaneError
 
@@ -201,3 +201,42 @@ def client_error_message(exc: BaseException, what: str) -> str:
     if meaning is None:
         return f"{what}: {code}: {detail}" if detail else f"{what}: {code}"
     return f"{what}: {meaning} ({code}: {detail})" if detail else f"{what}: {meaning} ({code})"
+
+
+def paginate(client: Any, operation: str, result_key: str, params: Mapping[str, Any], what: str,
+             policy: RetryPolicy, page_size: Optional[int] = None, limit: Optional[int] = None) -> List[Any]:
+    """Every item under ``result_key`` of ``operation``'s pages (boto3's paginator), in the service's order.
+
+    A throttled or failing page is fetched again from the last good page's token, after the policy's
+    backoff, up to ``policy.attempts`` failures in a row; then, or on an error that no retry helps, it
+    raises :class:`ControlPlaneError` naming ``what``. ``limit`` stops after that many items (at least).
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    paginator = client.get_paginator(operation)
+    out: List[Any] = []
+    token: Optional[str] = None
+    failures = 0
+    while True:
+        config: Dict[str, Any] = {}
+        if token:
+            config["StartingToken"] = token
+        if page_size:
+            config["PageSize"] = page_size
+        try:
+            for page in paginator.paginate(**params, PaginationConfig=config):
+                out.extend(page.get(result_key, []))
+                token = page.get("nextToken")
+                failures = 0
+                if limit is not None and len(out) >= limit:
+                    break
+            return out
+        except ClientError as exc:
+            failures += 1
+            if not is_retryable(exc) or failures >= policy.attempts:
+                raise ControlPlaneError(client_error_message(exc, what)) from None
+            wait = policy.delay(failures - 1)
+            log.warning("%s: %s, resuming in %.2fs", operation, error_code(exc) or exc, wait)
+            policy.sleep(wait)
+        except BotoCoreError as exc:
+            raise ControlPlaneError(transport_message(exc)) from None

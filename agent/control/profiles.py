@@ -21,14 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import yaml
 
 from agent.behaviors.check import device_support
-from agent.control.aws import (
-    RetryPolicy,
-    call,
-    client_error_message,
-    error_code,
-    is_retryable,
-    transport_message,
-)
+from agent.control.aws import RetryPolicy, call, client_error_message, error_code, paginate
 from agent.errors import ControlPlaneError
 
 log = logging.getLogger("agent.control.profiles")
@@ -55,33 +48,9 @@ def fetch_profile(client: Any, name: str, policy: RetryPolicy) -> Dict[str, Any]
 
 def list_profile_names(client: Any, policy: RetryPolicy, page_size: Optional[int] = None) -> List[str]:
     """Every security profile's name in the account and region, in the service's order."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    paginator = client.get_paginator("list_security_profiles")
-    names: List[str] = []
-    token: Optional[str] = None
-    failures = 0
-    while True:
-        config: Dict[str, Any] = {}
-        if token:
-            config["StartingToken"] = token
-        if page_size:
-            config["PageSize"] = page_size
-        try:
-            for page in paginator.paginate(PaginationConfig=config):
-                names.extend(p["name"] for p in page.get("securityProfileIdentifiers", []))
-                token = page.get("nextToken")
-                failures = 0
-            return names
-        except ClientError as exc:
-            failures += 1
-            if not is_retryable(exc) or failures >= policy.attempts:
-                raise ControlPlaneError(client_error_message(exc, "list security profiles")) from None
-            wait = policy.delay(failures - 1)
-            log.warning("list_security_profiles: %s, resuming in %.2fs", error_code(exc), wait)
-            policy.sleep(wait)
-        except BotoCoreError as exc:
-            raise ControlPlaneError(transport_message(exc)) from None
+    found = paginate(client, "list_security_profiles", "securityProfileIdentifiers", {}, "list security profiles",
+                     policy, page_size)
+    return [str(p["name"]) for p in found]
 
 
 def device_notes(behaviors: Sequence[Mapping[str, Any]]) -> Dict[int, str]:

@@ -16,8 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from agent.control.aws import RetryPolicy, client_error_message, is_retryable, transport_message
-from agent.errors import ControlPlaneError
+from agent.control.aws import RetryPolicy, paginate
 
 log = logging.getLogger("agent.control.values")
 
@@ -79,8 +78,6 @@ def to_datum(item: Mapping[str, Any]) -> Datum:
 
 def fetch(client: Any, query: Query, policy: RetryPolicy, page_size: Optional[int] = None) -> List[Datum]:
     """All values of the query (up to ``max_items``), oldest first."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     params: Dict[str, Any] = {
         "thingName": query.thing,
         "metricName": query.metric,
@@ -90,35 +87,9 @@ def fetch(client: Any, query: Query, policy: RetryPolicy, page_size: Optional[in
     if query.dimension:
         params["dimensionName"] = query.dimension
         params["dimensionValueOperator"] = "NOT_IN" if query.not_in else "IN"
-    paginator = client.get_paginator("list_metric_values")
-    out: List[Datum] = []
-    token: Optional[str] = None
-    failures = 0
-    while True:
-        config: Dict[str, Any] = {}
-        if token:
-            config["StartingToken"] = token
-        if page_size:
-            config["PageSize"] = page_size
-        try:
-            for page in paginator.paginate(**params, PaginationConfig=config):
-                out.extend(to_datum(item) for item in page.get("metricDatumList", []))
-                token = page.get("nextToken")
-                failures = 0
-                if query.max_items is not None and len(out) >= query.max_items:
-                    break
-            break
-        except ClientError as exc:
-            failures += 1
-            if not is_retryable(exc) or failures >= policy.attempts:
-                raise ControlPlaneError(
-                    client_error_message(exc, f"list values of {query.metric} for {query.thing}")
-                ) from None
-            wait = policy.delay(failures - 1)
-            log.warning("list_metric_values throttled or failed (%s), resuming in %.2fs", exc, wait)
-            policy.sleep(wait)
-        except BotoCoreError as exc:
-            raise ControlPlaneError(transport_message(exc)) from None
+    items = paginate(client, "list_metric_values", "metricDatumList", params,
+                     f"list values of {query.metric} for {query.thing}", policy, page_size, query.max_items)
+    out = [to_datum(item) for item in items]
     out.sort(key=lambda d: d.timestamp)
     return out[: query.max_items] if query.max_items is not None else out
 

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
 
 from agent.catalog import MetricType
-from agent.report import rules
-from agent.report.cloud import standard_values
+from agent.report.cloud import custom_value, standard_values
 from agent.report.document import key_style, to_long
 
 log = logging.getLogger("agent.emulator.store")
@@ -27,13 +26,7 @@ log = logging.getLogger("agent.emulator.store")
 ACCOUNT = "123456789012"
 METRIC_TYPES = tuple(t.value for t in MetricType)
 
-# Custom metric type -> key of the value in a stored MetricValue (ListMetricValues).
-_STORED_KEY = {
-    MetricType.NUMBER: "number",
-    MetricType.NUMBER_LIST: "numbers",
-    MetricType.STRING_LIST: "strings",
-    MetricType.IP_ADDRESS_LIST: "cidrs",
-}
+
 
 class ApiError(Exception):
     """A modelled IoT error: ``code`` is the exception shape name, ``status`` its HTTP status."""
@@ -317,19 +310,18 @@ class Store:
 
     @staticmethod
     def _custom_value(raw: Any, defined_type: Optional[str]) -> Optional[Dict[str, Any]]:
-        if defined_type is None or not isinstance(raw, list) or len(raw) != 1:
+        """The MetricValue the service stores (numbers as floats), or None when it drops the value."""
+        try:
+            mtype = MetricType(defined_type) if defined_type is not None else None
+        except ValueError:
             return None
-        entry = raw[0]
-        if not isinstance(entry, Mapping) or len(entry) != 1:
+        value = custom_value(raw, mtype)
+        if value is None:
             return None
-        ((key, value),) = entry.items()
-        mtype = MetricType.from_value_key(key) if isinstance(key, str) else None
-        if mtype is None or mtype.value != defined_type or rules.check_value(value, mtype) is not None:
-            return None
-        out_key = _STORED_KEY[mtype]
+        ((key, inner),) = value.items()
         if mtype is MetricType.NUMBER:
-            return {out_key: float(value)}
-        return {out_key: [float(v) for v in value] if mtype is MetricType.NUMBER_LIST else list(value)}
+            return {key: float(inner)}
+        return {key: [float(v) for v in inner] if mtype is MetricType.NUMBER_LIST else list(inner)}
 
 
 def token_digest(*parts: str) -> str:
