@@ -184,3 +184,31 @@ def test_the_aws_cli_reads_and_validates_on_the_emulator(fleet: Any, emulator: C
     answer = aws("validate-security-profile-behaviors", "--behaviors", f"file://{behaviors}")
     assert answer["valid"] is False
     assert answer["validationErrors"][0]["errorMessage"].startswith("behaviors[0].criteria.comparisonOperator")
+
+
+@pytest.mark.skipif(shutil.which("aws") is None, reason="the AWS CLI is not installed")
+def test_behaviors_pasted_from_the_aws_cli_run_or_are_refused_with_a_reason_each(
+        fleet: Any, emulator: ControlPlaneServer, tmp_path: Path) -> None:
+    """`aws iot describe-security-profile` prints JSON; its behaviors list pasted as is (YAML reads JSON)."""
+    env = subprocess_env(tmp_path)
+    done = subprocess.run(["aws", "iot", "describe-security-profile", "--security-profile-name", "fleet",
+                           "--endpoint-url", emulator.url, "--output", "json"],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    pasted = json.dumps(json.loads(done.stdout)["behaviors"], indent=2)
+    config = tmp_path / "agent.yaml"
+    head = (f"thing_name: gw-1\nstate_dir: {tmp_path / 'state'}\nsinks: [{{type: textfile, path: {tmp_path / 'a.prom'}}}]\n"
+            "custom_metrics: {cpu_usage: number}\n")
+    config.write_text(head + "behaviors: " + pasted + "\n")
+    config.chmod(0o600)
+    refused = agent("check", "--config", str(config), env=env)
+    assert refused.returncode == 78 and "Traceback" not in refused.stderr
+    problems = [line.strip() for line in refused.stderr.splitlines()[1:] if line.strip()]
+    assert len(problems) == 2, problems  # one per behavior the device cannot run, each with its reason
+    assert any("behaviors[1].criteria.statisticalThreshold" in p and "percentile" in p for p in problems)
+    assert any("behaviors[3].metric" in p and "cloud-side" in p for p in problems)
+    runnable = [b for b in json.loads(done.stdout)["behaviors"] if b["name"] in {x["name"] for x in RUNNABLE}]
+    config.write_text(head + "behaviors: " + json.dumps(runnable, indent=2) + "\n")
+    accepted = agent("check", "--config", str(config), env=env)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "3 behavior(s)" in accepted.stdout
