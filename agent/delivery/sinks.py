@@ -14,6 +14,7 @@ One sink's failure never stops another: a textfile that cannot be written is cou
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Set, Tuple
@@ -100,8 +101,8 @@ class SinkSet:
                 self.messages.count(sink.name, "failed")
                 if sink.name not in self.failing:
                     self.failing.add(sink.name)
-                    self.log.error("Sink %r: %s; the other sinks go on, and the file is written again every "
-                                   "round (logged once until it works)", sink.name, exc)
+                    self.log.error("Sink %r: %s%s; the other sinks go on, and the file is written again every "
+                                   "round (logged once until it works)", sink.name, exc, _hint(exc, sink.path))
                 continue
             self.messages.count(sink.name, "delivered")
             if sink.name in self.failing:
@@ -148,6 +149,15 @@ class SinkSet:
                 out.append(SinkHealth(sink.name, sink.type.value, counts["delivered"], counts["failed"],
                                       counts["dropped"], pending.get(sink.name, 0)))
         return tuple(out)
+
+
+def _hint(exc: TextfileError, path: Path) -> str:
+    """What to do about a directory the service may not write: the unit's ProtectSystem=strict makes every
+    directory but its state directory read-only, so the textfile's directory must be named in a drop-in."""
+    if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ""
+    return (f" (under systemd: `systemctl edit defender-agent`, add [Service] ReadWritePaths={path.parent}, "
+            "and make that directory writable by the defender-agent user; docs/INSTALL.md)")
 
 
 def described(sinks: Tuple[SinkConfig, ...], thing_name: str) -> List[Dict[str, str]]:

@@ -139,6 +139,7 @@ def test_three_sinks_one_refused_one_unwritable_each_counted_and_the_others_go_o
     assert flat_ids == sorted(flat_ids) and set(flat_ids) & accepted_ids, "the same round under the same id"
     assert text.count("refused a message") == 1 and "0x87" in text, text
     assert text.count("Sink 'textfile':") == 1, text
+    assert f"ReadWritePaths={tmp_path / 'ro'}" in text, "the journal says what to do under systemd"
 
 
 def test_a_textfile_only_config_runs_with_no_broker_at_all(tmp_path: Path) -> None:
