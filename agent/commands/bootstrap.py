@@ -9,6 +9,7 @@ from agent.commands.aws_args import add_aws_arguments, settings_from_args
 from agent.commands.common import load_from_args
 from agent.commands.extras import require_boto3
 from agent.commands.options import add_config_argument
+from agent.errors import ConfigError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +36,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_from_args(args)
+    try:
+        config = load_from_args(args)
+    except ConfigError:
+        require_boto3("bootstrap")  # without boto3 that is the first thing to fix, as before sinks existed
+        raise
     if config.defender is None:  # the definitions are Device Defender's alone; no other sink reads them
         print(f"{config.source}: no defender sink, so custom metric definitions are not needed "
               "(only Device Defender reads them); nothing to do")

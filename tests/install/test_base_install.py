@@ -133,3 +133,42 @@ def test_run_never_loads_boto3_or_dev_tools_even_where_installed(
     loaded = imported_modules(run.stderr)
     assert "agent.scheduler" in loaded and "awscrt.mqtt5" in loaded
     assert under(loaded, *NOT_IN_RUN) == []
+
+
+@pytest.mark.broker
+def test_sinks_and_behaviors_on_each_install(installed: Path, pki: Pki, broker: Broker, responder: Responder,
+                                             tmp_path: Path) -> None:
+    """The three sinks and an on-device behavior from the installed program on each library set."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        state, prom = tmp_path / "state", tmp_path / "textfile" / "agent.prom"
+        prom.parent.mkdir()
+        config = tmp_path / "agent.yaml"
+        config.write_text(config_text(pki, broker.port, state, reply_timeout=5) + (
+            "collectors:\n  - type: listening_ports\n"
+            f"sinks:\n  - type: defender\n  - {{type: topic, topic: 'dt/{{thing_name}}/metrics'}}\n"
+            f"  - {{type: textfile, path: '{prom}'}}\n"
+            "behaviors:\n  - name: NoDebugPort\n    metric: aws:listening-tcp-ports\n"
+            f"    criteria: {{comparisonOperator: not-in-port-set, value: {{ports: [{port}]}}}}\n"
+            "violations: {topic: 'dt/{thing_name}/violations'}\n"))
+        config.chmod(0o600)
+        run = program(installed, "run", "--config", str(config), "--reports", "2")
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert "Behavior 'NoDebugPort' in alarm" in run.stderr
+    assert f'defender_agent_aws_listening_tcp_ports{{port="{port}"}} 1' in prom.read_text()
+    status = json.loads(program(installed, "status", "--config", str(config), "--json").stdout)
+    sinks = {s["name"]: s for s in status["sinks"]}
+    assert sinks["defender"]["delivered"] == 2 and sinks["topic"]["delivered"] == 2, sinks
+    assert sinks["textfile"]["delivered"] == 2
+    assert status["violations"]["counts"]["NoDebugPort"]["in-alarm"] == 1
+    assert status["violations"]["events"]["delivered"] == 1
+    local = tmp_path / "local.yaml"
+    local.write_text(f"thing_name: {THING}\nstate_dir: {tmp_path / 'local'}\nsinks: [{{type: textfile, path: '{prom}'}}]\n"
+                     "custom_metrics: {cpu_usage: number}\n")
+    local.chmod(0o600)
+    boot = program(installed, "bootstrap", "--config", str(local))  # no boto3 on the base install: not needed
+    assert boot.returncode == 0 and "no defender sink" in boot.stdout, boot.stdout + boot.stderr
