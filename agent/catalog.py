@@ -187,7 +187,7 @@ CUSTOM_VALUE_KIND: Mapping[MetricType, ValueKind] = {
 }
 
 NUMERIC_OPERATORS = ("less-than", "less-than-equals", "greater-than", "greater-than-equals")
-TRAFFIC_DURATIONS = (300, 600, 900, 1800, 3600)  # seconds: the byte and packet metrics' `durationSeconds`
+TRAFFIC_DURATIONS = (300, 600, 900, 1800, 3600)  # seconds: the durationSeconds of the byte, packet and port-count metrics
 
 
 @dataclass(frozen=True)
