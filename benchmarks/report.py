@@ -172,6 +172,7 @@ def _scale_chart(result: Dict[str, Any]) -> Optional[str]:
 SECTIONS = (
     ("sampling", "Sampling cost per report cycle", None),
     ("encoder", "Encoder", _encoder_chart),
+    ("sinks", "Sinks: the checked round, the flat document and the textfile per round", None),
     ("peer", "Side by side with the AWS sample agent, and connection scale", _scale_chart),
     ("agent", "The running agent: memory, idle, delivery", None),
     ("cli", "Quick commands: `--help`, `status`, `check`", None),
