@@ -70,7 +70,7 @@ def join(path: str, key: object) -> str:
     return f"{path}.{text}" if path else text
 
 
-def _describe(value: object) -> str:
+def describe_value(value: object) -> str:
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
@@ -147,7 +147,7 @@ class Str(Node):
 
     def convert(self, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise Invalid(f"expected a string, got {_describe(value)}")
+            raise Invalid(f"expected a string, got {describe_value(value)}")
         text = str(value)
         if len(text) < self.min_len:
             raise Invalid("must not be empty")
@@ -174,7 +174,7 @@ class Int(Node):
 
     def convert(self, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise Invalid(f"expected a whole number, got {_describe(value)}")
+            raise Invalid(f"expected a whole number, got {describe_value(value)}")
         _check_range(value, self.min, self.max)
         return value
 
@@ -189,7 +189,7 @@ class Num(Node):
 
     def convert(self, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise Invalid(f"expected a number, got {_describe(value)}")
+            raise Invalid(f"expected a number, got {describe_value(value)}")
         _check_range(value, self.min, self.max)
         return value
 
@@ -208,7 +208,7 @@ class Bool(Node):
 
     def convert(self, value: Any) -> Any:
         if not isinstance(value, bool):
-            raise Invalid(f"expected true or false, got {_describe(value)}")
+            raise Invalid(f"expected true or false, got {describe_value(value)}")
         return value
 
 
@@ -232,7 +232,7 @@ class Enum(Node):
             raise Invalid(f"{value!r} is no longer supported: {self.removed[value]}")
         if not isinstance(value, str) or value not in self.choices:
             hint = did_you_mean(str(value), self.choices)
-            raise Invalid(f"expected one of {', '.join(self.choices)}, got {_describe(value)}{hint}")
+            raise Invalid(f"expected one of {', '.join(self.choices)}, got {describe_value(value)}{hint}")
         return value if self.of is None else self.of(value)
 
 
@@ -278,7 +278,7 @@ class Duration(Node):
         else:
             seconds = None
         if seconds is None:
-            raise Invalid(f'expected a duration like "10s", "5m" or "1h", got {_describe(value)}')
+            raise Invalid(f'expected a duration like "10s", "5m" or "1h", got {describe_value(value)}')
         if self.min is not None and seconds < self.min:
             raise Invalid(f"must be at least {format_duration(self.min)}, got {format_duration(seconds)}")
         if self.max is not None and seconds > self.max:
@@ -328,7 +328,7 @@ class Size(Node):
             if match:
                 size = int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
         if size is None:
-            raise Invalid(f'expected a size like 65536, "64KiB" or "10MiB", got {_describe(value)}')
+            raise Invalid(f'expected a size like 65536, "64KiB" or "10MiB", got {describe_value(value)}')
         _check_range(size, self.min, self.max)
         return size
 
@@ -343,7 +343,7 @@ class ListOf(Node):
 
     def check(self, value: Any, path: str, checker: Checker) -> Any:
         if not isinstance(value, list):
-            checker.problem(path, f"expected a list, got {_describe(value)}")
+            checker.problem(path, f"expected a list, got {describe_value(value)}")
             return None
         if self.max_items is not None and len(value) > self.max_items:
             checker.problem(path, f"has {len(value)} items; at most {self.max_items} allowed")
@@ -362,7 +362,7 @@ class MapOf(Node):
 
     def check(self, value: Any, path: str, checker: Checker) -> Any:
         if not isinstance(value, dict):
-            checker.problem(path, f"expected a mapping, got {_describe(value)}")
+            checker.problem(path, f"expected a mapping, got {describe_value(value)}")
             return None
         out: Dict[str, Any] = {}
         for k, v in value.items():
@@ -398,7 +398,7 @@ class Section(Node):
         if value is None and not self.required:
             value = {}
         if not isinstance(value, dict):
-            checker.problem(path, f"expected a mapping, got {_describe(value)}")
+            checker.problem(path, f"expected a mapping, got {describe_value(value)}")
             return None
         values = self.check_fields(value, path, checker, extra_known=())
         return self.model(**values) if self.model is not None else values

@@ -29,7 +29,7 @@ from agent.behaviors.model import (
     parse_network,
 )
 from agent.catalog import MetricType, ValueKind
-from agent.schema import Checker, did_you_mean, join
+from agent.schema import Checker, describe_value, did_you_mean, join
 
 MAX_BEHAVIORS = 100
 _NAME = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
@@ -87,7 +87,7 @@ def check_behaviors(
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        checker.problem(path, f"expected a list of behaviors, got {_describe(raw)}")
+        checker.problem(path, f"expected a list of behaviors, got {describe_value(raw)}")
         return ()
     if len(raw) > MAX_BEHAVIORS:
         checker.problem(path, f"has {len(raw)} behaviors; a security profile holds at most {MAX_BEHAVIORS}")
@@ -143,13 +143,13 @@ def device_support(behavior: Mapping[str, Any]) -> Optional[str]:
 
 def _check_behavior(item: Any, path: str, checker: Checker, custom_types: Mapping[str, MetricType]) -> None:
     if not isinstance(item, Mapping):
-        checker.problem(path, f"expected a behavior (a mapping with name, metric and criteria), got {_describe(item)}")
+        checker.problem(path, f"expected a behavior (a mapping with name, metric and criteria), got {describe_value(item)}")
         return
     _unknown_keys(item, BEHAVIOR_KEYS, path, checker)
     _check_name(item.get("name"), join(path, "name"), checker)
     for key in ("suppressAlerts", "exportMetric"):
         if key in item and item[key] is not None and not isinstance(item[key], bool):
-            checker.problem(join(path, key), f"expected true or false, got {_describe(item[key])}")
+            checker.problem(join(path, key), f"expected true or false, got {describe_value(item[key])}")
     rule = _check_metric(item, path, checker, custom_types)
     if item.get("metricDimension") is not None:
         _check_dimension(item["metricDimension"], join(path, "metricDimension"), checker)
@@ -158,7 +158,7 @@ def _check_behavior(item: Any, path: str, checker: Checker, custom_types: Mappin
         checker.problem(join(path, "criteria"), f"required key is missing: {NO_CRITERIA_REASON}")
         return
     if not isinstance(criteria, Mapping):
-        checker.problem(join(path, "criteria"), f"expected a mapping, got {_describe(criteria)}")
+        checker.problem(join(path, "criteria"), f"expected a mapping, got {describe_value(criteria)}")
         return
     _check_criteria(criteria, join(path, "criteria"), checker, rule, item.get("metric"))
 
@@ -167,7 +167,7 @@ def _check_name(name: Any, path: str, checker: Checker) -> None:
     if name is None:
         checker.problem(path, "required key is missing (the behavior's name)")
     elif not isinstance(name, str):
-        checker.problem(path, f"expected a string, got {_describe(name)}")
+        checker.problem(path, f"expected a string, got {describe_value(name)}")
     elif not _NAME.fullmatch(name):
         checker.problem(path, f"{name!r} is not a valid behavior name: 1 to 128 of a-z A-Z 0-9 : _ -")
 
@@ -182,7 +182,7 @@ def _check_metric(
                              "or a declared custom metric)")
         return None
     if not isinstance(metric, str):
-        checker.problem(sub, f"expected a metric name, got {_describe(metric)}")
+        checker.problem(sub, f"expected a metric name, got {describe_value(metric)}")
         return None
     if metric in CLOUD_SIDE_METRICS:
         checker.problem(sub, cloud_side_reason(metric))
@@ -203,18 +203,18 @@ def _check_metric(
 
 def _check_dimension(dimension: Any, path: str, checker: Checker) -> None:
     if not isinstance(dimension, Mapping):
-        checker.problem(path, f"expected a mapping, got {_describe(dimension)}")
+        checker.problem(path, f"expected a mapping, got {describe_value(dimension)}")
         return
     _unknown_keys(dimension, DIMENSION_KEYS, path, checker)
     name = dimension.get("dimensionName")
     if name is None:
         checker.problem(join(path, "dimensionName"), "required key is missing")
     elif not isinstance(name, str) or not _NAME.fullmatch(name):
-        checker.problem(join(path, "dimensionName"), f"{_describe(name)} is not a valid dimension name: "
+        checker.problem(join(path, "dimensionName"), f"{describe_value(name)} is not a valid dimension name: "
                                                      "1 to 128 of a-z A-Z 0-9 : _ -")
     operator = dimension.get("operator")
     if operator is not None and operator not in ("IN", "NOT_IN"):
-        checker.problem(join(path, "operator"), f"expected IN or NOT_IN, got {_describe(operator)}")
+        checker.problem(join(path, "operator"), f"expected IN or NOT_IN, got {describe_value(operator)}")
     checker.problem(path, DIMENSION_REASON)
 
 
@@ -225,7 +225,7 @@ def _check_criteria(
     for key in ("consecutiveDatapointsToAlarm", "consecutiveDatapointsToClear"):
         count = criteria.get(key)
         if count is not None and (isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10):
-            checker.problem(join(path, key), f"expected a whole number from 1 to 10, got {_describe(count)}")
+            checker.problem(join(path, key), f"expected a whole number from 1 to 10, got {describe_value(count)}")
     cloud_only = False
     if criteria.get("mlDetectionConfig") is not None:
         checker.problem(join(path, "mlDetectionConfig"), f"cannot be evaluated on the device: {ML_REASON}")
@@ -257,7 +257,7 @@ def _check_operator(
         return None
     if not isinstance(raw, str) or raw not in {op.value for op in Operator}:
         hint = did_you_mean(str(raw), [op.value for op in Operator])
-        checker.problem(sub, f"expected one of {', '.join(allowed)}, got {_describe(raw)}{hint}")
+        checker.problem(sub, f"expected one of {', '.join(allowed)}, got {describe_value(raw)}{hint}")
         return None
     operator = Operator(raw)
     if rule is not None and operator not in rule.operators:
@@ -268,7 +268,7 @@ def _check_operator(
 
 def _check_duration(duration: Any, path: str, checker: Checker, rule: Optional[MetricRule], metric: Any) -> None:
     if isinstance(duration, bool) or not isinstance(duration, int):
-        checker.problem(path, f"expected a whole number of seconds, got {_describe(duration)}")
+        checker.problem(path, f"expected a whole number of seconds, got {describe_value(duration)}")
         return
     if rule is None:
         return
@@ -284,7 +284,7 @@ def _check_value(
     value: Any, path: str, checker: Checker, rule: Optional[MetricRule], operator: Optional[Operator], metric: Any
 ) -> None:
     if not isinstance(value, Mapping):
-        checker.problem(path, f"expected a mapping with one of {', '.join(VALUE_KEYS)}, got {_describe(value)}")
+        checker.problem(path, f"expected a mapping with one of {', '.join(VALUE_KEYS)}, got {describe_value(value)}")
         return
     _unknown_keys(value, VALUE_KEYS, path, checker)
     present = [key for key in VALUE_KEYS if key in value and value[key] is not None]
@@ -303,14 +303,14 @@ def _check_value(
 def _check_member(kind: ValueKind, member: Any, path: str, checker: Checker) -> None:
     if kind is ValueKind.COUNT:
         if isinstance(member, bool) or not isinstance(member, int) or member < 0:
-            checker.problem(path, f"expected a non-negative whole number, got {_describe(member)}")
+            checker.problem(path, f"expected a non-negative whole number, got {describe_value(member)}")
         return
     if kind is ValueKind.NUMBER:
         if not _is_number(member):
-            checker.problem(path, f"expected a number, got {_describe(member)}")
+            checker.problem(path, f"expected a number, got {describe_value(member)}")
         return
     if not isinstance(member, list):
-        checker.problem(path, f"expected {_KIND_TEXT[kind]}, got {_describe(member)}")
+        checker.problem(path, f"expected {_KIND_TEXT[kind]}, got {describe_value(member)}")
         return
     for index, item in enumerate(member):
         problem = _item_problem(kind, item)
@@ -321,13 +321,13 @@ def _check_member(kind: ValueKind, member: Any, path: str, checker: Checker) -> 
 def _item_problem(kind: ValueKind, item: Any) -> str:
     if kind is ValueKind.PORTS:
         ok = not isinstance(item, bool) and isinstance(item, int) and 0 <= item <= 65535
-        return "" if ok else f"expected a port from 0 to 65535, got {_describe(item)}"
+        return "" if ok else f"expected a port from 0 to 65535, got {describe_value(item)}"
     if kind is ValueKind.NUMBERS:
-        return "" if _is_number(item) else f"expected a number, got {_describe(item)}"
+        return "" if _is_number(item) else f"expected a number, got {describe_value(item)}"
     if kind is ValueKind.STRINGS:
-        return "" if isinstance(item, str) else f"expected a string, got {_describe(item)}"
+        return "" if isinstance(item, str) else f"expected a string, got {describe_value(item)}"
     ok = isinstance(item, str) and _CIDR.fullmatch(item) is not None and parse_network(item) is not None
-    return "" if ok else f'expected a CIDR like "10.0.0.0/8" or an IP address, got {_describe(item)}'
+    return "" if ok else f'expected a CIDR like "10.0.0.0/8" or an IP address, got {describe_value(item)}'
 
 
 def _is_number(value: Any) -> bool:
@@ -338,16 +338,3 @@ def _unknown_keys(value: Mapping[str, Any], known: Sequence[str], path: str, che
     for key in value:
         if key not in known:
             checker.problem(join(path, key), f"unknown key{did_you_mean(str(key), known)}")
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    shown = repr(value)
-    return shown if len(shown) <= 60 else shown[:57] + "..."
