@@ -328,8 +328,8 @@ class Service:
             self.resend.forget_all(change.removed)
             if change.stored is not None:
                 self.resend.schedule(change.stored.report_id, now)
-        self.sinks.write_textfiles(checked, Health(collectors, self._pending_total(), self._since_accepted(wall),
-                                                   self.sinks.health(len(self.resend))))
+        self.sinks.write_textfiles(checked, lambda: Health(collectors, self._pending_total(),
+                                                           self._since_accepted(wall), self.sinks.health(len(self.resend))))
         self.log.info("Built report %d (%d bytes, %d sample(s))%s", report_id, len(encoded.payload), len(samples),
                       f"; it {change.note}" if defender and change.note else "")
 

@@ -105,3 +105,11 @@ class Messages:
 def sink_counts(counters: Dict[str, int], sink: str) -> Dict[str, int]:
     """``{"delivered": n, "failed": n, "dropped": n}`` of one sink, from the outbox's counters."""
     return {outcome: counters.get(counter_name(sink, outcome), 0) for outcome in MESSAGE_OUTCOMES}
+
+
+def defender_counts(counters: Dict[str, int]) -> Dict[str, int]:
+    """The defender sink's reports in a sink's terms: ``delivered`` = accepted, ``failed`` = rejected or
+    unanswered, ``dropped`` = dropped or superseded (from the outbox's outcome counters)."""
+    return {"delivered": counters.get("accepted", 0),
+            "failed": counters.get("rejected", 0) + counters.get("unanswered", 0),
+            "dropped": counters.get("dropped", 0) + counters.get("superseded", 0)}

@@ -24,7 +24,7 @@ from agent.config.sinks import RESERVED_QUEUE
 from agent.delivery.backlog import free_disk
 from agent.delivery.dispatch import MessageSender, Publish
 from agent.delivery.events import PublishDone
-from agent.delivery.messages import Messages, sink_counts
+from agent.delivery.messages import Messages, defender_counts, sink_counts
 from agent.delivery.outbox import Outbox
 from agent.report.cloud import CheckedRound
 from agent.sinks.flat import encode_flat
@@ -58,8 +58,9 @@ class SinkSet:
 
     def store_round(self, checked: CheckedRound, report_payload: bytes, now: float) -> None:
         """Queue the round's topic messages; call inside the round's outbox transaction."""
+        flat = encode_flat(checked) if any(s.document is TopicDocument.FLAT for s in self.topics) else b""
         for sink in self.topics:
-            payload = report_payload if sink.document is TopicDocument.REPORT else encode_flat(checked)
+            payload = report_payload if sink.document is TopicDocument.REPORT else flat
             assert sink.topic is not None  # the loader requires it for a topic sink
             self.queue(sink.name, render_topic(sink.topic, checked.thing_name), payload, now, sink.max_pending)
 
@@ -82,12 +83,14 @@ class SinkSet:
             self.log.warning("Sink %r holds %d message(s) already (max_pending); dropped its %d oldest",
                              sink, max_pending, dropped)
 
-    def write_textfiles(self, checked: CheckedRound, health: Health) -> None:
-        """Write every textfile sink; a failure is counted and logged once per streak, never raised."""
+    def write_textfiles(self, checked: CheckedRound, health: Callable[[], Health]) -> None:
+        """Write every textfile sink; a failure is counted and logged once per streak, never raised.
+
+        ``health`` is asked for only when there is a textfile (it reads the outbox's counters)."""
         if not self.textfiles:
             return
         try:
-            text: Optional[str] = render(checked, health, self.config.custom_metrics)
+            text: Optional[str] = render(checked, health(), self.config.custom_metrics)
             broken = ""
         except ValueError as exc:  # a value that does not fit its kind: a bug, but only this sink's round
             text, broken = None, f"cannot render round {checked.report_id}: {exc}"
@@ -141,13 +144,11 @@ class SinkSet:
         out: List[SinkHealth] = []
         for sink in self.config.sinks:
             if sink.type is SinkType.DEFENDER:
-                out.append(SinkHealth(sink.name, sink.type.value, counters.get("accepted", 0),
-                                      counters.get("rejected", 0) + counters.get("unanswered", 0),
-                                      counters.get("dropped", 0) + counters.get("superseded", 0), defender_pending))
+                counts, waiting = defender_counts(counters), defender_pending
             else:
-                counts = sink_counts(counters, sink.name)
-                out.append(SinkHealth(sink.name, sink.type.value, counts["delivered"], counts["failed"],
-                                      counts["dropped"], pending.get(sink.name, 0)))
+                counts, waiting = sink_counts(counters, sink.name), pending.get(sink.name, 0)
+            out.append(SinkHealth(sink.name, sink.type.value, counts["delivered"], counts["failed"],
+                                  counts["dropped"], waiting))
         return tuple(out)
 
 

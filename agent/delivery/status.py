@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from agent.delivery.ids import read_last_id
-from agent.delivery.messages import Messages, sink_counts
+from agent.delivery.messages import Messages, defender_counts, sink_counts
 from agent.delivery.outbox import OUTCOMES, Outbox, open_readonly
 
 
@@ -75,9 +75,7 @@ def _sinks(box: Outbox, described: Any, counters: Dict[str, int], out: Dict[str,
             continue
         row = dict(sink)
         if sink.get("type") == "defender":
-            outcomes = out["outcomes"]
-            row.update(delivered=outcomes["accepted"], failed=outcomes["rejected"] + outcomes["unanswered"],
-                       dropped=outcomes["dropped"] + outcomes["superseded"], pending=len(out["pending"]))
+            row.update(defender_counts(counters), pending=len(out["pending"]))
         else:
             row.update(sink_counts(counters, sink["name"]), pending=pending.get(sink["name"], 0))
         rows.append(row)

@@ -153,6 +153,8 @@ class Violations:
 
     def status(self) -> Dict[str, Any]:
         """Active violations and counts per behavior, for the status meta."""
+        if not self.config.behaviors and not self.states:  # saved with every outcome: no query for nothing
+            return {"active": [], "counts": {}, "profile": self.config.violations.security_profile_name}
         counters = self.outbox.counters()
         names = [b.name for b in self.config.behaviors]
         active = [{"behavior": name, "violation_id": s.violation_id, "since_ms": s.since_ms,
