@@ -351,6 +351,28 @@ class ListOf(Node):
 
 
 @dataclass(frozen=True)
+class Argv(ListOf):
+    """A program to run as an argv list (no shell): its first item an absolute path (no PATH lookup).
+
+    ``allow_empty``: an empty list means "no program" (an optional hook) instead of a problem."""
+
+    allow_empty: bool = False
+
+    def check(self, value: Any, path: str, checker: Checker) -> Any:
+        items = super().check(value, path, checker)
+        if items is None:
+            return None
+        if not items:
+            if not self.allow_empty:
+                checker.problem(path, "must name the program to run, e.g. [/usr/local/bin/probe, --json]")
+        elif isinstance(items[0], str) and not items[0].startswith("/"):
+            checker.problem(
+                join(path, 0), f"{items[0]!r} must be an absolute path (no PATH lookup, no shell)"
+            )
+        return items
+
+
+@dataclass(frozen=True)
 class MapOf(Node):
     """A mapping with free keys (checked by ``key``) and values checked by ``value``."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Tuple
 
 from agent.catalog import METRIC_NAME, MetricType
@@ -21,24 +20,7 @@ from agent.collectors.parse import FORMATS, ValueParseError, parse_value
 from agent.collectors.process import describe_exit, program_problem, run_bounded
 from agent.errors import CollectorError
 from agent.report.model import Sample
-from agent.schema import REQUIRED, Checker, Enum, ListOf, MapOf, Size, Str, join
-
-
-@dataclass(frozen=True)
-class Argv(ListOf):
-    """A non-empty argv list whose first item is an absolute path."""
-
-    def check(self, value: Any, path: str, checker: Checker) -> Any:
-        items = super().check(value, path, checker)
-        if items is None:
-            return None
-        if not items:
-            checker.problem(path, "must name the program to run, e.g. [/usr/local/bin/probe, --json]")
-        elif isinstance(items[0], str) and not items[0].startswith("/"):
-            checker.problem(
-                join(path, 0), f"{items[0]!r} must be an absolute path (no PATH lookup, no shell)"
-            )
-        return items
+from agent.schema import REQUIRED, Argv, Enum, MapOf, Size, Str
 
 
 class ExecCollector:

@@ -26,8 +26,8 @@ def check_mqtt(raw: Any, sinks: Tuple[SinkConfig, ...], checker: Checker, events
                ) -> Optional[MqttConfig]:
     """The mqtt section; it may be left out only when nothing publishes (textfile sinks, no violations.topic)."""
     if raw is None:
-        needing = [f"sink(s) {', '.join(s.name for s in sinks if s.needs_broker)}"] if any(
-            s.needs_broker for s in sinks) else []
+        brokered = [s.name for s in sinks if s.needs_broker]
+        needing = [f"sink(s) {', '.join(brokered)}"] if brokered else []
         if events_topic:
             needing.append("violations.topic")
         if not needing:
@@ -125,11 +125,9 @@ def _what(name: str) -> str:
 
 
 def check_violations(violations: ViolationsConfig, checker: Checker) -> None:
-    """The events' topic follows a topic sink's rules; the program is an absolute path (checked further at start)."""
+    """The events' topic follows a topic sink's rules (the program's path is the schema's Argv, its file is
+    checked at start)."""
     if violations.topic is not None:
         problem = topic_problem(violations.topic)
         if problem is not None:
             checker.problem("violations.topic", f"{violations.topic!r} {problem}")
-    if violations.exec and not violations.exec[0].startswith("/"):
-        checker.problem("violations.exec[0]", f"{violations.exec[0]!r} must be an absolute path (no PATH lookup, "
-                                              "no shell)")

@@ -19,11 +19,11 @@ from agent.config.model import (
 )
 from agent.schema import (
     REQUIRED,
+    Argv,
     Bool,
     Duration,
     Enum,
     Int,
-    ListOf,
     MapOf,
     Node,
     PathStr,
@@ -191,11 +191,12 @@ VIOLATIONS = Section(
             "{thing_name} is filled in. Unset: events go only to the journal, status and exec.",
             example="dt/gateways/{thing_name}/violations",
         ),
-        "exec": ListOf(
+        "exec": Argv(
             doc="Program run once per event with the event as JSON on stdin: an absolute path, no shell, "
             "owned by root or the agent's user and not group/world-writable (the exec collector's rules).",
             default=[],
             item=Str(),
+            allow_empty=True,
         ),
         "exec_timeout": Duration(doc="The program is killed after this long.", default=10.0, min=0.1, max=600),
         "security_profile_name": Str(
