@@ -44,6 +44,7 @@ class SinkSet:
         self.free = free
         self.failing: Set[str] = set()  # textfile sinks whose last write failed
         self.full_disk = False
+        self.empty = False  # the messages table is known to be empty (only queue() adds to it)
         self.sender = MessageSender(self.messages, logger, config.delivery.reply_timeout,
                                     config.delivery.retry_max_delay)
         self.configure(config)
@@ -79,6 +80,7 @@ class SinkSet:
             self.log.warning("There is room in %s again; messages of the topic sinks are queued again",
                              self.config.state_dir)
         dropped = self.messages.add(sink, topic, payload, now, max_pending)
+        self.empty = False
         if dropped:
             self.log.warning("Sink %r holds %d message(s) already (max_pending); dropped its %d oldest",
                              sink, max_pending, dropped)
@@ -119,8 +121,14 @@ class SinkSet:
         return [s.name for s in self.topics] + [VIOLATIONS]
 
     def publish_due(self, now: float, publish: Publish) -> None:
+        """Publish what is due; a defender-only agent with nothing queued asks the outbox nothing per turn."""
         self.sender.expire(now)
+        if self.empty:
+            return
         pending = self.messages.sinks_pending()  # also queues of sinks gone since (reload): they drain
+        if not pending:
+            self.empty = True
+            return
         self.sender.publish_due([q for q in self.queues() if q in pending] + sorted(set(pending) - set(self.queues())),
                                 now, publish)
 
