@@ -5,7 +5,7 @@ what is stored or sent (epoch seconds: report ids, outbox times), and ``wait()``
 the loop's one blocking call (the next event, or ``None`` once ``timeout`` passed).
 
 :class:`SystemClock` is the real one. :class:`FakeClock` is for tests, shipped
-beside it (as :mod:`agent.delivery.fakelink` ships beside the MQTT link): it only
+beside it (as :mod:`agent.mqtt.fake` ships beside the MQTT link): it only
 moves when told to, or when the loop waits on an empty queue, in which case it
 jumps ahead by the whole wait. A loop on a fake clock therefore runs through
 minutes of deadlines in milliseconds, without a single real sleep.
@@ -59,10 +59,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-    def step_wall(self, seconds: float) -> None:
-        """Step the wall clock only (NTP, an operator); monotonic time goes on unchanged."""
-        self.wall_offset += seconds
 
     def wait(self, events: queue.SimpleQueue[object], timeout: float) -> Optional[object]:
         self.waits.append(timeout)

@@ -15,8 +15,8 @@ Library code raises these; only :mod:`agent.cli` turns them into messages and ex
 Not in the tree, on purpose:
 - storage failures while running (a full or failing state_dir) surface as the standard library
   raises them, ``sqlite3.OperationalError`` and ``OSError``; the scheduler's loop catches exactly
-  those (``agent.scheduler.STORAGE_ERRORS``), logs once per burst and retries, and a damaged outbox
-  is moved aside where it is opened (``agent.delivery.outbox``); only at start, where retrying is
+  those (``agent.outbox.store.STORAGE_ERRORS``), logs once per burst and retries, and a damaged outbox
+  is moved aside where it is opened (``agent.outbox.store``); only at start, where retrying is
   systemd's job, they become a :class:`StateDirError`;
 - errors local to one parser, caught next to where they are raised: ``schema.Invalid``,
   ``report.document.DecodeError`` and ``collectors.parse.ValueParseError`` (both ``ValueError``),

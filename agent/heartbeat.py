@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional
 
-from agent.delivery.link_state import LinkPhase
+from agent.mqtt.link_state import LinkPhase
 from agent.notify import Notifier
 
 NO_WATCHDOG_RECHECK = 3600.0  # without a watchdog the deadline is only a wake-up bound

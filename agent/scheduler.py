@@ -1,96 +1,58 @@
-"""The one loop that owns timing and state: sample, build, store, publish, resend, match replies.
+"""The one loop that owns timing and the round's transaction; the consumers own everything else.
 
 Everything else only talks to it through ``Service.events`` (a ``queue.SimpleQueue``):
-awscrt callbacks and signal handlers put events there and return. The loop sleeps
-until the next event or the next deadline (report due, resend or reply timeout due, watchdog,
-the session's connect warning, restart and resubscribe) and at no other time: there is no
-periodic wake-up, so every timer must be one of the deadlines in :meth:`Service._next_deadline`.
-A signal is handled at once all the same: its handler (:func:`agent.commands.run.serve`) puts an
-event on the queue, and ``SimpleQueue.get(timeout=...)`` runs signal handlers when interrupted.
+awscrt callbacks, collector workers, the exec hook and signal handlers put events there and
+return. The loop sleeps until the next event or the next deadline (a round due or due to end,
+a consumer's publish or timeout, the session's connect warning or resubscribe, the watchdog)
+and at no other time. Nothing it waits for can hold it: a round starts the due collectors and
+the loop goes on (:meth:`SampleSource.begin`); the round ends when every collector returned or
+its deadline passed, whichever is first.
 
-Helpers, one job each: :mod:`agent.delivery.session` (MQTT link, connection, reply
-subscriptions), :mod:`agent.delivery.resend` (when to publish again), :mod:`agent.reload`
-(SIGHUP), :mod:`agent.heartbeat` (watchdog, STATUS= and the status meta).
+A round: samples -> the report (:class:`agent.report.builder.ReportBuilder`) -> the checked round
+-> every consumer's writes in one outbox transaction (:mod:`agent.consumers`) -> after the
+commit, each consumer's next step. A reload (SIGHUP) is all or nothing: the new config, the
+consumers' checks, the new collectors and the new connection are all made first; only then
+is anything swapped, and systemd hears READY=1 in every outcome.
 
-Seams for tests: the MQTT link (``link_factory``; :mod:`agent.delivery.fakelink` ships a
-fake one) and time (``clock``; :class:`agent.clock.FakeClock`). ``run()`` is ``open()``,
-``run_once()`` until stopped, then ``close()``; a test calls those itself for a bounded run.
+Seams for tests: the link (``link_factory``; :mod:`agent.mqtt.fake`), time (``clock``; :class:`agent.clock.FakeClock`)
+and the sample source (``source_factory``). ``run()`` is ``open()``, ``run_once()`` until stopped, ``close()``.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import queue
 import random
-import sqlite3
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Callable, Optional
 
+from agent import events as ev
 from agent.clock import Clock, SystemClock
 from agent.config.model import Config, HealthMetrics
-from agent.delivery import events as ev
-from agent.delivery.backlog import Backlog
-from agent.delivery.ids import OutboxIds
-from agent.delivery.mqtt import Link, make_link
-from agent.delivery.outbox import Outbox, Pending
-from agent.delivery.reports import ReportDelivery
-from agent.delivery.resend import ResendClock
-from agent.delivery.session import LINK_EVENTS, LinkFactory, Session
-from agent.delivery.sinks import SinkSet, described
-from agent.delivery.violations import Violations, check_exec
-from agent.errors import AgentError, ReportError, StateDirError
+from agent.consumers.base import Context, Round
+from agent.consumers.registry import ConsumerSet
+from agent.errors import ReportError
+from agent.guard import Guard, Stage
 from agent.heartbeat import Heartbeat, meta_values, status_line
+from agent.mqtt.link import config_link
+from agent.mqtt.session import LINK_EVENTS, LinkFactory, Session
 from agent.notify import Notifier
+from agent.outbox.state import StateDir
 from agent.reload import Section, compare
 from agent.report.builder import ReportBuilder
 from agent.report.cloud import checked_round
 from agent.report.encode import first_violations
-from agent.sampling import SampleSource, health_samples, network_stats, not_due_cloud_names
+from agent.sampling import SampleSource, health_samples, not_due_cloud_names, rounds_of
 from agent.sinks.health import Health, collector_health
 
 SourceFactory = Callable[[Config], SampleSource]
 MAX_EVENTS_PER_TURN = 1000  # then the deadlines get their turn, even under a flood of events
-UNEXPECTED_REPEAT = 600.0  # seconds: an unexpected error of one kind at one stage is logged at most this often
-# What a full or failing state_dir raises: SQLite ("database or disk is full", "disk I/O error") and
-# plain file writes (ENOSPC, EDQUOT, EIO). The loop survives them and tries again on the next round.
-STORAGE_ERRORS = (sqlite3.OperationalError, OSError)
-
-
-class Stage(enum.Enum):
-    """What the loop was doing when something failed; the value is named in the log line."""
-
-    STORE = "storing a report"
-    SEND = "sending reports"
-    EVENT = "handling an event"
-    SAVE_STATUS = "saving the status"
-    CONNECT = "keeping the connection"
-    HEARTBEAT = "telling systemd how it goes"
-
-    @property
-    def writes_state(self) -> bool:
-        """Whether an OSError here can only mean state_dir (the connection and the notify socket are not it)."""
-        return self not in (Stage.CONNECT, Stage.HEARTBEAT)
-
-
-def default_link(config: Config, events: queue.SimpleQueue[object], logger: logging.Logger) -> Link:
-    assert config.mqtt is not None, "no link without mqtt (the session makes none)"
-    return make_link(config.mqtt, config.client_id, events, logger, min(60.0, config.delivery.retry_max_delay),
-                     config.source)
 
 
 class Service:
-    def __init__(
-        self,
-        config: Config,
-        source_factory: SourceFactory,
-        logger: logging.Logger,
-        reload_config: Optional[Callable[[], Config]] = None,
-        link_factory: LinkFactory = default_link,
-        notifier: Optional[Notifier] = None,
-        rng: Optional[random.Random] = None,
-        max_reports: Optional[int] = None,
-        clock: Optional[Clock] = None,
-    ) -> None:
+    def __init__(self, config: Config, source_factory: SourceFactory, logger: logging.Logger,
+                 reload_config: Optional[Callable[[], Config]] = None, link_factory: LinkFactory = config_link,
+                 notifier: Optional[Notifier] = None, rng: Optional[random.Random] = None,
+                 max_reports: Optional[int] = None, clock: Optional[Clock] = None) -> None:
         """``reload_config`` loads the config again on SIGHUP, with the checks of a start (it raises
         :class:`AgentError` to refuse it); ``clock`` defaults to the real one."""
         self.config = config
@@ -105,39 +67,25 @@ class Service:
         self.stopping = False
         self.reports_built = 0
         self.session = Session(config, self.events, logger, link_factory, self.clock)
-        self.resend = ResendClock(self.rng)
         self.heartbeat = Heartbeat(self.notifier)
+        self.guard = Guard(logger, config.state_dir, self.clock.monotonic)
         self.last_report_id: Optional[int] = None
-        self.storage_failures = 0  # consecutive failed writes to state_dir (disk full), logged once per burst
-        self.failing: Dict[Tuple[Stage, str], Tuple[float, float, int]] = {}  # first seen, last logged, unlogged
+        self.round_ends: Optional[float] = None  # a round's collectors are running until then (at the latest)
 
     # -- set-up and tear-down -------------------------------------------------------------
 
     def open(self) -> None:
-        """Open the outbox, build the sample source, start connecting; then tell systemd it is ready."""
+        """Open the outbox, build the consumers and the collectors, start connecting; then tell systemd."""
         cfg = self.config
-        try:
-            self.outbox = Outbox.open(cfg.state_dir, self.log)
-        except STORAGE_ERRORS as exc:
-            raise StateDirError(f"cannot open the outbox in {cfg.state_dir}: {exc}") from exc
-        self.ids = OutboxIds(cfg.state_dir, self.outbox, clock=self.clock.wall)
-        self.backlog = Backlog(self.outbox, self.ids, cfg.state_dir, self.log, clock=self.clock.wall)
+        self.state = StateDir(cfg.state_dir, self.log, self.clock.wall)
+        self.state.configure(cfg.delivery, self.clock.wall())
         self.builder = ReportBuilder(cfg, self.log.getChild("report"))
-        self.sinks = SinkSet(cfg, self.outbox, self.log.getChild("sinks"))
-        check_exec(cfg)
-        self.violations = Violations(cfg, self.outbox, self.sinks, self.events, self.log.getChild("behaviors"))
-        self.source = self.source_factory(cfg)
-        accepted_at = self.outbox.meta().get("last_accepted_at")
-        self.reports = ReportDelivery(lambda: self.config, self.outbox, self.session, self.resend, self.clock,
-                                      self.log, self._save_meta, self._wanted_formats)
-        self.reports.last_accepted_at = float(accepted_at) if isinstance(accepted_at, (int, float)) else None
-        self._drop_reports_without_defender()
-        self.backlog.fold_pending(cfg.delivery.backlog)
+        ctx = Context(self.state.outbox, self.state.admission, self.session, self.clock, self.events,
+                      self.log.getChild("sinks"), self._save_meta, self._health)
+        self.consumers = ConsumerSet(ctx, cfg, self.state.ids, self.rng)
+        self.source = rounds_of(self.source_factory(cfg), self.clock.monotonic)
+        self.consumers.open()
         now = self.clock.monotonic()
-        self.resend.schedule_all((p.report_id for p in self.outbox.pending()), now)
-        if self.resend:
-            self.log.info("Outbox holds %d pending report(s) from before; sending them when connected",
-                          len(self.resend))
         self.next_report = now + self.rng.uniform(0, min(cfg.report.jitter, cfg.report.interval))
         self.heartbeat.start(now)
         self.session.start(cfg)
@@ -145,16 +93,6 @@ class Service:
         self.log.info("Running: thing %r, report every %.0f s (+ up to %.0f s jitter), backlog %s, sinks %s",
                       cfg.thing_name, cfg.report.interval, cfg.report.jitter, cfg.delivery.backlog,
                       ", ".join(f"{s.name} ({s.type})" if s.name != s.type.value else s.name for s in cfg.sinks))
-
-    def _drop_reports_without_defender(self) -> None:
-        """Without a defender sink no report is sent: pending ones (from a config that had one) end ``dropped``."""
-        if self.config.defender is not None:
-            return
-        ids = self.outbox.pending_ids()
-        if ids:
-            self.outbox.drop(ids, "the config has no defender sink", self.clock.wall())
-            self.resend.forget_all(ids)
-            self.log.warning("Dropped %d pending report(s): the config has no defender sink any more", len(ids))
 
     def _drain_acks(self) -> None:
         """PUBACKs and replies that came before the disconnect still count: else their messages and reports
@@ -168,7 +106,7 @@ class Service:
                 self._handle(event)
 
     def close(self) -> None:
-        """Disconnect (bounded wait), close the source, save the status and close the outbox."""
+        """Disconnect (bounded wait), close the collectors (a hung one is not waited for) and the outbox."""
         self.notifier.stopping()
         if self.config.mqtt is not None:
             self.log.info("Stopping: disconnecting from %s", self.session.link_state.address)
@@ -176,12 +114,12 @@ class Service:
             self.log.info("Stopping")
         if not self.session.stop(timeout=2.0):
             self.log.warning("The MQTT client did not confirm the disconnect within 2 s")
-        self._guarded(Stage.EVENT, self._drain_acks)
-        self.source.close()
-        self.violations.close()
-        self._guarded(Stage.SAVE_STATUS, self._save_meta)
-        self.outbox.close()
-        self.log.info("Stopped (%d report(s) still pending in the outbox)", len(self.resend))
+        self.guard.run(Stage.EVENT, self._drain_acks)
+        self.guard.run(Stage.CLOSE, self.source.close)
+        self.consumers.close()
+        self.guard.run(Stage.SAVE_STATUS, self._save_meta)
+        self.state.close()
+        self.log.info("Stopped (%d report(s) still pending in the outbox)", self.consumers.pending_reports())
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -200,7 +138,7 @@ class Service:
         event = self.clock.wait(self.events, wait)
         handled = 0
         while event is not None:
-            self._guarded(Stage.EVENT, self._handle, event)
+            self.guard.run(Stage.EVENT, self._handle, event)
             handled += 1
             if handled >= MAX_EVENTS_PER_TURN:  # the rest stay queued for the next turn
                 break
@@ -212,224 +150,151 @@ class Service:
             self._tick(self.clock.monotonic())
 
     def _next_deadline(self) -> float:
-        """The earliest time :meth:`_tick` has work: the one bound on the loop's sleep.
-
-        The heartbeat's is always set (at most an hour away without a watchdog), so the wait is finite.
-        """
-        deadline = self.heartbeat.next_at
-        if not self._done_reporting():  # else next_report stays in the past and the loop would spin
-            deadline = min(deadline, self.next_report)
-        resend = self.resend.next_deadline()  # a resend, or a reply timeout (then max_attempts ends it)
-        if self.session.ready and resend is not None:
-            deadline = min(deadline, resend)
-        messages = self.sinks.next_deadline()  # an ack timeout or a retry of a topic sink's message
-        if self.session.connected and messages is not None:
-            deadline = min(deadline, messages)
-        session = self.session.next_deadline(self.config)
-        if session is not None:
-            deadline = min(deadline, session)
-        return deadline
+        """The earliest time :meth:`_tick` has work: the one bound on the loop's sleep (the heartbeat's is
+        always set, at most an hour away without a watchdog, so the wait is finite)."""
+        times = [self.heartbeat.next_at, self.consumers.next_deadline(), self.session.next_deadline(self.config)]
+        if self.round_ends is not None:
+            times.append(self.round_ends)
+        elif not self._done_reporting():  # else next_report stays in the past and the loop would spin
+            times.append(self.next_report)
+        return min(t for t in times if t is not None)
 
     def _tick(self, now: float) -> None:
-        if now >= self.next_report and not self._done_reporting():
+        if self.round_ends is None and now >= self.next_report and not self._done_reporting():
             # Scheduled before the round runs: a round that fails (disk full) must not be retried at once.
-            # And never sooner than one interval after the round ended: a round that ran late (a slow
-            # collector, a suspended machine) must not be followed by another at once, since two reports in
-            # a burst are what the service's 5-minute throttle punishes.
-            interval = self.config.report.interval
-            self.next_report = now + interval + self.rng.uniform(0, self.config.report.jitter)
-            self._guarded(Stage.STORE, self._report_round, now)
-            self.next_report = max(self.next_report, self.clock.monotonic() + interval)
-        if self.session.ready:
-            self._guarded(Stage.SEND, self.reports.publish_due, now)
-        if self.session.connected:
-            self._guarded(Stage.SEND, self.sinks.publish_due, now, self.session.publish)
-        self._guarded(Stage.CONNECT, self.session.tick, now, self.config, self._wanted_formats)
-        self._guarded(Stage.HEARTBEAT, lambda: self.heartbeat.beat(now, self._status_line()))
-        if self._done_reporting() and not self.resend:
+            self.next_report = now + self.config.report.interval + self.rng.uniform(0, self.config.report.jitter)
+            self.round_ends = now
+            self.guard.run(Stage.SAMPLE, self._begin_round)
+        if self.round_ends is not None and (now >= self.round_ends or self.source.ready()):
+            self.round_ends = None
+            self.guard.run(Stage.STORE, self._report_round, now)
+            # Never sooner than one interval after the round ended: two reports in a burst are what the
+            # service's 5-minute throttle punishes.
+            self.next_report = max(self.next_report, self.clock.monotonic() + self.config.report.interval)
+        self.guard.run(Stage.SEND, self.consumers.tick, now)
+        self.guard.run(Stage.CONNECT, self.session.tick, now, self.config, self.consumers.wanted_formats)
+        self.guard.run(Stage.HEARTBEAT, lambda: self.heartbeat.beat(now, self._status_line()))
+        if self._done_reporting() and self.round_ends is None and not self.consumers.pending_reports():
             self.log.info("Built %d report(s) and none is pending; stopping as asked", self.reports_built)
             self.stopping = True
-
-    def _guarded(self, stage: Stage, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn``; no error ends the loop. A storage error (state_dir full or failing) is logged once per
-        burst; any other error (a library's, or a bug) at most every 10 minutes per stage and kind, with a count.
-
-        Only a report stored again proves that writing works (the other stages may write nothing).
-        """
-        try:
-            fn(*args)
-        except STORAGE_ERRORS as exc:
-            if not stage.writes_state:
-                self._unexpected(stage, exc)
-                return
-            self.storage_failures += 1
-            if self.storage_failures == 1:
-                self.log.error("Cannot write to %s while %s: %s; the report(s) concerned stay pending or are "
-                               "skipped, and writing is retried every round", self.config.state_dir, stage.value, exc)
-            return
-        except Exception as exc:  # awscrt, cbor2, json, SQLite's other errors, a bug: one line, then go on
-            self._unexpected(stage, exc)
-            return
-        if self.storage_failures and stage is Stage.STORE:
-            self.log.warning("Writing to %s works again (after %d failed write(s))", self.config.state_dir,
-                             self.storage_failures)
-            self.storage_failures = 0
-
-    def _unexpected(self, stage: Stage, exc: Exception) -> None:
-        """One journal line per stage and kind of error, at most every 10 minutes, with how often it recurred."""
-        kind = f"{type(exc).__module__}.{type(exc).__name__}".replace("builtins.", "")
-        now = self.clock.monotonic()
-        first, last, count = self.failing.get((stage, kind), (now, -UNEXPECTED_REPEAT, 0))
-        if now - last >= UNEXPECTED_REPEAT:
-            again = f" ({count} more time(s) since {now - first:.0f} s ago)" if count else ""
-            self.log.error("Unexpected error while %s: %s: %s%s; the loop goes on (repeated at most every "
-                           "%.0f min; log_level: debug shows the traceback)", stage.value, kind, exc, again,
-                           UNEXPECTED_REPEAT / 60)
-            self.failing[(stage, kind)] = (first, now, 0)
-        else:
-            self.failing[(stage, kind)] = (first, last, count + 1)
-        self.log.debug("Traceback of the error while %s", stage.value, exc_info=True)
 
     def _done_reporting(self) -> bool:
         return self.max_reports is not None and self.reports_built >= self.max_reports
 
-    # -- reports ----------------------------------------------------------------------------
+    # -- a round ----------------------------------------------------------------------------
+
+    def _begin_round(self) -> None:
+        """Start the due collectors; the round ends at their deadline or when the last one returns."""
+        self.round_ends = self.source.begin(lambda: self.events.put(ev.CollectorsDone()))
 
     def _report_round(self, now: float) -> None:
         try:
-            samples = list(self.source.sample())
+            samples = list(self.source.finish())
         except Exception as exc:  # the source must not raise; if it does, the report goes without samples
             self.log.error("Sampling failed: %s: %s", type(exc).__name__, exc)
             samples = []
-        report_id = self.ids.next()
+        report_id = self.state.next_id()
         wall = self.clock.wall()
         self.reports_built += 1
         collectors = collector_health(self.source.stats())
         if self.config.health_metrics is HealthMetrics.CUSTOM_METRICS:
-            samples.extend(health_samples(collectors, self._pending_total(), self._since_accepted(wall)))
+            samples.extend(health_samples(collectors, self.consumers.pending_total(), self._since_accepted(wall)))
         try:
             encoded = self.builder.build(report_id, samples)
         except ReportError as exc:
             self.log.error("Report %d could not be built: %s", report_id, first_violations(exc.violations))
-            self.outbox.record_unsent(report_id, "dropped", f"build failed: {exc}"[:500], wall)
+            self.state.unbuilt(report_id, f"build failed: {exc}", wall)
             return
         checked = checked_round(self.config.thing_name, encoded.document, report_id, int(wall * 1000),
                                 self.config.custom_metric_types)
-        defender = self.config.defender is not None
-        with self.outbox.transaction():  # the id, the report, the messages and the status meta: one commit
-            if defender:
-                pending = Pending.new(report_id, encoded.format.value, encoded.payload, wall, network_stats(samples))
-                change = self.backlog.store(pending, self.config.delivery)
-            self.sinks.store_round(checked, encoded.payload, wall)
-            to_exec = self.violations.round(checked, wall, not_due_cloud_names(self.source))
+        rnd = Round(report_id, wall, now, tuple(samples), encoded, checked, not_due_cloud_names(self.source),
+                    collectors)
+        with self.state.transaction():  # the id, the report, the messages, the states and the meta: one commit
+            steps = self.consumers.store(rnd)
             self._save_meta(last_report_id=report_id, last_report_at=wall)
-        self.violations.after_commit(to_exec)
-        if defender:
-            self.resend.forget_all(change.removed)
-            if change.stored is not None:
-                self.resend.schedule(change.stored.report_id, now)
-        self.sinks.write_textfiles(checked, lambda: Health(collectors, self._pending_total(),
-                                                           self._since_accepted(wall), self.sinks.health(len(self.resend))))
-        self.log.info("Built report %d (%d bytes, %d sample(s))%s", report_id, len(encoded.payload), len(samples),
-                      f"; it {change.note}" if defender and change.note else "")
+        for step in steps:  # only once committed: a failed commit leaves memory as the disk is
+            self.guard.run(Stage.STORE, step)
+        self.state.after_commit()
+        self.log.info("Built report %d (%d bytes, %d sample(s))", report_id, len(encoded.payload), len(samples))
 
-    def _pending_total(self) -> int:
-        return self.outbox.pending_count() + self.sinks.messages.pending_count()
+    def _health(self, rnd: Round) -> Health:
+        return Health(rnd.collectors, self.consumers.pending_total(), self._since_accepted(rnd.wall),
+                      self.consumers.health())
 
     def _since_accepted(self, wall: float) -> Optional[float]:
-        accepted = self.reports.last_accepted_at
+        accepted = self.consumers.last_accepted_at
         return None if accepted is None else max(0.0, wall - accepted)
 
     # -- events ---------------------------------------------------------------------------
 
     def _handle(self, event: object) -> None:
         now = self.clock.monotonic()
-        if isinstance(event, ev.Message):
-            self.reports.on_message(event)
-        elif isinstance(event, ev.PublishDone):
-            if isinstance(event.tag, ev.MessageRef):
-                self.sinks.done(event, now)
-            elif event.ok:
-                self.outbox.mark_delivered(event.tag)
-            else:
-                self.log.debug("Publish of report %d did not complete: %s", event.tag, event.error)
-        elif isinstance(event, LINK_EVENTS):
-            self.session.handle(event, now, self.config.thing_name, self._wanted_formats)
-            if isinstance(event, ev.Connected):  # replies sent while we were away are lost
-                self.resend.schedule_all((p.report_id for p in self.outbox.pending() if p.attempts > 0), now)
-                self.sinks.connected()
-            elif isinstance(event, ev.Disconnected):
-                self.sinks.disconnected(now)
-            elif isinstance(event, ev.Subscribed) and event.ok:  # a report held for its reply topics goes now
-                ids = self.outbox.pending_ids()
-                newest = self.outbox.get(ids[-1]) if ids else None
-                if newest is not None and newest.attempts == 0:
-                    self.resend.schedule(newest.report_id, now)
-        elif isinstance(event, ev.HookDone):
-            self.violations.hook_done(event)
-        elif isinstance(event, ev.SignalEvent):
+        if isinstance(event, ev.SignalEvent):
             if event.name == ev.Signal.HUP:
                 self._reload()
             else:
                 self.log.info("Received SIG%s", event.name)
                 self.stopping = True
-
-    def _wanted_formats(self) -> Set[str]:
-        """The formats whose reply topics are needed: the config's (with a defender sink) and every pending report's."""
-        ours = {self.config.report.format.value} if self.config.defender is not None else set()
-        return ours | {p.format for p in self.outbox.pending()}
+            return
+        if isinstance(event, ev.CollectorsDone):
+            return  # the turn's tick ends the round
+        if isinstance(event, LINK_EVENTS):
+            self.session.handle(event, now, self.config.thing_name, self.consumers.wanted_formats)
+        self.consumers.handle(event, now)
 
     # -- reload -----------------------------------------------------------------------------
 
     def _reload(self) -> None:
+        """All or nothing: everything new is made first, then swapped; READY=1 in every outcome."""
         if self.reload_config is None:
             self.log.warning("Received SIGHUP but this run has no config file to reload")
             return
         self.notifier.reloading()
+        source = None
         try:
             reload = compare(self.config, self.reload_config())
-            check_exec(reload.config)
-            if reload.touches(Section.MQTT, Section.THING_NAME):
-                self.session.restart(reload.config)  # first: new TLS files that awscrt refuses keep the old config
-        except AgentError as exc:
-            self.log.error("Reload refused, keeping the running configuration: %s", str(exc).replace("\n", "; "))
+            new = reload.config
+            adopt = self.consumers.prepare(new)
+            builder = ReportBuilder(new, self.log.getChild("report"))
+            # Collectors are built for one sampling interval (network_stats' max_span is 1.5 of it): a new
+            # interval rebuilds them too, else every delta of a longer interval is refused until a restart.
+            if reload.touches(Section.COLLECTORS, Section.CUSTOM_METRICS) or new.report.interval != self.config.report.interval:
+                source = rounds_of(self.source_factory(new), self.clock.monotonic)
+            link = self.session.prepare(new) if reload.touches(Section.MQTT, Section.THING_NAME) else None
+        except Exception as exc:  # AgentError, or whatever a plugin's constructor raised
+            if source is not None:
+                self.guard.run(Stage.CLOSE, source.close)
+            self.log.error("Reload refused, keeping the running configuration: %s",
+                           str(exc).replace("\n", "; ") or type(exc).__name__)
             self.notifier.ready(self._status_line())
             return
-        old, new = self.config, reload.config
+        old = self.config
         if reload.refused_state_dir is not None:
             self.log.warning("state_dir changed to %s; that takes a restart (keeping %s)",
                              reload.refused_state_dir, old.state_dir)
-        self.config = new
-        self.builder = ReportBuilder(new, self.log.getChild("report"))
-        self.sinks.configure(new)
-        self.violations.configure(new)
-        self._drop_reports_without_defender()
-        # The collectors are built for one sampling interval (network_stats' max_span is 1.5 of it), so a new
-        # interval rebuilds them too: else every delta of a longer interval is refused until a restart.
-        if (reload.touches(Section.COLLECTORS, Section.CUSTOM_METRICS)
-                or new.report.interval != old.report.interval):
-            self.source.close()
-            self.source = self.source_factory(new)
+        self.config, self.builder = new, builder
+        adopt()
+        self.guard.run(Stage.STORE, self.state.configure, new.delivery, self.clock.wall())
+        if reload.touches(Section.MQTT, Section.THING_NAME):
+            self.session.switch(new, link)
+        if source is not None:
+            self.guard.run(Stage.CLOSE, self.source.close)
+            self.source = source
+            if self.round_ends is not None:  # the old collectors' round is abandoned; the new ones start now
+                self.round_ends, self.next_report = None, self.clock.monotonic()
         if reload.touches(Section.REPORT):
             self.next_report = min(self.next_report, self.clock.monotonic() + new.report.interval)
-        if new.delivery.backlog is not old.delivery.backlog:
-            change = self.backlog.fold_pending(new.delivery.backlog)
-            self.resend.forget_all(change.removed)
-            if change.stored is not None:
-                self.resend.schedule(change.stored.report_id, self.clock.monotonic())
         self.log.info("Reloaded configuration from %s (changed: %s)", new.source, reload.changed_names())
         self.notifier.ready(self._status_line())
 
     # -- status ---------------------------------------------------------------------------
 
     def _status_line(self) -> str:
-        return status_line(self.last_report_id, len(self.resend), self.session.link_state.phase)
+        return status_line(self.last_report_id, self.consumers.pending_reports(), self.session.link_state.phase)
 
     def _save_meta(self, **extra: object) -> None:
         last = extra.get("last_report_id")
         if isinstance(last, int):
             self.last_report_id = last
-        self.outbox.set_meta(meta_values(self.source.stats(), self.session.link_state.phase, self.clock.wall(),
-                                         sinks=described(self.config.sinks, self.config.thing_name),
-                                         violations=self.violations.status(), **extra))
-
+        self.state.save_meta(meta_values(self.source.stats(), self.session.link_state.phase, self.clock.wall(),
+                                         **self.consumers.status(), **extra))

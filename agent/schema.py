@@ -81,6 +81,20 @@ def describe_value(value: object) -> str:
     return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
+def is_number(value: Any, *, finite: bool = False) -> bool:
+    """The one test of "is a number": an ``int`` or a ``float``, never a ``bool`` (which Python counts as an
+    ``int``); with ``finite``, not NaN nor an infinity either (as ``math.isfinite``, which raises
+    :class:`OverflowError` for an int beyond a float's range).
+
+    Without ``finite``: the value rules (:mod:`agent.report.rules`, which name a non-finite float in a
+    message of their own), a behavior's judgement and the textfile (which writes ``NaN`` and ``+Inf``).
+    With it: :class:`Num` here, and a behavior's threshold (:mod:`agent.behaviors.check`).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return not finite or math.isfinite(value)
+
+
 class Invalid(Exception):
     """Raised inside a node's ``convert`` to report one problem at the node's own path."""
 
@@ -188,7 +202,7 @@ class Num(Node):
         return "number"
 
     def convert(self, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_number(value, finite=True):
             raise Invalid(f"expected a number, got {describe_value(value)}")
         _check_range(value, self.min, self.max)
         return value

@@ -212,11 +212,6 @@ def read_acl(path: str) -> Optional[List[Tuple[int, int, int]]]:
     return [struct.unpack_from("<HHI", raw, offset) for offset in range(4, len(raw), 8)]
 
 
-def encode_acl(entries: List[Tuple[int, int, int]]) -> bytes:
-    """The xattr value for ``entries``; the inverse of :func:`read_acl` (used by tests)."""
-    return struct.pack("<I", _ACL_VERSION) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
-
-
 def _acl_fix(who: List[str], quoted: str) -> str:
     return f" && setfacl -b {quoted}" if any("(ACL)" in w for w in who) else ""
 

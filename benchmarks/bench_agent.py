@@ -121,8 +121,8 @@ _io.ClientBootstrap.get_or_create_static_default = staticmethod(_one_thread)
 """
 SITE_CACHE = """\
 # A 256 KiB SQLite page cache for the outbox (default: 2 MiB, cache_size=-2000).
-import agent.delivery.db as _db
-import agent.delivery.outbox as _outbox
+import agent.outbox.db as _db
+import agent.outbox.store as _outbox
 _connect = _db.connect
 def _small_cache(path):
     conn = _connect(path)
@@ -465,8 +465,8 @@ def _seed_outbox(cfg_path: Path, state: Path, count: int) -> Dict[str, Any]:
     before now (below anything the agent builds next), each created at its id's second. One transaction.
     """
     from agent.config.load import parse_config
-    from agent.delivery.fold import rewrite
-    from agent.delivery.outbox import Outbox, Pending
+    from agent.outbox.fold import rewrite
+    from agent.outbox.store import Outbox, Pending
     from agent.report.builder import ReportBuilder
     from agent.report.model import Sample
     from agent.sampling import build_source, network_stats
@@ -480,7 +480,7 @@ def _seed_outbox(cfg_path: Path, state: Path, count: int) -> Dict[str, Any]:
     network = network_stats(samples)
     first = int(time.time()) - SEED_AGE - count
     template = ReportBuilder(config, quiet).build(first, samples)
-    fmt = template.format.value
+    fmt = template.format
     box = Outbox.open(state, quiet)
     try:
         with box.transaction():

@@ -91,9 +91,9 @@ IMPORT_STEPS = (
     ("+ building collectors (agent.collectors.build): all `check` imports but awscrt", "import agent.cli, "
      "agent.config.load, agent.collectors.build"),
     ("+ awscrt.io (the TLS context): all `check` imports", "import agent.cli, agent.config.load, "
-     "agent.collectors.build, agent.delivery.mqtt, awscrt.io"),
+     "agent.collectors.build, agent.mqtt.link, awscrt.io"),
     ("all `status` imports (agent.cli, the config source, the outbox reader; no config loader), "
-     "instead of the steps above", "import agent.cli, agent.config.source, agent.delivery.status"),
+     "instead of the steps above", "import agent.cli, agent.config.source, agent.commands.status_view"),
     ("`python -c 'import importlib.metadata'` (agent.collectors.registry imports it only for plugins), "
      "instead of the steps above", "import importlib.metadata"),
 )
@@ -103,8 +103,9 @@ def _setup(work: Path) -> Dict[str, List[str]]:
     """A PKI, a config naming it, a state_dir with a used outbox; the commands to time."""
     import logging
 
-    from agent.delivery.outbox import Outbox, Pending
+    from agent.catalog import PayloadFormat
     from agent.devtools.certs import make_pki
+    from agent.outbox.store import Outbox, Pending, ReportOutcome
 
     pki = make_pki(work / "pki")
     device = pki.client("cli-gw")
@@ -122,9 +123,10 @@ def _setup(work: Path) -> Dict[str, List[str]]:
         first = int(time.time()) - 100_000
         with box.transaction():
             for i in range(51):
-                box.add(Pending.new(first + i * 300, "cbor", b"\xa0" * 300, float(first + i * 300), None))
+                box.add(Pending.new(first + i * 300, PayloadFormat.CBOR, b"\xa0" * 300, float(first + i * 300), None))
             for i in range(50):
-                box.finish(first + i * 300, "accepted" if i % 10 else "rejected", None, None, float(first + i * 300 + 1))
+                outcome = ReportOutcome.ACCEPTED if i % 10 else ReportOutcome.REJECTED
+                box.finish(first + i * 300, outcome, None, None, float(first + i * 300 + 1))
     finally:
         box.close()
     prog = program()

@@ -4,7 +4,7 @@ Goal: at most 1.3x the CPU time of the raw calls that gather the same data
 (benchmarks/worker.py ``floor_factory``: each call our collectors make, once).
 Ours is the real Sampler over the collectors of config/agent.example.yaml
 (standard + system + disk; profile ``full`` in benchmarks/ours.py) and the
-ReportBuilder; the outbox write joins when agent.delivery.outbox is on the
+ReportBuilder; the outbox write joins when agent.outbox.store is on the
 branch. Both sides are separate worker processes taking turns round by round.
 
 Also the growth with custom metrics: 0, 10 and 100 ``file`` collectors (one
@@ -21,7 +21,7 @@ from benchmarks.workers import Worker, rounds
 GOAL = "collect + encode + outbox write at most 1.3x the raw psutil floor"
 CUSTOM_GOAL = "100 custom metrics: cost grows linearly or better (cost per metric not rising)"
 CUSTOM_STEPS = (0, 10, 100)
-NO_OUTBOX = "collect + encode only: agent.delivery.outbox is not on this branch yet (the write is not counted)"
+NO_OUTBOX = "collect + encode only: agent.outbox.store is not on this branch yet (the write is not counted)"
 
 
 def _check(side: Dict[str, Any], label: str) -> None:

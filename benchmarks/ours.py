@@ -122,27 +122,30 @@ class OutboxWriter:
     ``backlog: newest``) together with the status meta, in one durable transaction. Nothing is published."""
 
     def __init__(self, config: Any, sampler: Any, logger: logging.Logger) -> None:
-        from agent.delivery.backlog import Backlog
-        from agent.delivery.ids import OutboxIds
-        from agent.delivery.outbox import Outbox
+        from agent.outbox.admission import Admission
+        from agent.outbox.backlog import Backlog
+        from agent.outbox.ids import OutboxIds
+        from agent.outbox.store import Outbox
 
         self.config = config
         self.sampler = sampler
         self.outbox = Outbox.open(config.state_dir, logger)
         self.ids = OutboxIds(config.state_dir, self.outbox)
-        self.backlog = Backlog(self.outbox, self.ids, config.state_dir, logger)
+        admission = Admission(self.outbox, config.state_dir, logger)
+        admission.configure(config.delivery.max_outbox_bytes, config.delivery.min_free_disk)
+        self.backlog = Backlog(self.outbox, self.ids, admission, logger)
 
     def write(self, report_id: int, encoded: Any, samples: Any) -> None:
         import time
 
-        from agent.delivery.outbox import Pending
+        from agent.outbox.store import Pending
         from agent.report.model import NetworkStats
 
         wall = time.time()
         network = next(
             (s.value for s in samples if s.name == "network_stats" and isinstance(s.value, NetworkStats)), None
         )
-        pending = Pending.new(report_id, encoded.format.value, encoded.payload, wall, network)
+        pending = Pending.new(report_id, encoded.format, encoded.payload, wall, network)
         with self.outbox.transaction():
             self.backlog.store(pending, self.config.delivery)
             self.outbox.set_meta(
@@ -159,10 +162,10 @@ class OutboxWriter:
 
 
 def outbox_writer(config: Any, sampler: Any, logger: logging.Logger) -> Optional[OutboxWriter]:
-    """The "write to outbox" step, or None while ``agent.delivery.outbox`` is not on this branch
+    """The "write to outbox" step, or None while ``agent.outbox.store`` is not on this branch
     (the figures then say "collect + encode" and name the missing part)."""
     try:
-        found = importlib.util.find_spec("agent.delivery.outbox") is not None
+        found = importlib.util.find_spec("agent.outbox.store") is not None
     except ModuleNotFoundError:
         found = False
     if not found:

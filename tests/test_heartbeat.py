@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agent.delivery.link_state import LinkPhase
 from agent.heartbeat import NO_WATCHDOG_RECHECK, Heartbeat, meta_values, status_line
-from tests.test_scheduler import Loop, RecordingNotifier, make_config
+from agent.mqtt.link_state import LinkPhase
+from tests.loop import Loop, RecordingNotifier, make_config
 
 
 def test_status_line_reads_as_plain_text() -> None:

@@ -4,7 +4,7 @@ The layers, lowest first (a module may import its own layer and the ones below):
 
     errors -> schema -> catalog -> config model (and behavior model) -> report
     -> collectors (and sinks, behaviors) -> config loader
-    -> sampling -> delivery (and security, notify, heartbeat, reload) -> scheduler
+    -> sampling -> outbox, mqtt (and security, notify, heartbeat, reload) -> consumers -> scheduler
     -> control plane, emulator, dev tools -> commands, cli
 
 An import inside a function is allowed in one place only: a command's ``run()`` may import what
@@ -36,9 +36,11 @@ LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("agent.collectors", "agent.plugin_api", "agent.sinks", "agent.behaviors"),
     ("agent.config.load", "agent.config.sample", "agent.config.sinks"),
     ("agent.sampling",),
-    ("agent.security", "agent.notify", "agent.delivery", "agent.heartbeat", "agent.reload", "agent.clock"),
-    ("agent.scheduler",),
-    ("agent.control", "agent.emulator", "agent.devtools"),
+    ("agent.security", "agent.notify", "agent.outbox", "agent.mqtt", "agent.events", "agent.heartbeat", "agent.reload",
+     "agent.clock"),
+    ("agent.consumers",),
+    ("agent.scheduler", "agent.guard"),
+    ("agent.control", "agent.emulator", "agent.devtools", "agent.commands.status_view"),
     ("agent.commands", "agent.cli", "agent.docs", "agent.__main__"),
 )
 

@@ -9,11 +9,12 @@ from typing import Callable, List
 
 import pytest
 
+from agent import events as ev
 from agent.config.model import BacklogMode, Config
-from agent.delivery import events as ev
 from agent.errors import ConfigError
 from agent.reload import Section, compare
-from tests.test_scheduler import Loop, RecordingNotifier, make_config
+from tests.delivery.conftest import CountingSource
+from tests.loop import Loop, RecordingNotifier, make_config
 
 HUP = ev.SignalEvent(ev.Signal.HUP)
 
@@ -147,7 +148,7 @@ def test_state_dir_change_is_refused_and_a_backlog_change_applies(state: Path, t
     configs = [old]
     with Loop(old, reload_config=serving(configs), connects=False) as loop:
         loop.run_for(25)  # three rounds while offline: fold keeps one report, with all three deltas
-        (kept,) = loop.service.outbox.pending()
+        (kept,) = loop.service.state.outbox.pending()
         assert kept.network is not None and kept.network.bytes_in == 300
         new = make_config(tmp_path / "elsewhere", backlog="newest", interval=10)
         configs.append(new)
@@ -156,9 +157,9 @@ def test_state_dir_change_is_refused_and_a_backlog_change_applies(state: Path, t
         assert loop.service.config.delivery.backlog is BacklogMode.NEWEST
         assert loop.service.config.state_dir == state
         loop.run_for(10)  # the next round under newest: its own delta only, the kept one superseded
-        (newest,) = loop.service.outbox.pending()
+        (newest,) = loop.service.state.outbox.pending()
         assert newest.network is not None and newest.network.bytes_in == 100
-        assert set(loop.service.resend.due_at) == {newest.report_id}
+        assert set(loop.service.consumers.defender.resend.due_at) == {newest.report_id}
     assert f"state_dir changed to {tmp_path / 'elsewhere'}; that takes a restart (keeping {state})" in caplog.text
 
 
@@ -168,3 +169,57 @@ def test_sighup_without_a_config_file_is_a_warning(state: Path, caplog: pytest.L
         loop.turn()
         assert not loop.service.stopping
     assert "Received SIGHUP but this run has no config file to reload" in caplog.text
+
+
+class ClosingSource(CountingSource):
+    """A counting source that knows whether it was closed (a closed source must not be sampled again)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def sample(self):  # type: ignore[no-untyped-def]
+        assert not self.closed, "a closed source was sampled"
+        return super().sample()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("failure", [ConfigError.single("/etc/a.yaml", "collectors[0].exec.command[0]",
+                                                        "is writable by group or others"),
+                                     RuntimeError("the plugin's constructor raised")])
+def test_a_reload_whose_collectors_cannot_be_built_changes_nothing(state: Path, failure: Exception,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 23, defect 1: the new collectors are built before anything is swapped. Before, the config was
+    swapped and the old source closed first, so a failing build left closed collectors under the new config
+    and systemd never heard READY=1 after RELOADING=1."""
+    caplog.set_level(logging.INFO, logger="agent.test.loop")
+    old = make_config(state)
+    new = dataclasses.replace(old, report=dataclasses.replace(old.report, interval=600.0),
+                              mqtt=dataclasses.replace(old.mqtt, port=9883))
+    configs: List = [old, new]
+    notifier = RecordingNotifier()
+    source = ClosingSource()
+    with Loop(old, source=source, reload_config=serving(configs), notifier=notifier) as loop:
+        loop.until(lambda: loop.link.published)
+
+        def refuse(cfg: Config) -> ClosingSource:
+            raise failure
+
+        loop.service.source_factory = refuse
+        loop.service.events.put(HUP)
+        loop.turn()
+        assert loop.service.config is old, "the running config stays whole"
+        assert not source.closed, "the running collectors stay open"
+        assert len(loop.links.links) == 1 and not loop.link.stopped, "nor does the link move"
+        reloading = notifier.sent.index("RELOADING=1")
+        assert notifier.sent[reloading + 1].startswith("READY=1")
+        rid = loop.link.published_ids[0]
+        loop.link.accept(rid)
+        loop.until(lambda: loop.outcome(rid) == "accepted")
+        rounds = source.rounds
+        loop.run_for(old.report.interval + 1)
+        assert source.rounds == rounds + 1, "rounds go on under the old config"
+    refused = [r.getMessage() for r in caplog.records if "Reload refused" in r.getMessage()]
+    assert len(refused) == 1 and str(failure).split(":")[0] in refused[0]

@@ -1,8 +1,6 @@
-"""The scheduler loop on a fake clock and a fake link (agent.clock, agent.delivery.fakelink): no broker, no sleeps.
+"""The scheduler loop on a fake clock and a fake link (agent.clock, agent.mqtt.fake): no broker, no sleeps.
 
-``Loop`` is the harness the other loop tests (reload, heartbeat, disk full) use too: a
-``Service`` opened on a ``FakeClock`` and ``FakeLinks``, driven by ``run_once()`` with
-a bound on the number of turns, so a broken loop fails instead of spinning.
+The harness (``Loop``) is tests/loop.py, shared with the other loop tests.
 """
 
 from __future__ import annotations
@@ -13,115 +11,19 @@ import os
 import random
 import signal
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 import pytest
 
+from agent import events as ev
 from agent.clock import FakeClock
 from agent.commands.run import serve
-from agent.config.load import parse_config
-from agent.config.model import Config
-from agent.delivery import events as ev
-from agent.delivery.fakelink import AutoReply, FakeLink, FakeLinks
-from agent.delivery.topics import reply_topic, report_topic
-from agent.notify import Notifier
+from agent.mqtt.fake import AutoReply, FakeLinks
+from agent.mqtt.topics import reply_topic, report_topic
 from agent.report.document import decode, to_long
 from agent.scheduler import MAX_EVENTS_PER_TURN, Service
-from tests.delivery.conftest import CONFIG, THING, CountingSource
-
-DUMMY_TLS = dict(cert="/etc/defender-agent/device.pem", key="/etc/defender-agent/device.key",
-                 ca="/etc/defender-agent/ca.pem")  # never read: the fake link needs no files
-
-
-def make_config(state: Path, **overrides: Any) -> Config:
-    """The delivery tests' config (loopback endpoint, so short intervals are allowed), without a PKI."""
-    values: Dict[str, Any] = dict(thing=THING, port=8883, protocol="mqtt5", interval=300, jitter=0, fmt="json",
-                                  backlog="newest", reply_timeout=2, retry_max_delay=8, max_attempts=5,
-                                  state=state, log_level="info", extra="", **DUMMY_TLS)
-    values.update(overrides)
-    return parse_config(CONFIG.format(**values), str(state.parent / "agent.yaml"))
-
-
-class RecordingNotifier(Notifier):
-    """The notify protocol without a socket: every datagram the service would send, in order."""
-
-    def __init__(self, env: Optional[dict] = None) -> None:
-        super().__init__({"NOTIFY_SOCKET": "/run/test/notify", **(env or {})})
-        self.sent: List[str] = []
-
-    def send(self, message: str) -> bool:
-        self.sent.append(message)
-        return True
-
-
-class HorizonClock(FakeClock):
-    """A :class:`FakeClock` whose waits stop at ``horizon`` (when set): the time a test looks at the loop.
-
-    The loop sleeps until its next deadline, which may be minutes away; ``Loop.run_for(60)`` must
-    still end at 60 s, not at the next report. Waking at the horizon is a wake-up nothing scheduled,
-    like an event: the loop's turn finds nothing due, as it would in a real run.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.horizon: Optional[float] = None
-
-    def wait(self, events: Any, timeout: float) -> Optional[object]:
-        if self.horizon is not None:
-            timeout = max(0.0, min(timeout, self.horizon - self.now))
-        return super().wait(events, timeout)
-
-
-class Loop:
-    """An opened Service on a fake clock and fake links; leave the ``with`` block to close it."""
-
-    def __init__(self, config: Config, *, source: Any = None, reload_config: Optional[Callable[[], Config]] = None,
-                 notifier: Optional[Notifier] = None, max_reports: Optional[int] = None,
-                 links: Optional[FakeLinks] = None, **link_options: Any) -> None:
-        self.clock = HorizonClock()
-        self.links = links or FakeLinks(**link_options)
-        self.source = source or CountingSource()
-        self.notifier = notifier or RecordingNotifier()
-        self.service = Service(config, lambda cfg: self.source, logging.getLogger("agent.test.loop"),
-                               reload_config=reload_config, link_factory=self.links, notifier=self.notifier,
-                               rng=random.Random(7), max_reports=max_reports, clock=self.clock)
-        self.service.open()
-        self.publish_times: List[float] = []  # clock time of every publish, in order
-
-    def __enter__(self) -> Loop:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.service.close()
-
-    @property
-    def link(self) -> FakeLink:
-        return self.links.last
-
-    def turn(self) -> None:
-        before = sum(len(link.published) for link in self.links.links)
-        self.service.run_once()
-        after = sum(len(link.published) for link in self.links.links)
-        self.publish_times.extend([self.clock.now] * (after - before))
-
-    def until(self, condition: Callable[[], object], turns: int = 200) -> None:
-        for _ in range(turns):
-            if condition():
-                return
-            self.turn()
-        assert condition(), f"not reached within {turns} turns (clock at {self.clock.now})"
-
-    def run_for(self, seconds: float, turns: int = 2000) -> None:
-        """Turns until ``seconds`` of fake time passed (or the loop stops); no wait goes past that time."""
-        end = self.clock.now + seconds
-        self.clock.horizon = end
-        try:
-            self.until(lambda: self.clock.now >= end or self.service.stopping, turns)
-        finally:
-            self.clock.horizon = None
-
-    def outcome(self, report_id: int) -> Optional[str]:
-        return self.service.outbox.outcome_of(report_id)
+from tests.delivery.conftest import THING, CountingSource
+from tests.loop import Loop, RecordingNotifier, make_config
 
 
 @pytest.fixture
@@ -145,7 +47,7 @@ def test_subscribes_then_publishes_and_an_accepted_reply_settles_the_report(stat
         assert first.topic == report_topic(THING, "json") and first.report_id == loop.service.last_report_id
         link.accept(first.report_id)
         loop.until(lambda: loop.outcome(first.report_id) == "accepted")
-        assert loop.service.outbox.pending() == [] and not loop.service.resend
+        assert loop.service.state.outbox.pending() == [] and not loop.service.consumers.defender.resend
         assert f"Report {first.report_id} accepted" in caplog.text
         loop.run_for(60)
         assert link.published_ids == [first.report_id], "an accepted report is not sent again"
@@ -161,7 +63,7 @@ def test_no_reply_resends_the_same_bytes_with_backoff_until_a_late_reply(state: 
         assert 4.0 <= gaps[1] <= 4.8  # doubled, up to 20 % jitter
         assert gaps[2:] == [pytest.approx(8.0)] * 2  # capped at retry_max_delay
         rid = sent[0].report_id
-        assert loop.service.outbox.get(rid).attempts == 5  # type: ignore[union-attr]
+        assert loop.service.state.outbox.get(rid).attempts == 5  # type: ignore[union-attr]
         loop.link.accept(rid)  # the reply to one of the resends arrives after the timeout
         loop.until(lambda: loop.outcome(rid) == "accepted")
         loop.run_for(60)
@@ -187,7 +89,7 @@ def test_rejected_reply_in_cbor_is_kept_with_code_and_message_and_not_resent(sta
         rid = loop.link.published_ids[0]
         loop.link.reject(rid, code="InvalidPayload", message="Malformed metrics report")
         loop.until(lambda: loop.outcome(rid) == "rejected")
-        (entry,) = loop.service.outbox.ledger(outcome="rejected")
+        (entry,) = loop.service.state.outbox.ledger(outcome="rejected")
         assert (entry.code, entry.message) == ("InvalidPayload", "Malformed metrics report")
         loop.run_for(60)
         assert loop.link.published_ids == [rid]
@@ -208,7 +110,7 @@ def test_reconnect_resends_pending_reports_once_connected_again(state: Path) -> 
         assert len(loop.link.subscribe_calls) == 2, "a clean session needs the reply topics again"
         loop.link.drop()  # a long outage: the resend falls due while offline (FakeLink refuses such publishes)
         loop.run_for(100)
-        assert loop.link.published_ids == [rid, rid] and loop.service.outbox.get(rid) is not None
+        assert loop.link.published_ids == [rid, rid] and loop.service.state.outbox.get(rid) is not None
         loop.link.connect()
         loop.until(lambda: len(loop.link.published) == 3, turns=5)
 
@@ -219,11 +121,11 @@ def test_a_failed_publish_is_resent_and_only_a_puback_marks_delivered(state: Pat
         rid = loop.link.published_ids[0]
         loop.link.complete(rid, ok=False, error="AWS_ERROR_MQTT_TIMEOUT")
         loop.turn()
-        assert loop.service.outbox.get(rid).delivered is False  # type: ignore[union-attr]
+        assert loop.service.state.outbox.get(rid).delivered is False  # type: ignore[union-attr]
         loop.until(lambda: len(loop.link.published) == 2)
         loop.link.complete(rid, ok=True)
         loop.turn()
-        assert loop.service.outbox.get(rid).delivered is True  # type: ignore[union-attr]
+        assert loop.service.state.outbox.get(rid).delivered is True  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(("backlog", "sent_bytes"), [("newest", 100), ("fold", 400)])
@@ -237,7 +139,7 @@ def test_reports_wait_while_the_connection_hangs_and_only_the_newest_goes(state:
         (only,) = loop.link.published
         # newest: its own interval's delta (100 bytes); fold: the unsent reports' deltas added (4 x 100)
         assert bytes_in(only.payload) == sent_bytes
-        assert loop.service.outbox.counters().get("superseded") == 3
+        assert loop.service.state.outbox.counters().get("superseded") == 3
 
 
 @pytest.mark.timeout(20)
@@ -250,7 +152,7 @@ def test_stop_event_ends_run_and_closes_the_link(state: Path, caplog: pytest.Log
     assert service.run() == 0
     assert links.last.stopped and "Received SIGTERM" in caplog.text and "Stopped (0 report(s)" in caplog.text
     with pytest.raises(Exception, match="closed"):
-        service.outbox.pending()  # closed as well
+        service.state.outbox.pending()  # closed as well
 
 
 @pytest.mark.timeout(20)
@@ -302,7 +204,7 @@ def test_running_line_and_status_name_the_plain_values(state: Path, caplog: pyte
         loop.link.accept(rid)
         loop.until(lambda: loop.outcome(rid) == "accepted")
         loop.run_for(1)  # a turn more, not the next report's
-        meta = loop.service.outbox.meta()
+        meta = loop.service.state.outbox.meta()
     assert "report every 300 s (+ up to 0 s jitter), backlog fold" in caplog.text
     assert meta["connection"] == "connected" and meta["last_outcome"] == "accepted"
     assert isinstance(loop.notifier, RecordingNotifier)
@@ -321,7 +223,7 @@ def test_unknown_and_garbage_replies_are_ignored_with_a_limited_warning(state: P
         for payload in (b"", b"[]", b"{not json", json.dumps({"reportId": rid, "thingName": "other"}).encode()):
             loop.link.deliver(topic, payload)
         loop.turn()
-        assert loop.outcome(rid) is None and loop.service.outbox.get(rid) is not None
+        assert loop.outcome(rid) is None and loop.service.state.outbox.get(rid) is not None
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert warnings == [f"Ignored a reply for unknown report id {rid + 1000}"], "one warning per 10 s"
         loop.run_for(11)
@@ -350,9 +252,9 @@ def test_the_guides_rejected_reply_without_report_id_settles_the_report_awaiting
         loop.until(lambda: loop.outcome(rid) == "rejected", turns=5)
         loop.run_for(120)  # not resent: the outcome is final
         assert loop.link.published_ids == [rid]
-        [entry] = loop.service.outbox.ledger(outcome="rejected")
+        [entry] = loop.service.state.outbox.ledger(outcome="rejected")
         assert (entry.code, entry.message) == ("InvalidPayload", "Malformed metrics report")
-        assert loop.service.outbox.counters()["rejected"] == 1
+        assert loop.service.state.outbox.counters()["rejected"] == 1
     assert (f"Report {rid} rejected by the service: 'InvalidPayload': 'Malformed metrics report' (the reply named "
             "no report id; it is the one report awaiting a reply)") in caplog.text
 
@@ -366,7 +268,7 @@ def test_a_reply_without_id_and_no_report_awaiting_is_ignored_with_a_warning(
         loop.until(lambda: loop.outcome(rid) == "accepted", turns=5)
         loop.link.deliver(reply_topic(THING, "json", "rejected"), (GUIDE_REJECTED % THING).encode())
         loop.turn()
-        assert loop.service.outbox.counters().get("rejected", 0) == 0 and loop.outcome(rid) == "accepted"
+        assert loop.service.state.outbox.counters().get("rejected", 0) == 0 and loop.outcome(rid) == "accepted"
     assert "Ignored a rejected reply that names no report id (0 report(s) await a reply" in caplog.text
 
 
@@ -378,9 +280,9 @@ def test_a_newer_report_ends_the_older_one_unanswered_and_ids_only_go_up(state: 
         assert ids.count(ids[0]) > 1  # resent while it was the newest
         older = sorted(set(ids))[:-1]
         assert [loop.outcome(rid) for rid in older] == ["unanswered"] * 4
-        entry = loop.service.outbox.ledger(outcome="unanswered")[-1]
+        entry = loop.service.state.outbox.ledger(outcome="unanswered")[-1]
         assert entry.message == f"no reply before the newer report {older[1]} was published"
-        assert loop.service.outbox.counters()["unanswered"] == 4
+        assert loop.service.state.outbox.counters()["unanswered"] == 4
 
 
 def test_no_reply_to_max_attempts_publishes_ends_the_report_and_the_journal_says_what_to_check(
@@ -393,7 +295,7 @@ def test_no_reply_to_max_attempts_publishes_ends_the_report_and_the_journal_says
         rids = sorted(set(loop.link.published_ids))
         assert len(rids) == 3 and all(loop.link.published_ids.count(r) == 3 for r in rids)
         assert [loop.outcome(r) for r in rids] == ["unanswered"] * 3
-        assert loop.service.outbox.ledger(outcome="unanswered")[0].message == \
+        assert loop.service.state.outbox.ledger(outcome="unanswered")[0].message == \
             "no reply to 3 publish(es) (delivery.max_attempts)"
     hints = [r.getMessage() for r in caplog.records if "check that the device policy" in r.getMessage()]
     assert hints == [
@@ -436,7 +338,7 @@ def test_random_weather_every_id_ends_once_and_the_wire_only_goes_up(state: Path
             loop.link.connect()
         loop.run_for(400)
         assert loop.service.stopping, "every report must end so that --reports can stop"
-        box = loop.service.outbox
+        box = loop.service.state.outbox
         ledger = {e.report_id: e.outcome for e in box.ledger()}
         assert box.pending() == [] and len(ledger) == 12
         first_seen = list(dict.fromkeys(i for link in loop.links.links for i in link.published_ids))
@@ -469,10 +371,10 @@ def _targets(loop: Loop) -> Dict[str, Callable[[], Any]]:
         "sampling": lambda: (loop.source, "sample", RuntimeError("sensor bus gone")),
         "collector stats": lambda: (loop.source, "stats", KeyError("counting")),
         "encoding": lambda: (loop.service.builder, "build", UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates")),
-        "storing": lambda: (loop.service.backlog, "store", sqlite3.DatabaseError("database disk image is malformed")),
+        "storing": lambda: (loop.service.consumers.defender.backlog, "store", sqlite3.DatabaseError("database disk image is malformed")),
         "publishing": lambda: (loop.link, "publish", RuntimeError("AWS_ERROR_MQTT5_PUBLISH_OPTIONS_VALIDATION")),
-        "settling a reply": lambda: (loop.service.outbox, "finish", sqlite3.IntegrityError("constraint failed")),
-        "parsing a reply": lambda: (loop.service.reports, "on_message", ValueError("cbor2 could not decode")),
+        "settling a reply": lambda: (loop.service.state.outbox, "finish", sqlite3.IntegrityError("constraint failed")),
+        "parsing a reply": lambda: (loop.service.consumers.defender.reports, "on_message", ValueError("cbor2 could not decode")),
         "the status line": lambda: (loop.service.heartbeat, "beat", OSError(111, "Connection refused")),
     }
 
@@ -490,7 +392,7 @@ def test_an_error_at_any_stage_is_one_line_and_the_loop_goes_on(state: Path, sta
         assert fault.calls >= 1, "the fault was never reached"
         fault.on = False
         loop.run_for(25)
-        accepted = loop.service.outbox.counters().get("accepted", 0)
+        accepted = loop.service.state.outbox.counters().get("accepted", 0)
         assert accepted >= 1, "after the fault the loop goes on and reports are accepted again"
     said = [r.getMessage() for r in caplog.records
             if "Unexpected error" in r.getMessage() or "Sampling failed" in r.getMessage()]
@@ -534,7 +436,7 @@ def turns_over(loop: Loop, seconds: float, turns: int = 500) -> int:
 def test_idle_the_loop_wakes_once_per_watchdog_ping_and_once_per_report(state: Path) -> None:
     notifier = RecordingNotifier({"WATCHDOG_USEC": "120000000"})  # a ping every 60 s
     with Loop(make_config(state, interval=300), notifier=notifier, auto_reply=AutoReply.ACCEPT) as loop:
-        loop.until(lambda: loop.service.last_report_id and not loop.service.resend)
+        loop.until(lambda: loop.service.last_report_id and not loop.service.consumers.defender.resend)
         pings, rounds = notifier.sent.count("WATCHDOG=1"), loop.source.rounds
         turns = turns_over(loop, 1200)
         pings, rounds = notifier.sent.count("WATCHDOG=1") - pings, loop.source.rounds - rounds

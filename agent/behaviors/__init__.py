@@ -7,6 +7,7 @@
 - :mod:`agent.behaviors.evaluate`: ``violates``, a pure function of a behavior and its datapoints.
 - :mod:`agent.behaviors.tracker`: ``step``, the alarm state machine (consecutive datapoints, invalidation).
 - :mod:`agent.behaviors.event`: ``violation_event``, a transition as a ListViolationEvents ``ViolationEvent``.
+- :mod:`agent.behaviors.coverage`: ``unjudgeable_behaviors``, the behaviors whose metric no collector emits.
 
 This package file imports nothing, so that importing the model does not pull in the layers above it.
 """

@@ -15,7 +15,6 @@ custom metrics"), and a behavior without ``criteria`` (in the cloud it only reta
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -29,7 +28,7 @@ from agent.behaviors.model import (
     parse_network,
 )
 from agent.catalog import MetricType, ValueKind
-from agent.schema import Checker, describe_value, did_you_mean, join
+from agent.schema import Checker, describe_value, did_you_mean, is_number, join
 
 MAX_BEHAVIORS = 100
 _NAME = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
@@ -306,7 +305,7 @@ def _check_member(kind: ValueKind, member: Any, path: str, checker: Checker) -> 
             checker.problem(path, f"expected a non-negative whole number, got {describe_value(member)}")
         return
     if kind is ValueKind.NUMBER:
-        if not _is_number(member):
+        if not is_number(member, finite=True):
             checker.problem(path, f"expected a number, got {describe_value(member)}")
         return
     if not isinstance(member, list):
@@ -323,15 +322,11 @@ def _item_problem(kind: ValueKind, item: Any) -> str:
         ok = not isinstance(item, bool) and isinstance(item, int) and 0 <= item <= 65535
         return "" if ok else f"expected a port from 0 to 65535, got {describe_value(item)}"
     if kind is ValueKind.NUMBERS:
-        return "" if _is_number(item) else f"expected a number, got {describe_value(item)}"
+        return "" if is_number(item, finite=True) else f"expected a number, got {describe_value(item)}"
     if kind is ValueKind.STRINGS:
         return "" if isinstance(item, str) else f"expected a string, got {describe_value(item)}"
     ok = isinstance(item, str) and _CIDR.fullmatch(item) is not None and parse_network(item) is not None
     return "" if ok else f'expected a CIDR like "10.0.0.0/8" or an IP address, got {describe_value(item)}'
-
-
-def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _unknown_keys(value: Mapping[str, Any], known: Sequence[str], path: str, checker: Checker) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from agent.behaviors.model import NEGATED, NUMERIC, SUMMED_METRICS, Behavior, Network, Operator, parse_network
+from agent.schema import is_number
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def violates_value(behavior: Behavior, value: Mapping[str, Any]) -> Optional[boo
         return None
     operator = criteria.comparison_operator
     if operator in NUMERIC:
-        if not _is_number(measured):
+        if not is_number(measured):
             return None
         return not _COMPARE[operator](measured, threshold)
     if not isinstance(measured, list):
@@ -120,7 +121,3 @@ def _in_networks(item: str, networks: Iterable[Network]) -> bool:
         for candidate in candidates
         for network in networks
     )
-
-
-def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))

@@ -48,14 +48,6 @@ NEGATED = frozenset({Operator.NOT_IN_CIDR_SET, Operator.NOT_IN_PORT_SET, Operato
 
 
 @dataclass(frozen=True)
-class MetricDimension:
-    """``metricDimension``: ``dimensionName`` and ``operator`` (``IN`` | ``NOT_IN``; absent means ``IN``)."""
-
-    dimension_name: str
-    operator: str = "IN"
-
-
-@dataclass(frozen=True)
 class Criteria:
     """``criteria``: what is normal for the metric. ``value`` is a MetricValue with one member (``{"count": 5}``)."""
 
@@ -74,7 +66,6 @@ class Behavior:
     metric: str
     criteria: Criteria
     suppress_alerts: bool = False
-    metric_dimension: Optional[MetricDimension] = None
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -85,7 +76,6 @@ class Behavior:
         """
         criteria = raw["criteria"]
         value = criteria.get("value")
-        dimension = raw.get("metricDimension")
         return cls(
             name=str(raw["name"]),
             metric=str(raw["metric"]),
@@ -97,11 +87,6 @@ class Behavior:
                 consecutive_to_clear=_optional_int(criteria.get("consecutiveDatapointsToClear")) or 1,
             ),
             suppress_alerts=bool(raw.get("suppressAlerts") or False),
-            metric_dimension=(
-                MetricDimension(str(dimension["dimensionName"]), str(dimension.get("operator") or "IN"))
-                if dimension is not None
-                else None
-            ),
             raw=plain_copy(raw),
         )
 

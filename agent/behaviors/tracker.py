@@ -23,6 +23,11 @@ from agent.behaviors.model import SUMMED_METRICS, Behavior, plain_copy
 from agent.schema import TextEnum
 
 STATE_VERSION = 1
+# A behavior in alarm whose metric stops arriving keeps its alarm this long, then it is invalidated. AWS
+# documents invalidation only for a device that "doesn't publish any metrics for more than two days"
+# (Device Defender troubleshooting guide); a missing datapoint is neither a violation nor a normal one
+# (consecutiveDatapointsToClear counts normal datapoints), so one failed collector run changes nothing.
+NO_DATA_INVALIDATES_AFTER_MS = 2 * 24 * 3600 * 1000
 MAX_STREAK = 10  # the largest consecutiveDatapointsToAlarm/ToClear; a longer streak changes nothing
 
 
@@ -43,7 +48,7 @@ class Transition:
     """
 
     behavior: Behavior
-    kind: str  # an EventType value: 'in-alarm' | 'alarm-cleared' | 'alarm-invalidated'
+    kind: EventType
     violation_id: str
     value: Optional[Dict[str, Any]]
     time_ms: int
@@ -184,7 +189,10 @@ def _advance(
     verdict = violates(behavior, history, now_ms) if value is not None else None
     if verdict is None:  # the metric did not arrive (or not in the behavior's kind): no datapoint to count
         if state.in_alarm:
-            return BehaviorState.fresh(behavior), _invalidated(behavior, state, now_ms)
+            last = state.last_ms if state.last_ms is not None else state.since_ms or now_ms
+            if now_ms - last > NO_DATA_INVALIDATES_AFTER_MS:
+                return BehaviorState.fresh(behavior), _invalidated(behavior, state, now_ms)
+            return state, None  # the alarm holds, with its violation id: no event for a hiccup
         return replace(state, violating_streak=0, normal_streak=0), None
     judged = judged_value(behavior, history, now_ms)
     state = replace(state, history=history, last_value=plain_copy(value), last_ms=now_ms)
@@ -194,13 +202,13 @@ def _advance(
         if not state.in_alarm and state.violating_streak >= criteria.consecutive_to_alarm:
             violation_id = new_id()
             state = replace(state, in_alarm=True, violation_id=violation_id, since_ms=now_ms)
-            return state, Transition(behavior, EventType.IN_ALARM.value, violation_id, judged, now_ms, now_ms)
+            return state, Transition(behavior, EventType.IN_ALARM, violation_id, judged, now_ms, now_ms)
         return state, None
     state = replace(state, normal_streak=min(state.normal_streak + 1, MAX_STREAK), violating_streak=0)
     if state.in_alarm and state.normal_streak >= criteria.consecutive_to_clear:
         assert state.violation_id is not None and state.since_ms is not None
         transition = Transition(
-            behavior, EventType.ALARM_CLEARED.value, state.violation_id, judged, now_ms, state.since_ms
+            behavior, EventType.ALARM_CLEARED, state.violation_id, judged, now_ms, state.since_ms
         )
         return replace(state, in_alarm=False, violation_id=None, since_ms=None, normal_streak=0), transition
     return state, None
@@ -221,6 +229,6 @@ def _window(
 def _invalidated(behavior: Behavior, state: BehaviorState, now_ms: int) -> Transition:
     assert state.violation_id is not None and state.since_ms is not None
     return Transition(
-        behavior, EventType.ALARM_INVALIDATED.value, state.violation_id, None, now_ms, state.since_ms
+        behavior, EventType.ALARM_INVALIDATED, state.violation_id, None, now_ms, state.since_ms
     )
 

@@ -5,7 +5,9 @@ not be group- or world-writable nor owned by a user other than root or the
 agent's (checked at build and before every run); a fixed minimal environment
 (plus ``env``); cwd ``/``; stdin empty; a timeout (the collector's ``timeout``,
 default 10 s) that kills the whole process group; stdout capped by ``max_output``
-and stderr by 4 KiB; never two runs of one collector at once.
+and stderr by 4 KiB; never two runs of one collector at once. ``close()`` kills the
+process group of a run still going at once (the agent stops or reloads), so that
+neither the agent nor its collector thread waits for a hung program.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, List, Mapping, Optional, Tuple
 from agent.catalog import METRIC_NAME, MetricType
 from agent.collectors.contract import BuildContext, CollectorSpec, Emits
 from agent.collectors.parse import FORMATS, ValueParseError, parse_value
-from agent.collectors.process import describe_exit, program_problem, run_bounded
+from agent.collectors.process import Running, program_problem, run_bounded
 from agent.errors import CollectorError
 from agent.report.model import Sample
 from agent.schema import REQUIRED, Argv, Enum, MapOf, Size, Str
@@ -45,6 +47,7 @@ class ExecCollector:
         self._max_output = max_output
         self._env = dict(env or {})
         self._running = threading.Lock()
+        self._processes = Running()  # what close() kills
 
     def collect(self) -> List[Sample]:
         if not self._running.acquire(blocking=False):
@@ -54,29 +57,27 @@ class ExecCollector:
         finally:
             self._running.release()
 
+    def close(self) -> None:
+        """Kill the program's process group if a run is going (that run then fails); start no other."""
+        self._processes.kill_all()
+
     def _run(self) -> List[Sample]:
         prog = self._argv[0]
+        if self._processes.closed:
+            raise CollectorError(f"{prog} not started: the collector is closed")
         problem = program_problem(prog)
         if problem:
             raise CollectorError(f"refusing to run it: {problem}")
         try:
-            result = run_bounded(self._argv, self._timeout, self._max_output, env=self._env)
+            result = run_bounded(self._argv, self._timeout, self._max_output, env=self._env,
+                                 running=self._processes)
         except OSError as exc:
             raise CollectorError(f"cannot start {prog}: {exc.strerror or exc}") from exc
         stderr = result.stderr_line()
         tail = f": {stderr}" if stderr else ""
-        if result.timed_out:
-            raise CollectorError(
-                f"{prog} timed out after {self._timeout:g}s; its process group was killed{tail}"
-            )
-        if result.overflow:
-            raise CollectorError(
-                f"{prog} wrote more than {self._max_output} bytes to stdout (max_output); "
-                "its process group was killed"
-            )
-        assert result.returncode is not None
-        if result.returncode != 0:
-            raise CollectorError(f"{prog} {describe_exit(result.returncode)}{tail}")
+        if not result.ok:  # "timed out after 5s; ...", "was killed: wrote more than 64KiB to stdout", ...
+            hint = " (max_output)" if result.overflow else ""
+            raise CollectorError(f"{prog} {result.describe()}{hint}{tail}")
         try:
             text = result.stdout.decode("utf-8")
             value = parse_value(text, self._type, self._format)

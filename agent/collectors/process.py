@@ -8,9 +8,12 @@ import selectors
 import signal
 import stat
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Set
+
+from agent.schema import format_size
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BASE_ENV = {"PATH": SAFE_PATH, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
@@ -22,8 +25,27 @@ class RunResult:
     stdout: bytes
     stderr: bytes
     timed_out: bool = False
-    overflow: bool = False
+    overflow: bool = False  # killed for writing more than max_stdout bytes to stdout
     duration: float = 0.0
+    timeout: float = 0.0  # the limits it ran under, for describe()
+    max_stdout: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """It ran to its end and exited with status 0."""
+        return self.returncode == 0 and not self.timed_out and not self.overflow
+
+    def describe(self) -> str:
+        """What became of the program, to follow its name in a message: "exited with status 3",
+        "was killed by signal SIGTERM", "timed out after 5s; its process group was killed",
+        "was killed: wrote more than 64KiB to stdout"."""
+        if self.timed_out:
+            return f"timed out after {self.timeout:g}s; its process group was killed"
+        if self.overflow:
+            size = format_size(self.max_stdout)
+            return f"was killed: wrote more than {size if size[-1] == 'B' else size + ' bytes'} to stdout"
+        assert self.returncode is not None
+        return describe_exit(self.returncode)
 
     def stderr_line(self) -> str:
         """The first non-empty line of stderr, shortened, for error messages."""
@@ -59,6 +81,50 @@ def program_problem(path: str, euid: Optional[int] = None) -> Optional[str]:
     return None
 
 
+class Running:
+    """The process groups that :func:`run_bounded` has running for one owner (say, one exec collector),
+    so that another thread can kill them at once with :meth:`kill_all` (the owner's ``close()``).
+
+    Once :meth:`kill_all` was called, every later start is killed as soon as it is registered: a run
+    racing a close does not outlive it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._groups: Set[int] = set()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def add(self, pid: int) -> bool:
+        """Register the process group led by ``pid`` (not yet reaped); False, and the group killed, once closed."""
+        with self._lock:
+            if not self._closed:
+                self._groups.add(pid)
+                return True
+        _kill_group(pid)
+        return False
+
+    def discard(self, pid: int) -> None:
+        """Forget ``pid`` (before it is reaped: after that its number may name someone else)."""
+        with self._lock:
+            self._groups.discard(pid)
+
+    def kill_all(self) -> None:
+        """Kill every registered process group now, and every one registered from now on."""
+        with self._lock:
+            self._closed = True
+            for pid in self._groups:
+                _kill_group(pid)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 def run_bounded(
     argv: Sequence[str],
     timeout: float,
@@ -66,11 +132,13 @@ def run_bounded(
     max_stderr: int = 4096,
     env: Optional[Mapping[str, str]] = None,
     stdin: Optional[bytes] = None,
+    running: Optional[Running] = None,
 ) -> RunResult:
     """Run ``argv`` in a new session; kill its whole process group on timeout, on too much
     stdout, and once the program has exited (no leftovers). stderr beyond ``max_stderr`` is dropped.
     ``stdin`` is written to the program (then closed) within the same timeout; a program that does
-    not read it all is not waited for."""
+    not read it all is not waited for. While it runs, its group is registered in ``running``, whose
+    :meth:`Running.kill_all` ends it at once (the run then returns, killed by SIGKILL)."""
     start = time.monotonic()
     deadline = start + timeout
     proc = subprocess.Popen(
@@ -84,46 +152,51 @@ def run_bounded(
         close_fds=True,
     )
     assert proc.stdout is not None and proc.stderr is not None
+    if running is not None:
+        running.add(proc.pid)  # killed at once if its owner is closing: the pipes below then end at once
     out, err = bytearray(), bytearray()
     timed_out = overflow = False
     pending = memoryview(stdin or b"")
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        sel.register(proc.stderr, selectors.EVENT_READ)
-        if proc.stdin is not None:
-            os.set_blocking(proc.stdin.fileno(), False)
-            sel.register(proc.stdin, selectors.EVENT_WRITE)
-        while sel.get_map() and not overflow:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                break
-            for key, _ in sel.select(remaining):
-                if key.fileobj is proc.stdin:
-                    pending = _feed(proc.stdin, pending, sel)
-                    continue
-                chunk = os.read(key.fd, 65536)
-                if not chunk:
-                    sel.unregister(key.fileobj)
-                elif key.fileobj is proc.stdout:
-                    if len(out) + len(chunk) > max_stdout:
-                        overflow = True
-                        break
-                    out += chunk
-                else:
-                    err += chunk[: max(0, max_stderr - len(err))]
-    if not timed_out and not overflow:
-        timed_out = not _wait_exited(proc.pid, deadline)
-    # The leader is now a zombie (or still running): its pid still names the group, so this
-    # cannot hit an unrelated process group.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    code = proc.wait()
-    proc.stdout.close()
-    proc.stderr.close()
-    if proc.stdin is not None and not proc.stdin.closed:
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            sel.register(proc.stderr, selectors.EVENT_READ)
+            if proc.stdin is not None:
+                os.set_blocking(proc.stdin.fileno(), False)
+                sel.register(proc.stdin, selectors.EVENT_WRITE)
+            while sel.get_map() and not overflow:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                for key, _ in sel.select(remaining):
+                    if key.fileobj is proc.stdin:
+                        pending = _feed(proc.stdin, pending, sel)
+                        continue
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                    elif key.fileobj is proc.stdout:
+                        if len(out) + len(chunk) > max_stdout:
+                            overflow = True
+                            break
+                        out += chunk
+                    else:
+                        err += chunk[: max(0, max_stderr - len(err))]
+        if not timed_out and not overflow:
+            timed_out = not _wait_exited(proc.pid, deadline)
+    finally:
+        # The leader is now a zombie (or still running): its pid still names the group, so this
+        # cannot hit an unrelated process group. Once reaped, the pid may name anyone: forget it first.
+        _kill_group(proc.pid)
+        if running is not None:
+            running.discard(proc.pid)
+        code = proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        if proc.stdin is not None and not proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
     return RunResult(
         returncode=None if (timed_out or overflow) else code,
         stdout=bytes(out),
@@ -131,6 +204,8 @@ def run_bounded(
         timed_out=timed_out,
         overflow=overflow,
         duration=time.monotonic() - start,
+        timeout=timeout,
+        max_stdout=max_stdout,
     )
 
 

@@ -3,8 +3,8 @@
 ``listening_ports`` and ``tcp_connections`` both need the kernel's socket table.
 ``psutil.net_connections()`` is the dearest call of a report cycle (it parses
 /proc/net/* and walks every process's file descriptors, about 10 ms on a small
-gateway), so the :class:`~agent.collectors.sampler.Sampler` opens a round
-(``with cache.round():``) and :meth:`ReadCache.shared` memoizes such reads for its
+gateway), so the :class:`~agent.collectors.sampler.Sampler` keeps a round open
+(``cache.round()``) while it samples, and :meth:`ReadCache.shared` memoizes such reads for its
 duration: concurrent callers wait for the one read in flight and get the same
 result. Outside a round (a collector called directly, a collector thread that
 outlived its round's timeout) every call reads afresh, so nothing is ever stale
@@ -29,9 +29,9 @@ class _Entry:
 class ReadCache:
     """Reads shared by the collectors of one build (one :func:`build_collectors` call).
 
-    The :class:`~agent.collectors.sampler.Sampler` opens a round around each
-    ``sample_all``; collectors call :meth:`shared`. Two builds (two samplers)
-    never share anything.
+    The :class:`~agent.collectors.sampler.Sampler` keeps a round open from each
+    ``begin`` to its ``finish`` (``sample_all`` does both); collectors call
+    :meth:`shared`. Two builds (two samplers) never share anything.
     """
 
     def __init__(self) -> None:

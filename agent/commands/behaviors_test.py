@@ -1,7 +1,8 @@
 """`defender-agent behaviors test`: the config's behaviors judged once, on one fresh sample (the `once` of behaviors).
 
 Nothing is sent and no state is written. One datapoint cannot show what the running agent
-adds (consecutiveDatapointsToAlarm, durationSeconds windows): each verdict line says so.
+adds (consecutiveDatapointsToAlarm; durationSeconds, which sums a byte or packet metric's deltas over
+its window and leaves a port count judged on its newest datapoint): each verdict line says so.
 Exit 0 when no behavior is violated, 1 when one is.
 """
 
@@ -10,8 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import List
 
 from agent.behaviors.evaluate import Datapoint, judged_value, violates_value
+from agent.behaviors.model import SUMMED_METRICS, Behavior
 from agent.commands.common import load_from_args
 from agent.commands.once import sample_once
 from agent.report.cloud import checked_round
@@ -41,13 +44,23 @@ def run(args: argparse.Namespace) -> int:
             shown = "VIOLATED" if verdict else "normal"
             detail = f"value {json.dumps(value, separators=(',', ':'))}"
             violated += bool(verdict)
-        notes = []
-        if crit.consecutive_to_alarm > 1:
-            notes.append(f"the agent alarms after {crit.consecutive_to_alarm} in a row")
-        if crit.duration_seconds:
-            notes.append(f"the agent judges a {crit.duration_seconds} s window; this is one report period")
-        if behavior.suppress_alerts:
-            notes.append("suppressAlerts")
+        notes = run_notes(behavior)
         print(f"{behavior.name:<{width}}  {shown:<8}  {rule}  {detail}" + (f" ({'; '.join(notes)})" if notes else ""))
     print(f"{len(config.behaviors)} behavior(s): {violated} violated, one sample of thing {config.thing_name!r}")
     return 1 if violated else 0
+
+
+def run_notes(behavior: Behavior) -> List[str]:
+    """What the running agent does with ``behavior`` that one sample cannot show (agent.behaviors.evaluate)."""
+    crit = behavior.criteria
+    notes = []
+    if crit.consecutive_to_alarm > 1:
+        notes.append(f"the agent alarms after {crit.consecutive_to_alarm} in a row")
+    if crit.duration_seconds and behavior.metric in SUMMED_METRICS:
+        notes.append(f"the agent sums the deltas of a {crit.duration_seconds} s window; this is one report period")
+    elif crit.duration_seconds:
+        notes.append(f"durationSeconds {crit.duration_seconds}: the agent judges the newest datapoint, as here; "
+                     "it sums a window only for byte and packet counts")
+    if behavior.suppress_alerts:
+        notes.append("suppressAlerts")
+    return notes

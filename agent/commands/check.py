@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Collection, Dict, List
 
+from agent.behaviors.coverage import cloud_names, unjudgeable_behaviors
 from agent.collectors.build import build_collectors
+from agent.collectors.builtin import default_registry
 from agent.collectors.contract import close_collector
+from agent.collectors.registry import Registry
 from agent.commands.common import load_audited
 from agent.commands.options import add_config_argument
-from agent.delivery.mqtt import check_tls_files
-from agent.delivery.violations import check_exec
+from agent.config.model import Config
+from agent.config.source import read_config_text
+from agent.config.yamlsrc import read_yaml
+from agent.consumers.violations.hook import check_exec
+from agent.errors import ConfigProblem
+from agent.mqtt.link import check_tls_files
+from agent.schema import Checker, Section
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Check the configuration: every problem is listed with file, line and YAML path. "
-        "Exit 0 when valid, 78 otherwise."
+        "Exit 0 when valid, 78 otherwise. A valid config may still draw warnings on stderr "
+        "(a behavior whose metric no collector emits)."
     )
     add_config_argument(parser)
 
@@ -25,16 +35,48 @@ def run(args: argparse.Namespace) -> int:
     config = load_audited(args)
     if config.mqtt is not None:  # what `run` builds first: a key that is not the cert's fails here
         check_tls_files(config.mqtt, config.source)
-    for job in build_collectors(config, persist_state=False):  # e.g. an exec program with unsafe permissions
+    jobs = build_collectors(config, persist_state=False)  # e.g. an exec program with unsafe permissions
+    emitted = cloud_names(name for job in jobs for name in job.emits)
+    for job in jobs:
         close_collector(job.collector)
     check_exec(config)  # violations.exec: the exec collector's rules, as run applies them
+    warnings = behavior_warnings(config, emitted, default_registry())
+    for warning in warnings:
+        print(f"defender-agent: warning: {warning}", file=sys.stderr)
     broker = (f"endpoint {config.mqtt.endpoint}:{config.mqtt.port}" if config.mqtt is not None
               else "no broker: only textfile sinks")
     sinks = ", ".join(f"{s.type} {s.name!r}" if s.name != s.type.value else s.name for s in config.sinks)
+    never = f" ({len(warnings)} never judged, see the warnings)" if warnings else ""
     print(
         f"{config.source}: OK (thing {config.thing_name!r}, {len(config.collectors)} collector(s), "
-        f"{len(config.custom_metrics)} custom metric(s), {len(config.behaviors)} behavior(s), sinks: {sinks}; "
+        f"{len(config.custom_metrics)} custom metric(s), {len(config.behaviors)} behavior(s){never}, sinks: {sinks}; "
         f"{broker})",
         file=sys.stdout,
     )
     return 0
+
+
+def behavior_warnings(config: Config, emitted_cloud_names: Collection[str], registry: Registry) -> List[ConfigProblem]:
+    """The behaviors no collector feeds (:func:`agent.behaviors.coverage.unjudgeable_behaviors`), each with the
+    file and line of its ``metric`` key."""
+    found = unjudgeable_behaviors(config, emitted_cloud_names, standard_sources(registry))
+    if not found:
+        return []
+    _, lines = read_yaml(read_config_text(config.source), config.source)
+    checker = Checker(config.source, lines)
+    for path, message in found:
+        checker.problem(path, message)
+    return checker.problems
+
+
+def standard_sources(registry: Registry) -> Dict[str, str]:
+    """Report metric (``listening_tcp_ports``) -> the built-in collector type that emits it with its defaults."""
+    out: Dict[str, str] = {}
+    for spec in registry.builtin_specs():
+        if any(node.required for node in spec.options.values()):
+            continue  # exec, file: a custom metric of the config's choosing
+        options = Section(fields=dict(spec.options)).check_fields({}, "", Checker("<defaults>"), extra_known=())
+        for name, mtype in spec.emits(options).items():
+            if mtype is None:
+                out.setdefault(name, spec.type)
+    return out

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from agent.commands.common import load_audited
 from agent.commands.options import add_config_argument
-from agent.delivery.events import Signal, SignalEvent
+from agent.config.model import Config
+from agent.errors import AgentError
+from agent.events import Signal, SignalEvent
 from agent.notify import Notifier
 
 if TYPE_CHECKING:  # the scheduler (and awscrt behind it) is imported when `run` runs, not for --help
@@ -26,15 +28,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.sampling import build_source
+    from agent.behaviors.coverage import cloud_names
+    from agent.collectors.build import build_collectors
+    from agent.collectors.builtin import default_registry
+    from agent.collectors.sampler import Sampler
+    from agent.commands.check import behavior_warnings
     from agent.scheduler import Service
 
     config = load_audited(args)
     logging.getLogger().setLevel(config.log_level.value.upper())
     log = logging.getLogger("agent")
+
+    def source(cfg: Config) -> Sampler:
+        """The collectors (at start, and on a reload that changes them), and the behaviors none of them feeds
+        (the warnings `check` prints, one journal line each)."""
+        collectors = logging.getLogger("agent.collectors")
+        jobs = build_collectors(cfg, None, collectors)
+        emitted = cloud_names(name for job in jobs for name in job.emits)
+        try:
+            for warning in behavior_warnings(cfg, emitted, default_registry()):
+                log.warning("%s", warning)
+        except (AgentError, OSError) as exc:  # the file changed under us: the warnings wait for the next load
+            log.debug("No behavior warnings: %s", exc)
+        return Sampler(jobs, cfg.report.interval, cfg.custom_metrics, logger=collectors)
+
     service = Service(
         config,
-        source_factory=lambda cfg: build_source(cfg, logging.getLogger("agent.collectors")),
+        source_factory=source,
         logger=log,
         reload_config=lambda: load_audited(args),  # a reload is checked as a start is
         notifier=Notifier(logger=logging.getLogger("agent.notify")),

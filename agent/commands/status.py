@@ -8,7 +8,6 @@ from pathlib import Path
 
 from agent.commands.options import add_config_argument
 from agent.config.source import config_path, state_dir_of
-from agent.delivery.status import format_status, read_status
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agent.commands.status_view import format_status, read_status  # the outbox's SQLite, not for --help
+
     # Only state_dir is read from the config: status answers while a bad edit waits for `check`.
     state_dir = Path(args.state_dir) if args.state_dir else state_dir_of(config_path(args.config))
     status = read_status(state_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -31,10 +32,11 @@ from agent.config.sinks import (
 from agent.config.source import read_config_text
 from agent.config.spec import COLLECTOR_COMMON, CUSTOM_METRIC, LOOPBACK_HOSTS, TOP_LEVEL
 from agent.config.yamlsrc import read_yaml
-from agent.errors import ConfigError, PluginError
+from agent.errors import ConfigError, ConfigProblem, PluginError
 from agent.schema import Checker, Section, did_you_mean, format_duration, join
 
 MIN_REMOTE_INTERVAL = 300.0
+LOG = logging.getLogger("agent.config")
 
 
 def load_config(path: str, registry: Optional[Registry] = None) -> Config:
@@ -66,6 +68,8 @@ def parse_config(text: str, file: str = "<string>", registry: Optional[Registry]
     check_textfile_names(sinks, metrics, checker)
     if checker.problems:
         raise ConfigError(checker.problems)
+    for warning in _timeout_warnings(data.get("collectors"), collectors, values["report"], checker):
+        LOG.warning("%s", warning)
     return Config(
         thing_name=values["thing_name"],
         mqtt=values["mqtt"],
@@ -224,6 +228,26 @@ def _check_emitted(
             join(join("custom_metrics", metric), "type"),
             f"is {declared.type.value}, but collector {collector!r} emits a {mtype.value}",
         )
+
+
+def _timeout_warnings(raw: Any, collectors: List[CollectorConfig], report: ReportConfig, checker: Checker
+                      ) -> List[ConfigProblem]:
+    """A ``timeout`` set at or above ``report.interval``: valid (the loop never waits for a collector, so the
+    watchdog is fed whatever it does), but while that collector hangs each round waits that long for it,
+    and the reports come late. A default timeout is not warned about: it was not chosen."""
+    warnings = Checker(checker.file, checker.lines)  # a problem's shape (file, line, path), not an error
+    for index, entry in enumerate(raw if isinstance(raw, list) else []):
+        path = join("collectors", index)
+        collector = next((c for c in collectors if c.path == path), None)
+        if collector is None or not isinstance(entry, dict) or "timeout" not in entry:
+            continue
+        if collector.timeout >= report.interval:
+            timeout, interval = format_duration(collector.timeout), format_duration(report.interval)
+            warnings.problem(join(path, "timeout"), (
+                f"{timeout} is not shorter than report.interval ({interval}): while collector {collector.name!r} "
+                f"hangs, each round waits up to {timeout} for it, and its report comes that much later; "
+                "a timeout under the interval keeps the reports on time"))
+    return warnings.problems
 
 
 def is_loopback(endpoint: str) -> bool:

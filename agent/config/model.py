@@ -47,6 +47,11 @@ class MqttConfig:
     keep_alive: float
 
 
+# awscrt's own wait for a PUBACK, as agent.mqtt.link sets it on both protocols: a message is published again
+# only after the link has given up on it (delivery.message_ack_timeout must be longer).
+LINK_ACK_TIMEOUT = 30
+
+
 @dataclass(frozen=True)
 class ReportConfig:
     format: PayloadFormat
@@ -64,6 +69,8 @@ class DeliveryConfig:
     max_attempts: int
     max_outbox_bytes: int
     min_free_disk: int
+    message_ack_timeout: float = 60.0
+    message_retry_max_delay: float = 300.0
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from agent.schema import Checker, Section, join
 from agent.sinks.textfile import name_clashes
 from agent.sinks.topics import topic_problem
 
-RESERVED_QUEUE = "violations"  # agent.delivery.sinks.VIOLATIONS: the violation events' message queue
+RESERVED_QUEUE = "violations"  # the violation events' message queue (agent.consumers.violations); no sink may take it
 
 
 def check_mqtt(raw: Any, sinks: Tuple[SinkConfig, ...], checker: Checker, events_topic: bool = False
@@ -48,6 +48,7 @@ def check_sinks(raw: Any, checker: Checker) -> Tuple[SinkConfig, ...]:
         return DEFAULT_SINKS
     out: List[SinkConfig] = []
     names: Dict[str, str] = {}
+    files: Dict[Path, str] = {}  # a textfile's path -> the YAML path of the sink that writes it
     for index, entry in enumerate(raw):
         path = join("sinks", index)
         if not isinstance(entry, dict):
@@ -84,6 +85,13 @@ def check_sinks(raw: Any, checker: Checker) -> Tuple[SinkConfig, ...]:
             checker.problem(join(path, "path"), f"{values['path']!r} must end in .prom: node_exporter's textfile "
                                                 "collector reads only *.prom files")
             continue
+        if kind is SinkType.TEXTFILE:
+            file = Path(values["path"])  # "/a//b.prom" and "/a/./b.prom" are one file ("..": symlinks may differ)
+            if file in files:
+                checker.problem(join(path, "path"), f"{values['path']!r} is also the path of {join(files[file], 'path')}; "
+                                                    "two textfile sinks would overwrite each other's file")
+                continue
+            files[file] = path
         out.append(SinkConfig(
             type=kind, name=name, topic=values.get("topic"), document=values.get("document") or SinkConfig.document,
             path=Path(values["path"]) if values.get("path") else None,

@@ -6,6 +6,7 @@ from typing import Dict
 
 from agent.catalog import KeyNames, MetricType, PayloadFormat
 from agent.config.model import (
+    LINK_ACK_TIMEOUT,
     BacklogMode,
     DeliveryConfig,
     HealthMetrics,
@@ -148,13 +149,30 @@ DELIVERY = Section(
             min=1,
             max=100,
         ),
+        "message_ack_timeout": Duration(
+            doc="Publish a topic sink's message or a violation event again when its PUBACK has not come within "
+            f"this time; longer than the link's own {LINK_ACK_TIMEOUT} s wait, so a message awscrt still awaits "
+            "is never sent twice.",
+            default=60.0,
+            min=LINK_ACK_TIMEOUT + 1,
+            max=3600,
+        ),
+        "message_retry_max_delay": Duration(
+            doc="Cap on the backoff after a message's publish failed without the broker's answer (from 5 s, "
+            "doubling), and how long a topic the connection keeps dropping on is held back.",
+            default=300.0,
+            min=1,
+        ),
         "max_outbox_bytes": Size(
-            doc="Upper bound of the outbox; the oldest pending reports are dropped first (counted).",
+            doc="Upper bound of the outbox file in bytes (SQLite's pages in use): reports, topic messages, "
+            "violation events and the ledger together; the oldest report or message is dropped first (counted "
+            "per sink). On disk the WAL adds at most an eighth of it (64 KiB to 4 MiB) and one round's writes.",
             default=16 * 1024 * 1024,
             min=256 * 1024,
         ),
         "min_free_disk": Size(
-            doc="Stop adding to the outbox while the state_dir filesystem has less free space.",
+            doc="While the state_dir filesystem has less free space, the outbox stops growing: the oldest report "
+            "or message makes room for the new one.",
             default=32 * 1024 * 1024,
             min=0,
         ),
@@ -293,10 +311,12 @@ SINK_OPTIONS: Dict[SinkType, Dict[str, Node]] = {
     },
     SinkType.TEXTFILE: {
         "path": PathStr(
-            doc="File to write every round (atomically), in Prometheus text format; node_exporter's textfile "
-            "collector reads *.prom files of its --collector.textfile.directory.",
+            doc="Absolute path of the file written every round (atomically), in Prometheus text format; "
+            "node_exporter's textfile collector reads *.prom files of its --collector.textfile.directory.",
             default=REQUIRED,
             example="/var/lib/node_exporter/textfile_collector/defender_agent.prom",
+            pattern=r"/.*",  # a relative path would land in whatever directory `run` was started from
+            pattern_hint="must be an absolute path",
         ),
     },
 }

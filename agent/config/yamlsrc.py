@@ -1,12 +1,14 @@
 """Read YAML into plain Python values plus a map of YAML path -> line number.
 
-Duplicate keys are refused (PyYAML would silently keep the last one).
+Duplicate keys are refused (PyYAML would silently keep the last one), and so is a document of more than
+MAX_NODES values (a few lines of aliases can expand to billions), at the YAML path and line where it passes
+the limit.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import yaml
 
@@ -32,10 +34,11 @@ def read_yaml(text: str, file: str) -> Tuple[Any, Dict[str, int]]:
         value = _build(loader, node, "", lines, problems, file)
     except RecursionError:
         raise ConfigError([ConfigProblem(file, "", "the document is nested too deeply")]) from None
-    except _TooLarge:
-        raise ConfigError(
-            [ConfigProblem(file, "", f"the document expands to more than {MAX_NODES} values (aliases?)")]
-        ) from None
+    except _TooLarge as exc:
+        raise ConfigError([ConfigProblem(
+            file, exc.path, f"the document passes {MAX_NODES} values here (a list or mapping this long, or "
+            "aliases that repeat a node, each use counted again); no config needs that many", exc.line,
+        )]) from None
     except yaml.YAMLError as exc:
         raise _syntax_error(exc, file) from None
     finally:
@@ -66,7 +69,13 @@ def _flow_too_deep(text: str) -> Optional[int]:
 
 
 class _TooLarge(Exception):
-    pass
+    """The document passed MAX_NODES values at ``path``; ``line`` is where that value is written (for a node an
+    alias repeats, the line of the alias's enclosing node, not of its anchor)."""
+
+    def __init__(self, path: str, line: int) -> None:
+        super().__init__(path, line)
+        self.path = path
+        self.line = line
 
 
 def _syntax_error(exc: yaml.YAMLError, file: str) -> ConfigError:
@@ -83,10 +92,18 @@ def _build(
     lines: Dict[str, int],
     problems: List[ConfigProblem],
     file: str,
+    seen: Optional[Set[int]] = None,
+    used_at: int = 0,
 ) -> Any:
+    """The plain value of ``node``; ``used_at`` is the line where it was written, or for a node an alias repeats
+    (``seen`` before), the line of the nearest enclosing node written in place: where that alias is."""
+    seen = set() if seen is None else seen
     lines[path] = node.start_mark.line + 1
+    if id(node) not in seen:
+        seen.add(id(node))
+        used_at = lines[path]
     if len(lines) > MAX_NODES:
-        raise _TooLarge
+        raise _TooLarge(path, used_at)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: Dict[Any, Any] = {}
@@ -102,9 +119,10 @@ def _build(
                     ConfigProblem(file, sub, f"duplicate key (first at line {lines.get(sub)})", key_node.start_mark.line + 1)
                 )
                 continue
-            out[key] = _build(loader, value_node, sub, lines, problems, file)
+            out[key] = _build(loader, value_node, sub, lines, problems, file, seen, used_at)
             lines[sub] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, join(path, i), lines, problems, file) for i, item in enumerate(node.value)]
+        return [_build(loader, item, join(path, i), lines, problems, file, seen, used_at)
+                for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)

@@ -77,10 +77,6 @@ class Step:
     detail: str = ""
 
     @property
-    def changes(self) -> bool:
-        return self.action in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)
-
-    @property
     def fails(self) -> bool:
         return self.action in (Action.CONFLICT, Action.BLOCKED, Action.FAILED)
 

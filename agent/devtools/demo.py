@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, TextIO
 
 from agent.collectors.builtin import default_registry
+from agent.commands.status_view import format_status, read_status
 from agent.config.load import parse_config
-from agent.delivery.status import format_status, read_status
 from agent.devtools.broker import Broker, free_port
 from agent.devtools.certs import make_pki
 from agent.devtools.selfrun import agent_argv, agent_env

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence
 
-from agent.delivery.mqtt import mqtt5_client, tls_context
+from agent.mqtt.link import mqtt5_client, tls_context
 
 KEEP_ALIVE = 60
 

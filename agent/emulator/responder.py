@@ -25,8 +25,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import cbor2
 
-from agent.delivery.mqtt import mqtt5_client, tls_context
-from agent.delivery.topics import RESPONDER_FILTER, parse_topic
+from agent.mqtt.link import mqtt5_client, tls_context
+from agent.mqtt.topics import RESPONDER_FILTER, parse_topic
 from agent.report.document import decode, to_long, validate_document
 
 OnAccepted = Callable[[str, Dict[str, Any], int], None]

@@ -241,9 +241,6 @@ class Store:
             self._state.profiles.pop(name, None)
         self.create_security_profile(name, None, behaviors)
 
-    def remove_security_profile(self, name: str) -> None:
-        self.delete_security_profile(name)
-
     def security_profiles(self, metric: Optional[str] = None, dimension: Optional[str] = None) -> List[str]:
         """Profile names, sorted; only those whose behaviors use ``metric`` / ``dimension`` when given."""
         with self._lock:

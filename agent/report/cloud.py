@@ -15,11 +15,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from agent.catalog import CUSTOM_VALUE_KIND, NETWORK_CLOUD_NAMES, KeyNames, MetricType
+from agent.catalog import (
+    CUSTOM_VALUE_KIND,
+    DEVICE_METRICS,
+    NETWORK_CLOUD_NAMES,
+    STANDARD_CLOUD_NAMES,
+    KeyNames,
+    MetricType,
+    ValueKind,
+)
 from agent.report import rules
 from agent.report.document import key_style, to_long
 
 MetricValue = Dict[str, Any]  # exactly one member, named by agent.catalog.ValueKind
+
+
+def _by_kind(standard: str) -> Mapping[ValueKind, str]:
+    """The device-side metrics the catalog derives from a standard metric, by the kind of their value
+    (``listening_tcp_ports``: ``PORTS`` aws:listening-tcp-ports, ``COUNT`` aws:num-listening-tcp-ports)."""
+    return {DEVICE_METRICS[cloud].kind: cloud for cloud in STANDARD_CLOUD_NAMES[standard]}
+
+
+_LISTENING = {standard: _by_kind(standard) for standard in ("listening_tcp_ports", "listening_udp_ports")}
+_CONNECTIONS = _by_kind("tcp_connections")
 
 
 @dataclass(frozen=True)
@@ -81,8 +99,8 @@ def standard_values(metrics: Mapping[str, Any], checked: bool = False) -> List[T
     """The device-side metrics of a long-key ``metrics`` object under their cloud names (``checked``: as
     :func:`cloud_values`)."""
     out: List[Tuple[str, MetricValue]] = []
-    for proto in ("tcp", "udp"):
-        listening = metrics.get(f"listening_{proto}_ports")
+    for standard, names in _LISTENING.items():
+        listening = metrics.get(standard)
         if isinstance(listening, Mapping):
             if checked:  # the encoder's own items: each a dict with an int port
                 ports = [p["port"] for p in listening["ports"]]
@@ -90,8 +108,8 @@ def standard_values(metrics: Mapping[str, Any], checked: bool = False) -> List[T
                 ports = [p.get("port") for p in listening.get("ports") or () if isinstance(p, Mapping)]
                 ports = [p for p in ports if isinstance(p, int)]
             total = listening.get("total")
-            out.append((f"aws:listening-{proto}-ports", {"ports": ports}))
-            out.append((f"aws:num-listening-{proto}-ports", {"count": total if isinstance(total, int) else len(ports)}))
+            out.append((names[ValueKind.PORTS], {"ports": ports}))
+            out.append((names[ValueKind.COUNT], {"count": total if isinstance(total, int) else len(ports)}))
     tcp = metrics.get("tcp_connections")
     established = tcp.get("established_connections") if isinstance(tcp, Mapping) else None
     if isinstance(established, Mapping):
@@ -102,8 +120,8 @@ def standard_values(metrics: Mapping[str, Any], checked: bool = False) -> List[T
         else:
             conns = [c for c in established.get("connections") or () if isinstance(c, Mapping)]
             addrs = sorted({remote_ip(c.get("remote_addr")) for c in conns} - {""})
-        out.append(("aws:num-established-tcp-connections", {"count": total if isinstance(total, int) else len(conns)}))
-        out.append(("aws:destination-ip-addresses", {"cidrs": addrs}))
+        out.append((_CONNECTIONS[ValueKind.COUNT], {"count": total if isinstance(total, int) else len(conns)}))
+        out.append((_CONNECTIONS[ValueKind.CIDRS], {"cidrs": addrs}))
     stats = metrics.get("network_stats")
     if isinstance(stats, Mapping):
         for field_name, cloud_name in NETWORK_CLOUD_NAMES.items():

@@ -22,14 +22,10 @@ from decimal import Decimal
 from typing import Any, Callable, List, Optional, Sequence
 
 from agent.catalog import MetricType
+from agent.schema import is_number as is_number  # noqa: PLC0414 (re-exported: agent.collectors.parse imports it)
 
 MAX_SIGNIFICANT_DIGITS = 15
-_ALLOWED_STRING = re.compile(r"[A-Za-z0-9:_\-/.]+")
 _BAD_CHAR = re.compile(r"[^A-Za-z0-9:_\-/.]")
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def significant_digits(value: float) -> int:
@@ -94,10 +90,6 @@ def check_string(value: Any, allow_any: bool = False) -> Optional[str]:
             f"the service's set A-Z a-z 0-9 : _ - / . (set allow_any_characters to send it anyway)"
         )
     return None
-
-
-def string_is_plain(value: str) -> bool:
-    return bool(_ALLOWED_STRING.fullmatch(value))
 
 
 _AF_INET = socket.AF_INET
@@ -218,7 +210,8 @@ def all_valid_remote_addrs(values: Sequence[Any]) -> bool:
 
 
 def all_plain_strings(values: Sequence[Any]) -> bool:
-    """True when every value passes :func:`string_is_plain` (a non-empty ``str``): one regex pass."""
+    """True when every value is a ``str`` that :func:`check_string` accepts (non-empty, in the service's
+    set): one regex pass. False says only that one of them needs the single check."""
     text = _lines(values)
     return text is not None and _PLAIN_STRING_LINES.fullmatch(text) is not None
 
@@ -245,10 +238,6 @@ def check_remote_addr(value: Any) -> Optional[str]:
     if not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
         return "port part must be 0..65535"
     return None
-
-
-def format_remote_addr(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 @dataclass(frozen=True)

@@ -2,5 +2,5 @@
 
 Pure parts (the flat document, the Prometheus text, the topic rules) sit beside the
 textfile's one write; delivery of topic messages goes through the one durable outbox
-(:mod:`agent.delivery.messages`).
+(:mod:`agent.outbox.messages`).
 """

@@ -38,6 +38,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from agent.catalog import DEVICE_METRICS, ValueKind
 from agent.config.model import CustomMetricConfig
 from agent.report.cloud import CheckedRound, MetricValue
+from agent.schema import is_number
 from agent.sinks.health import Health
 
 PREFIX = "defender_agent_"
@@ -229,7 +230,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _number(cloud_name: str, value: Any) -> Any:
-    if not (_is_int(value) or isinstance(value, float)):
+    if not is_number(value):  # NaN and the infinities included: format_value writes them
         raise ValueError(f"metric {cloud_name!r}: expected a number, got {value!r}")
     return value
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import List
 
-from agent.delivery.ids import read_last_id
 from agent.devtools.rig import Rig
+from agent.outbox.ids import read_last_id
 from benchmarks.faults.harness import SEED, Scenario
 from benchmarks.faults.live_agent import on_rig, settle_and_account
 

@@ -18,12 +18,12 @@ from typing import Any, Dict, List, Tuple
 
 import cbor2
 
-from agent.delivery.replies import parse_reply
-from agent.delivery.topics import reply_topic
+from agent.mqtt.replies import parse_reply
+from agent.mqtt.topics import reply_topic
 from benchmarks.faults.harness import SEED, Scenario, feed, scenario
 
 THING = "fault-gw"
-TARGET = "agent.delivery.replies.parse_reply"
+TARGET = "agent.mqtt.replies.parse_reply"
 GOAL = (  # the record's promise; {count} is the number of runs
     "{count:,} generated malformed reply payloads: each refused or ignored, 0 tracebacks, 0 hangs "
     f"(target: {TARGET})"

@@ -29,7 +29,8 @@ PORTS = {
 
 
 def transitions() -> Dict[str, Transition]:
-    """The first of each kind, from four rounds of `step`."""
+    """The first of each kind, from four rounds of `step` (the fourth without the behavior: removed while in
+    alarm, it is invalidated)."""
     behaviors = [from_raw(PORTS)]
     states: Dict[str, BehaviorState] = {}
     out: Dict[str, Transition] = {}
@@ -41,7 +42,8 @@ def transitions() -> Dict[str, Transition]:
     ]
     ids = iter(["2f0c5a1e-8a47-4b8e-9d4a-0c2f1e7b3a55", "9b1d4c2a-0e6f-4a3b-8c7d-5e4f3a2b1c0d"])
     for index, values in enumerate(rounds):
-        states, done = step(states, behaviors, values, T0 + index * 300_000, lambda: next(ids))
+        configured = behaviors if values else []
+        states, done = step(states, configured, values, T0 + index * 300_000, lambda: next(ids))
         for t in done:
             out.setdefault(t.kind, t)
     return out

@@ -9,7 +9,14 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import pytest
 
 from agent.behaviors.model import Behavior
-from agent.behaviors.tracker import BehaviorState, Transition, dump_states, load_states, step
+from agent.behaviors.tracker import (
+    NO_DATA_INVALIDATES_AFTER_MS,
+    BehaviorState,
+    Transition,
+    dump_states,
+    load_states,
+    step,
+)
 from tests.behaviors.helpers import behavior, from_raw
 
 T0 = 1_700_000_000_000
@@ -77,13 +84,26 @@ def test_an_interrupted_violation_streak_does_not_alarm() -> None:
     assert kinds(run) == ["in-alarm"]
 
 
-def test_a_metric_that_stops_arriving_invalidates_the_alarm() -> None:
+def test_a_metric_missing_for_a_few_rounds_keeps_the_alarm_and_its_violation_id() -> None:
+    """One failed collector run must not end an alarm and raise a new one (two events, two exec runs for a
+    hiccup): AWS invalidates only after more than two days without metrics."""
     run = Run(connections())
-    assert run.counts(5, None, None, 5) == [[("in-alarm", "v1")], [("alarm-invalidated", "v1")], [],
-                                            [("in-alarm", "v2")]]
+    assert run.counts(5, None, None, 5) == [[("in-alarm", "v1")], [], [], []]
+    assert run.states["Conns"].in_alarm and run.states["Conns"].violation_id == "v1"
+    assert run.counts(1) == [[("alarm-cleared", "v1")]]
+
+
+def test_a_metric_missing_for_more_than_two_days_invalidates_the_alarm() -> None:
+    run = Run(connections())
+    run.counts(5)
+    last = run.now
+    run.now = last + NO_DATA_INVALIDATES_AFTER_MS - PERIOD  # the next round is exactly two days on: not yet
+    assert run.counts(None) == [[]]
+    assert run.counts(None) == [[("alarm-invalidated", "v1")]]
     invalidated = run.log[1]
-    assert (invalidated.value, invalidated.started_ms, invalidated.time_ms) == (None, T0 + PERIOD, T0 + 2 * PERIOD)
-    assert run.states["Conns"].violation_id == "v2"
+    assert (invalidated.value, invalidated.started_ms) == (None, T0 + PERIOD)
+    assert invalidated.time_ms - last > NO_DATA_INVALIDATES_AFTER_MS
+    assert run.counts(5) == [[("in-alarm", "v2")]]
 
 
 def test_a_missing_metric_outside_an_alarm_resets_the_streak_silently() -> None:
@@ -98,6 +118,9 @@ def test_a_missing_metric_outside_an_alarm_resets_the_streak_silently() -> None:
 def test_a_value_of_another_kind_counts_as_missing() -> None:
     run = Run(connections())
     run.counts(5)
+    run.round({METRIC: {"ports": [22]}})
+    assert kinds(run) == ["in-alarm"] and run.states["Conns"].violating_streak == 1
+    run.now += NO_DATA_INVALIDATES_AFTER_MS
     run.round({METRIC: {"ports": [22]}})
     assert kinds(run) == ["in-alarm", "alarm-invalidated"]
 

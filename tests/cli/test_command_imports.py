@@ -131,7 +131,7 @@ def test_behaviors_pull_loads_the_sdk_and_none_of_the_daemon(inputs: Dict[str, P
     modules = loaded_by(args, 1, inputs["work"], **env)  # 1: nothing listens on port 9
     assert "boto3" in modules and "agent.control.profiles" in modules
     daemon = ("agent.emulator", "agent.devtools", "agent.config.load", "agent.collectors", "agent.scheduler",
-              "agent.delivery", "awscrt.mqtt", "awscrt.mqtt5", "awsiot")
+              "agent.outbox", "agent.mqtt", "agent.consumers", "awscrt.mqtt", "awscrt.mqtt5", "awsiot")
     assert under(modules, *daemon) == []
 
 

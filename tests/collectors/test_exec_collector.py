@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -13,8 +15,10 @@ import pytest
 from agent.catalog import MetricType
 from agent.collectors.contract import BuildContext
 from agent.collectors.exec import SPEC, ExecCollector
-from agent.collectors.process import program_problem
+from agent.collectors.process import Running, program_problem, run_bounded
+from agent.collectors.sampler import CollectorJob, Sampler
 from agent.config.load import parse_config
+from agent.config.model import CustomMetricConfig
 from agent.errors import CollectorError, ConfigError
 
 
@@ -152,18 +156,26 @@ def test_program_owned_by_another_user_is_refused(tmp_path):
 
 
 def test_never_two_runs_at_once(tmp_path):
-    prog = script(tmp_path, "slow", "sleep 0.5; echo 1\n")
+    started, release = tmp_path / "started", tmp_path / "release"
+    # The first run says it started, then waits (within its timeout) until the test lets it finish.
+    prog = script(tmp_path, "slow", f"touch {started}\nwhile [ ! -e {release} ]; do sleep 0.01; done\necho 1\n")
     collector = ExecCollector(
         "e", argv=(prog,), metric="m", mtype=MetricType.NUMBER, fmt="auto", timeout=5, max_output=100
     )
     results = []
     first = threading.Thread(target=lambda: results.append(collector.collect()))
     first.start()
-    time.sleep(0.15)
-    with pytest.raises(CollectorError, match="still running"):
-        collector.collect()
-    first.join()
-    assert results[0][0].value == 1
+    try:
+        deadline = time.monotonic() + 5
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert started.exists(), "the first run did not start within 5 s"
+        with pytest.raises(CollectorError, match="still running"):
+            collector.collect()
+    finally:
+        release.touch()
+        first.join(10)
+    assert not first.is_alive() and results[0][0].value == 1
 
 
 BASE = """
@@ -196,3 +208,131 @@ def test_config_checks_command_and_build_checks_the_file(tmp_path):
         SPEC.build(ctx, opts)
     good = script(tmp_path, "ok", "echo ::1\n")
     assert SPEC.build(ctx, {**opts, "command": (good,)}).collect()[0].value == ("::1",)
+
+
+# -- close(): a hung program is killed at once, and neither the agent nor a thread waits for it ---------
+
+
+def hanging(tmp_path: Path) -> tuple:
+    """A program whose shell and ``sleep 200`` child write their pids to a file, then hang."""
+    pids = tmp_path / "pids"
+    prog = script(tmp_path, "hang", f"sleep 200 & echo $! >> {pids}\necho $$ >> {pids}\nwait\n")
+    return prog, pids
+
+
+def started(pids: Path) -> list:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        recorded = pids.read_text().split() if pids.exists() else []
+        if len(recorded) == 2:
+            return [int(p) for p in recorded]
+        time.sleep(0.01)
+    raise AssertionError("the program did not start within 10 s")
+
+
+def gone(pids: list, timeout: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not any(_alive(p) for p in pids)
+
+
+def kill_left(pids: list) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def test_close_kills_the_running_process_group_at_once(tmp_path):
+    prog, pidfile = hanging(tmp_path)
+    collector = ExecCollector(
+        "e", argv=(prog,), metric="m", mtype=MetricType.NUMBER, fmt="auto", timeout=200, max_output=100
+    )
+    errors = []
+
+    def collect():
+        try:
+            collector.collect()
+        except CollectorError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=collect)
+    thread.start()
+    pids = started(pidfile)
+    try:
+        start = time.monotonic()
+        collector.close()
+        thread.join(3)
+        assert not thread.is_alive(), "collect() still waits for the killed program"
+        assert time.monotonic() - start < 3
+        assert errors == [f"{prog} was killed by signal SIGKILL"]
+        assert gone(pids), "close() left the program or its child running"
+        with pytest.raises(CollectorError, match="not started: the collector is closed"):
+            collector.collect()
+    finally:
+        kill_left(pids)
+
+
+def test_sampler_close_ends_a_hung_exec_run_and_its_worker_thread(tmp_path):
+    prog, pidfile = hanging(tmp_path)
+    collector = ExecCollector(
+        "hung", argv=(prog,), metric="m", mtype=MetricType.NUMBER, fmt="auto", timeout=200, max_output=100
+    )
+    sampler = Sampler([CollectorJob("hung", "exec", collector, 200.0, emits={"m": MetricType.NUMBER})], 300.0,
+                      {"m": CustomMetricConfig(type=MetricType.NUMBER, name="m")})
+    start = time.monotonic()
+    sampler.begin(lambda: None)
+    assert time.monotonic() - start < 0.5
+    pids = started(pidfile)
+    try:
+        [worker] = [t for t in threading.enumerate() if t.name == "collector-hung"]
+        start = time.monotonic()
+        sampler.close()
+        assert time.monotonic() - start < 0.5, "close() waited for the hung run"
+        worker.join(3)
+        assert not worker.is_alive(), "the worker thread outlived its killed program"
+        assert gone(pids)
+    finally:
+        kill_left(pids)
+
+
+def test_a_run_registered_after_kill_all_is_killed_at_once(tmp_path):
+    prog, _ = hanging(tmp_path)
+    running = Running()
+    running.kill_all()
+    start = time.monotonic()
+    result = run_bounded([prog], 5, 100, running=running)
+    assert time.monotonic() - start < 3
+    assert result.returncode == -signal.SIGKILL and not result.ok
+    assert result.describe() == "was killed by signal SIGKILL"
+
+
+def test_run_result_says_why_the_program_was_killed(tmp_path):
+    flood = run_bounded([script(tmp_path, "yes", "exec yes 1\n")], 10, 65536)
+    assert flood.overflow and flood.returncode is None and not flood.ok
+    assert flood.describe() == "was killed: wrote more than 64KiB to stdout"
+    assert run_bounded([script(tmp_path, "y", "exec yes 1\n")], 10, 1000).describe() == (
+        "was killed: wrote more than 1000 bytes to stdout")
+    slow = run_bounded([script(tmp_path, "slow", "sleep 10\n")], 0.2, 100)
+    assert slow.timed_out and slow.describe() == "timed out after 0.2s; its process group was killed"
+    failed = run_bounded([script(tmp_path, "three", "exit 3\n")], 10, 100)
+    assert failed.describe() == "exited with status 3" and not failed.ok
+    assert run_bounded([script(tmp_path, "fine", "echo 1\n")], 10, 100).ok
+
+
+def test_a_timeout_not_under_the_report_interval_is_warned_about(caplog):
+    def load(report: str, timeout: str) -> list:
+        caplog.clear()
+        text = (BASE.replace("{peers: ip-address-list}", "{peers: number}") + report +
+                "collectors:\n  - type: exec\n    command: [/bin/true]\n    metric: peers\n"
+                f"    metric_type: number\n{timeout}")
+        with caplog.at_level(logging.WARNING, logger="agent.config"):
+            parse_config(text, "agent.yaml")
+        return [r.getMessage() for r in caplog.records]
+
+    assert load("report: {interval: 5m}\n", "    timeout: 5m\n") == [
+        "agent.yaml:11: collectors[0].timeout: 5m is not shorter than report.interval (5m): while collector "
+        "'exec' hangs, each round waits up to 5m for it, and its report comes that much later; a timeout under "
+        "the interval keeps the reports on time"]
+    assert load("report: {interval: 5m}\n", "    timeout: 299s\n") == []
+    assert load("report: {interval: 1s}\n", "") == []  # the default 10s was not chosen: no warning

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -9,6 +10,7 @@ import time
 import pytest
 
 from agent.catalog import MetricType
+from agent.collectors.readcache import ReadCache
 from agent.collectors.sampler import GRACE, CollectorJob, FailureKind, Sampler
 from agent.config.model import CustomMetricConfig
 from agent.errors import CollectorError, NoData
@@ -252,3 +254,222 @@ def test_standard_sample_kinds():
         {},
     )
     assert sampler.sample_all().samples[0].value is ports
+
+
+# -- the loop's rounds: begin, ready, finish (never waiting) ------------------------------------------
+
+
+class FakeClock:
+    """The sampler's monotonic clock, moved by the test (runs read it from their worker threads)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Gate:
+    """A collector behaviour that blocks until opened; ``entered`` is set once a run is inside."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+
+    def __call__(self, c):
+        self.entered.set()
+        assert self.opened.wait(10), "the test never opened the gate"
+        return [Sample(c.name, 1)]
+
+
+def until(predicate, timeout=5.0):
+    """Poll ``predicate`` (a run ending has no event of its own) for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+class Wakes:
+    """The ``wake`` callback: counts its calls, and sets an event the test can wait on."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.event = threading.Event()
+
+    def __call__(self) -> None:
+        self.calls += 1
+        self.event.set()
+
+
+def test_begin_returns_at_once_while_a_collector_hangs_and_finish_keeps_the_others():
+    clock, gate, wakes = FakeClock(), Gate(), Wakes()
+    sampler = Sampler([job("ok", good, timeout=5.0), job("hang", gate, timeout=0.2)], 300.0, {}, clock=clock)
+    try:
+        start = time.monotonic()
+        deadline = sampler.begin(wakes)
+        assert time.monotonic() - start < 0.5  # no waiting for the hung one
+        assert deadline == 1000.0 + 5.0 + GRACE  # the latest limit of the runs it started
+        assert gate.entered.wait(5)
+        assert not sampler.ready()  # "hang" is still going, within its 0.2 s
+        assert until(lambda: not sampler.collector_stats()["ok"].running)
+        assert not sampler.ready()
+        clock.now = 1000.0 + 0.2 + GRACE + 0.01  # past hang's own limit, long before the round's deadline
+        assert sampler.ready()  # nothing left worth waiting for: "ok" ended, "hang" is given up
+        result = sampler.finish_round()
+        assert [s.name for s in result.samples] == ["ok"]
+        [failure] = result.failures
+        assert (failure.collector, failure.kind, failure.reason) == ("hang", FailureKind.TIMEOUT,
+                                                                      "timed out after 0.2s")
+        assert wakes.calls == 0  # the hung run has not ended: no wake-up
+        assert result.stats["hang"].running and result.stats["ok"].ok == 1
+    finally:
+        gate.opened.set()
+        sampler.close()
+
+
+def test_wake_is_called_once_when_every_run_has_ended():
+    first, second, wakes = Gate(), Gate(), Wakes()
+    sampler = Sampler([job("a", first), job("b", second)], 300.0, {})
+    try:
+        sampler.begin(wakes)
+        assert first.entered.wait(5) and second.entered.wait(5)
+        first.opened.set()
+        assert not wakes.event.wait(0.2) and not sampler.ready()  # "b" still runs
+        second.opened.set()
+        assert wakes.event.wait(5), "wake() was not called once every run had ended"
+        assert sampler.ready()
+        assert sorted(s.name for s in sampler.finish()) == ["a", "b"]
+        assert wakes.calls == 1
+    finally:
+        first.opened.set()
+        second.opened.set()
+        sampler.close()
+
+
+def test_wake_is_called_from_begin_when_nothing_runs():
+    wakes = Wakes()
+    sampler = Sampler([job("slow", good, interval=900.0)], 300.0, {}, clock=FakeClock())
+    sampler.sample_all()  # round 1 runs "slow"; round 2 has nothing due
+    assert sampler.begin(wakes) == 1000.0 and wakes.calls == 1 and sampler.ready()
+    assert sampler.finish() == () and sampler.not_due_metrics() == frozenset({"slow"})
+    sampler.close()
+
+
+def test_a_run_that_ends_after_its_own_limit_is_a_timeout_and_the_next_round_runs_it_again():
+    clock, gate, wakes = FakeClock(), Gate(), Wakes()
+    sampler = Sampler([job("late", gate, timeout=1.0)], 300.0, {}, clock=clock)
+    try:
+        sampler.begin(wakes)
+        assert gate.entered.wait(5)
+        clock.now += 1.0 + GRACE + 1  # its result comes after the round stopped waiting for it
+        gate.opened.set()
+        assert wakes.event.wait(5)
+        result = sampler.finish_round()
+        assert result.samples == () and result.failures[0].kind is FailureKind.TIMEOUT
+        assert result.failures[0].duration == pytest.approx(2.5)
+        again = sampler.sample_all()
+        assert [s.name for s in again.samples] == ["late"] and again.failures == ()
+    finally:
+        gate.opened.set()
+        sampler.close()
+
+
+def test_the_next_round_reports_a_hung_collector_busy_and_runs_the_others():
+    gate = Gate()
+    sampler = Sampler([job("hang", gate, timeout=0.05), job("ok", good)], 300.0, {})
+    try:
+        first = sampler.sample_all()  # gives up on "hang" after 0.05 s + GRACE
+        assert [f.kind for f in first.failures] == [FailureKind.TIMEOUT] and len(first.samples) == 1
+        wakes = Wakes()
+        sampler.begin(wakes)
+        assert wakes.event.wait(5)  # "ok" ended; the busy "hang" was not started, so not waited for
+        second = sampler.finish_round()
+        assert [s.name for s in second.samples] == ["ok"]
+        [busy] = second.failures
+        assert busy.collector == "hang" and busy.kind is FailureKind.BUSY
+        assert busy.reason.startswith("previous run still going after ")
+        assert sampler.collector_stats()["hang"].running
+    finally:
+        gate.opened.set()
+        sampler.close()
+
+
+def test_one_round_at_a_time():
+    sampler = Sampler([job("ok", good)], 300.0, {})
+    with pytest.raises(RuntimeError, match="finish"):
+        sampler.finish()
+    sampler.begin(Wakes())
+    with pytest.raises(RuntimeError, match="while a round is open"):
+        sampler.begin(Wakes())
+    sampler.finish()
+    sampler.close()
+
+
+def test_a_wake_that_raises_costs_nothing_but_a_warning(caplog):
+    called = threading.Event()
+
+    def wake():
+        called.set()
+        raise OSError("queue gone")
+
+    gate = Gate()
+    gate.opened.set()
+    sampler = Sampler([job("a", gate)], 300.0, {})
+    with caplog.at_level(logging.WARNING, logger="agent.collectors.sampler"):
+        sampler.begin(wake)
+        assert called.wait(5)
+        assert [s.name for s in sampler.finish()] == ["a"]
+        # The same worker thread runs the next round's run once done with the wake-up: it survived.
+        assert [s.name for s in sampler.sample_all().samples] == ["a"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "Waking the loop after a sampling round failed: queue gone"]
+    sampler.close()
+
+
+def test_the_shared_reads_stay_shared_until_finish():
+    cache = ReadCache()
+    reads = []
+    gate = Gate()
+
+    def early(c):
+        cache.shared("table", lambda: reads.append(1) or len(reads))
+        return [Sample(c.name, 1)]
+
+    def late(c):
+        gate(c)
+        cache.shared("table", lambda: reads.append(1) or len(reads))  # long after "early" read it
+        return [Sample(c.name, 1)]
+
+    jobs = [dataclasses.replace(job("early", early), reads=cache),
+            dataclasses.replace(job("late", late), reads=cache)]
+    sampler = Sampler(jobs, 300.0, {})
+    wakes = Wakes()
+    try:
+        sampler.begin(wakes)
+        assert gate.entered.wait(5)
+        gate.opened.set()
+        assert wakes.event.wait(5)
+        assert len(sampler.finish()) == 2
+        assert len(reads) == 1  # one read for the round, although the runs ended at different times
+        cache.shared("table", lambda: reads.append(1) or len(reads))
+        assert len(reads) == 2  # the round is over: a read is fresh again
+    finally:
+        gate.opened.set()
+        sampler.close()
+
+
+def test_close_returns_at_once_with_a_hung_collector_and_drops_the_round():
+    gate, wakes = Gate(), Wakes()
+    cache = ReadCache()
+    sampler = Sampler([dataclasses.replace(job("hang", gate, timeout=60.0), reads=cache)], 300.0, {})
+    sampler.begin(wakes)
+    assert gate.entered.wait(5)
+    start = time.monotonic()
+    sampler.close()
+    assert time.monotonic() - start < 0.5
+    assert cache.shared("k", lambda: 1) == 1 and cache.shared("k", lambda: 2) == 2  # its round is closed
+    gate.opened.set()  # the hung run ends after the close: nobody is woken for a dropped round
+    assert not wakes.event.wait(0.3) and wakes.calls == 0

@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 from typing import Tuple
 
+import pytest
+
+from agent.commands.behaviors_test import run_notes
+from tests.behaviors.helpers import behavior
 from tests.procs import plain_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,3 +86,39 @@ def test_a_behavior_the_device_cannot_run_exits_78_with_its_path(tmp_path: Path)
     code, _, err = behaviors_test(path)
     assert code == 78 and "Traceback" not in err
     assert "behaviors[0].criteria.statisticalThreshold" in err, err
+
+
+@pytest.mark.parametrize("metric", ["aws:num-listening-tcp-ports", "aws:num-listening-udp-ports"])
+def test_a_port_count_with_duration_is_judged_on_its_newest_datapoint_as_run_does(metric: str) -> None:
+    """agent.behaviors.evaluate: durationSeconds sums only byte and packet deltas; a port count is judged as is."""
+    notes = run_notes(behavior(metric, "less-than", {"count": 10}, duration=300))
+    assert notes == ["durationSeconds 300: the agent judges the newest datapoint, as here; "
+                     "it sums a window only for byte and packet counts"]
+    assert not any("window;" in note or "judges a" in note for note in notes)
+
+
+@pytest.mark.parametrize("metric", ["aws:all-bytes-in", "aws:all-bytes-out", "aws:all-packets-in",
+                                    "aws:all-packets-out"])
+def test_a_byte_or_packet_count_with_duration_is_summed_over_the_window(metric: str) -> None:
+    notes = run_notes(behavior(metric, "less-than", {"count": 10}, duration=600, to_alarm=2, suppressAlerts=True))
+    assert notes == ["the agent alarms after 2 in a row",
+                     "the agent sums the deltas of a 600 s window; this is one report period", "suppressAlerts"]
+
+
+def test_no_duration_no_window_note() -> None:
+    assert run_notes(behavior("aws:num-established-tcp-connections", "less-than", {"count": 10})) == []
+
+
+def test_the_command_prints_how_run_judges_a_port_count_window(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(f"thing_name: gw-1\nstate_dir: {tmp_path / 'state'}\n"
+                    f"sinks: [{{type: textfile, path: {tmp_path / 'a.prom'}}}]\n"
+                    "collectors: [{type: listening_ports}]\nbehaviors:\n"
+                    "  - name: FewPorts\n    metric: aws:num-listening-tcp-ports\n"
+                    "    criteria: {comparisonOperator: less-than, value: {count: 100000}, durationSeconds: 300}\n")
+    path.chmod(0o600)
+    code, out, err = behaviors_test(path)
+    assert code == 0, out + err
+    line = next(line for line in out.splitlines() if line.startswith("FewPorts"))
+    assert " normal " in line and "the agent judges the newest datapoint, as here" in line, line
+    assert "300 s window" not in line

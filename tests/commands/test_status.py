@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.delivery.outbox import Outbox, Pending
+from agent.outbox.store import Outbox, Pending
 from tests.procs import plain_env
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -212,7 +212,18 @@ def test_alias_bomb_is_a_config_error() -> None:
         name = chr(ord("a") + i)
         lines.append(f"{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]")
     found = problems("\n".join(lines) + "\n")
-    assert found == ["agent.yaml: (top level): the document expands to more than 100000 values (aliases?)"]
+    # named where the limit is passed: under the key of line 5 (i), whose aliases repeat h, g, ... down to a
+    assert found == ["agent.yaml:5: e[7][8][8][8][9]: the document passes 100000 values here (a list or mapping "
+                     "this long, or aliases that repeat a node, each use counted again); no config needs that many"]
+
+
+def test_a_list_too_long_is_named_by_its_path_and_line() -> None:
+    text = MINIMAL + "custom_metrics:\n  cpu_usage: number\nbehaviors:\n" + "  - x\n" * 100_000
+    found = problems(text)
+    assert len(found) == 1, found[:3]
+    # ten values before the list (the top mapping, thing_name, mqtt and its 4 keys, custom_metrics and its key,
+    # behaviors): item 99990 is the 100001st; nine lines come before item 0
+    assert found[0].startswith("agent.yaml:100000: behaviors[99990]: the document passes 100000 values here"), found
 
 
 def test_deep_nesting_is_a_config_error() -> None:

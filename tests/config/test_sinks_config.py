@@ -145,6 +145,28 @@ def test_textfile_refuses_two_metrics_with_one_prometheus_name() -> None:
     parse_config(BASE + "custom_metrics: {cpu-usage: number, cpu_usage: number}\n")  # fine without a textfile
 
 
+@pytest.mark.parametrize("path", ["out.prom", "./out.prom", "textfile/out.prom", "~/out.prom", "../out.prom"])
+def test_a_relative_textfile_path_is_refused(path: str) -> None:
+    """`run` would write it into whatever directory it was started from (systemd: /)."""
+    found = problems(BASE + sinks_yaml("type: defender", f"{{type: textfile, path: '{path}'}}"))
+    assert found == [f"agent.yaml:9: sinks[1].path: {path!r} must be an absolute path"]
+
+
+def test_two_textfile_sinks_on_one_path_are_refused_naming_both() -> None:
+    found = problems(BASE + sinks_yaml(
+        "{type: textfile, path: /t/a.prom}", "{type: textfile, name: b, path: /t/b.prom}",
+        "{type: textfile, name: c, path: /t/a.prom}", "{type: textfile, name: d, path: '/t//./b.prom'}"))
+    assert found == [
+        "agent.yaml:10: sinks[2].path: '/t/a.prom' is also the path of sinks[0].path; "
+        "two textfile sinks would overwrite each other's file",
+        "agent.yaml:11: sinks[3].path: '/t//./b.prom' is also the path of sinks[1].path; "
+        "two textfile sinks would overwrite each other's file",
+    ]
+    config = parse_config(BASE + sinks_yaml("{type: textfile, path: /t/a.prom}",
+                                            "{type: textfile, name: b, path: /u/a.prom}"))
+    assert [str(s.path) for s in config.sinks] == ["/t/a.prom", "/u/a.prom"]  # one name in two directories
+
+
 def commented_block(key: str) -> str:
     """The example config's commented-out ``key:`` block, uncommented (up to the next top-level comment)."""
     text = (REPO / "config" / "agent.example.yaml").read_text()

@@ -77,7 +77,7 @@ def test_replace_changed_types_recreates_unless_a_profile_uses_it(emulator, stor
     assert "security profile(s) edge-profile use the metric" in out
     assert iot.describe_custom_metric(metricName="core_load")["metricType"] == "number"
 
-    store.remove_security_profile("edge-profile")
+    store.delete_security_profile("edge-profile")
     code, out, _ = run_bootstrap(cli, write_config(), emulator, "--replace-changed-types")
     assert code == 0, out
     assert "replace    core_load: type number -> number-list" in out

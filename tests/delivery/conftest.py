@@ -16,12 +16,12 @@ import pytest
 
 from agent.config.load import parse_config
 from agent.config.model import Config
-from agent.delivery.events import Signal, SignalEvent
 from agent.devtools.broker import Broker, find_mosquitto
 from agent.devtools.certs import Pki, make_pki
 from agent.devtools.proxy import Proxy
 from agent.devtools.rig import ledger, pending_ids, wait_until  # noqa: F401  (used by the delivery tests)
 from agent.emulator.responder import Responder, ResponderOptions
+from agent.events import Signal, SignalEvent
 from agent.report.model import NetworkStats, Sample, SampleKind
 
 THING = "test-gw"
@@ -47,7 +47,7 @@ delivery:
   reply_timeout: {reply_timeout}s
   retry_max_delay: {retry_max_delay}s
   max_attempts: {max_attempts}
-state_dir: {state}
+{extra_delivery}state_dir: {state}
 log_level: {log_level}
 {extra}"""
 
@@ -57,7 +57,7 @@ def config_text(pki: Pki, port: int, state: Path, **overrides: Any) -> str:
     values: Dict[str, Any] = dict(
         thing=THING, port=port, protocol="mqtt5", cert=device.cert, key=device.key, ca=pki.ca, interval=1,
         jitter=0, fmt="json", backlog="newest", reply_timeout=2, retry_max_delay=4, max_attempts=5,
-        state=state, log_level="info", extra="",
+        state=state, log_level="info", extra="", extra_delivery="",
     )
     values.update(overrides)
     return CONFIG.format(**values)

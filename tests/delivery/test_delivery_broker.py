@@ -10,12 +10,14 @@ from typing import Dict
 
 import pytest
 
-from agent.delivery.status import read_status
-from agent.delivery.topics import reply_topic
+from agent.commands.status_view import read_status
 from agent.devtools.broker import Broker
 from agent.devtools.certs import Pki
 from agent.devtools.proxy import Proxy
+from agent.devtools.rig import counters
 from agent.emulator.responder import Responder
+from agent.mqtt.fake import rejected_body
+from agent.mqtt.topics import reply_topic
 from agent.report.document import decode, to_long
 from tests.delivery.conftest import THING, RunningService, ledger, make_config, pending_ids, wait_until
 
@@ -106,19 +108,28 @@ def test_malformed_and_foreign_replies_are_ignored(pki: Pki, broker: Broker, res
     responder.mode = "garbage"
     state = tmp_path / "state"
     svc = RunningService(make_config(pki, broker.port, state, interval=300, reply_timeout=1, retry_max_delay=1))
-    assert wait_until(lambda: len(responder.snapshot()) >= 2, 10)
+    got = wait_until(lambda: len(responder.snapshot()) >= 2 and responder.snapshot(), 10)
+    assert got and ledger(state) == {}
+    rid = got[0].report_id
     # extra noise on the agent's own reply topics, sent by the responder's client
     from awscrt import mqtt5
+
+    def send(outcome: str, payload: bytes) -> None:
+        responder._client.publish(mqtt5.PublishPacket(topic=reply_topic(THING, "json", outcome), payload=payload,
+                                                      qos=mqtt5.QoS.AT_LEAST_ONCE))
 
     noise = [b"", b"[]", b"{}", json.dumps({"reportId": 1, "thingName": THING}).encode(), b"\x00" * 70000,
              json.dumps({"reportId": 99, "thingName": "someone-else", "status": "ACCEPTED"}).encode()]
     for payload in noise:
-        responder._client.publish(mqtt5.PublishPacket(topic=reply_topic(THING, "json", "accepted"), payload=payload,
-                                                      qos=mqtt5.QoS.AT_LEAST_ONCE))
-    time.sleep(0.5)
-    assert svc.thread.is_alive() and ledger(state) == {}
-    responder.mode = "normal"
-    assert wait_until(lambda: accepted_count(state) == 1, 10)
+        send("accepted", payload)
+    # Then a well-formed rejection of the awaiting report, from the same client: mosquitto forwards one client's
+    # messages to the agent in the order it received them, so once it is in the ledger the noise was handled
+    # before it, and had the noise settled the report, the ledger would hold that outcome instead.
+    send("rejected", json.dumps(rejected_body(THING, rid, "AfterTheNoise", "sent after the noise")).encode())
+    assert wait_until(lambda: ledger(state), 10) == {rid: "rejected"}, "the noise settled a report"
+    assert svc.thread.is_alive()
+    rejection = read_status(state)["last_rejections"][0]
+    assert (rejection["code"], rejection["message"]) == ("AfterTheNoise", "sent after the noise")
     svc.stop()
 
 
@@ -159,8 +170,10 @@ def test_stalled_connection_recovers(pki: Pki, broker: Broker, responder: Respon
     state = tmp_path / "state"
     svc = RunningService(make_config(pki, proxy.port, state, reply_timeout=1, retry_max_delay=2))
     assert wait_until(lambda: accepted_count(state) >= 1, 10)
+    published = counters(state).get("published", 0)
     proxy.stall()
-    time.sleep(3)
+    # Stalled until the agent has published into it twice: both wait in the proxy, unanswered.
+    assert wait_until(lambda: counters(state).get("published", 0) >= published + 2, 10)
     proxy.cut()
     proxy.restore()
     before = accepted_count(state)

@@ -33,7 +33,7 @@ def test_demo_shows_three_accepted_reports_and_cleans_up(tmp_path: Path) -> None
 def test_status_json_on_empty_and_used_state(tmp_path: Path) -> None:
     import logging
 
-    from agent.delivery.outbox import Outbox, Pending
+    from agent.outbox.store import Outbox, Pending
 
     run = [sys.executable, "-m", "agent", "status", "--json", "--state-dir", str(tmp_path / "s")]
     empty = json.loads(subprocess.run(run, capture_output=True, text=True, timeout=30, cwd=str(ROOT),

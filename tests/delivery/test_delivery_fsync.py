@@ -17,12 +17,13 @@ from typing import Dict, List
 import pytest
 
 from agent.config.model import BacklogMode
-from agent.delivery.backlog import Backlog
-from agent.delivery.ids import ID_FILE, RESERVE_AHEAD, RESERVE_FILE, OutboxIds, read_last_id
-from agent.delivery.outbox import DB_NAME, Outbox
 from agent.devtools.broker import Broker
 from agent.devtools.certs import Pki
 from agent.emulator.responder import Responder
+from agent.outbox.admission import Admission
+from agent.outbox.backlog import Backlog
+from agent.outbox.ids import ID_FILE, RESERVE_AHEAD, RESERVE_FILE, OutboxIds, read_last_id
+from agent.outbox.store import DB_NAME, Outbox
 from tests.delivery.conftest import AGENT_MAIN, ROOT, config_text, ledger, start_agent
 from tests.delivery.test_backlog import delivery
 from tests.delivery.test_outbox import pending
@@ -107,12 +108,12 @@ def test_fold_at_start_never_rewrites_an_earlier_report_under_its_id(tmp_path: P
     ids = OutboxIds(tmp_path, box, clock=lambda: 0.0)
     box.add(pending(ids.next(), net=100))
     box.add(pending(ids.next(), net=50))  # attempts 0, but a lost attempt count may hide a publish
-    change = Backlog(box, ids, tmp_path, LOG).fold_pending(BacklogMode.FOLD)
+    change = Backlog(box, ids, Admission(box, tmp_path, LOG), LOG).fold_pending(BacklogMode.FOLD)
     assert change.stored is not None and change.stored.report_id == 3
     assert [(p.report_id, p.network) for p in box.pending()] == [(3, change.stored.network)]
     assert box.outcome_of(1) == box.outcome_of(2) == "superseded"
     # a brand-new report absorbs the unsent ones under its own id (it was never stored before)
-    Backlog(box, ids, tmp_path, LOG).store(pending(ids.next(), net=10), delivery(backlog=BacklogMode.FOLD))
+    Backlog(box, ids, Admission(box, tmp_path, LOG), LOG).store(pending(ids.next(), net=10), delivery(backlog=BacklogMode.FOLD))
     assert [p.report_id for p in box.pending()] == [4]
 
 

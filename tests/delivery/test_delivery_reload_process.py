@@ -4,11 +4,14 @@ the file audit (a key others can read), and TLS files awscrt refuses to load."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 from pathlib import Path
+from typing import List
 
 import pytest
 
@@ -99,3 +102,50 @@ def test_the_units_exec_reload_applies_a_changed_interval(pki: Pki, broker: Brok
     finally:
         stop_agent(proc)
     assert proc.returncode == 0, log.read_text()
+
+
+def test_a_reload_whose_collectors_cannot_be_built_says_ready_and_reports_go_on(pki: Pki, broker: Broker,
+                                                                                responder: Responder,
+                                                                                tmp_path: Path) -> None:
+    """Issue 23, defect 1, as systemd sees it: the config loads, but its exec program is one a start refuses
+    (world-writable), so the new collectors cannot be built. Before, the agent went on with closed collectors
+    under the new config and never said READY=1 after RELOADING=1."""
+    state, cfg, log = tmp_path / "state", tmp_path / "agent.yaml", tmp_path / "agent.log"
+    good = config_text(pki, broker.port, state, extra=COUNTER)
+    cfg.write_text(good)
+    program = tmp_path / "unsafe-metric"
+    program.write_text("#!/bin/sh\necho 1\n")
+    os.chmod(program, 0o777)
+    unsafe = (f"  - type: exec\n    name: unsafe\n    command: [{program}]\n    metric: unsafe_value\n    metric_type: number\n"
+              "custom_metrics:\n  unsafe_value: number\n")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify.sock"))
+    sock.settimeout(0.1)
+    proc = start_agent(cfg, log, {"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+    sent: List[str] = []
+
+    def heard(prefix: str, after: int = 0) -> bool:
+        with contextlib.suppress(socket.timeout):
+            for _ in range(100):  # what is queued now (STATUS= comes every round: never wait for silence)
+                sent.append(sock.recv(4096).decode())
+        return any(m.startswith(prefix) for m in sent[after:])
+
+    try:
+        assert wait_until(lambda: accepted(state) >= 1 and heard("READY=1"), 30), log.read_text()
+        cfg.write_text(good.replace(COUNTER, COUNTER + unsafe))
+        proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: len(refusals(log)) >= 1, 15), log.read_text()
+        assert "collectors[1]: collector 'unsafe'" in refusals(log)[0] and "group- or world-writable" in refusals(log)[0]
+        assert "keeping the running configuration" in refusals(log)[0]
+        assert wait_until(lambda: heard("RELOADING=1"), 5), sent
+        reloading = max(i for i, m in enumerate(sent) if m.startswith("RELOADING=1"))
+        assert wait_until(lambda: heard("READY=1", reloading), 5), sent
+        before = accepted(state)
+        assert wait_until(lambda: accepted(state) >= before + 2, 15), "reports go on under the old collectors"
+        assert proc.poll() is None
+    finally:
+        took = stop_agent(proc)
+        sock.close()
+    text = log.read_text()
+    assert proc.returncode == 0 and took < 5.0, text
+    assert "Traceback" not in text and "Sampling failed" not in text

@@ -22,10 +22,10 @@ from typing import Iterator, Sequence
 
 import pytest
 
-from agent.delivery.fakelink import AutoReply
+from agent.mqtt.fake import AutoReply
 from agent.report.model import ListeningPort, ListeningPorts, Sample, SampleKind
 from tests.delivery.conftest import CountingSource
-from tests.test_scheduler import Loop, make_config
+from tests.loop import Loop, make_config
 
 INTERVAL = 5.0
 
@@ -67,7 +67,7 @@ def survive_and_resume(loop: Loop, caplog: pytest.LogCaptureFixture, make_full: 
     loop.until(lambda: errors(caplog), turns=200)
     loop.run_for(4 * INTERVAL)  # rounds against a full disk: no traceback, one error line for the burst
     assert len(errors(caplog)) == 1 and "Cannot write to" in errors(caplog)[0]
-    assert loop.service.storage_failures >= 3
+    assert loop.service.guard.storage_failures >= 3
     sent_while_full = len(loop.link.published)
     make_room()  # type: ignore[operator]
     freed = loop.clock.now
@@ -98,7 +98,7 @@ def test_outbox_out_of_space_is_survived_and_writing_resumes(tmp_path: Path, cap
     caplog.set_level(logging.INFO, logger="agent.test.loop")
     config = make_config(tmp_path / "state", interval=INTERVAL, reply_timeout=1, retry_max_delay=1)
     with Loop(config, source=PortsSource(), auto_reply=AutoReply.ACCEPT) as loop:
-        outbox = loop.service.outbox
+        outbox = loop.service.state.outbox
 
         def make_full() -> None:
             loop.link.auto_reply = AutoReply.NONE  # else each accepted report frees the pages the next one takes

@@ -1,10 +1,10 @@
-"""agent/delivery/fold.py: rewriting a stored payload with a new id and summed network deltas."""
+"""agent/outbox/fold.py: rewriting a stored payload with a new id and summed network deltas."""
 
 from __future__ import annotations
 
 import cbor2
 
-from agent.delivery.fold import rewrite
+from agent.outbox.fold import rewrite
 from agent.report.document import decode
 from agent.report.model import NetworkStats
 

@@ -1,4 +1,4 @@
-"""agent/delivery/ids.py: ids that only go up, held by the outbox (the lost-outbox cases are in
+"""agent/outbox/ids.py: ids that only go up, held by the outbox (the lost-outbox cases are in
 test_delivery_fsync.py)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.delivery.ids import ID_FILE, RESERVE_AHEAD, RESERVE_FILE, OutboxIds, read_last_id
-from agent.delivery.outbox import Outbox
+from agent.outbox.ids import ID_FILE, RESERVE_AHEAD, RESERVE_FILE, OutboxIds, read_last_id
+from agent.outbox.store import Outbox
 from tests.delivery.test_outbox import pending
 
 LOG = logging.getLogger("agent.test.ids")

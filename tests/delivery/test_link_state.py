@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from agent.delivery.link_state import LinkPhase, LinkState
+from agent.mqtt.link_state import LinkPhase, LinkState
 
 ADDRESS = "broker.test:8883"
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from agent.config.model import MqttConfig
-from agent.delivery import mqtt as link_mod
-from agent.delivery.mqtt import Mqtt5Link, Mqtt311Link, check_tls_files, make_link, tls_context
 from agent.devtools.certs import Pki
 from agent.errors import ConfigError
+from agent.mqtt import link as link_mod
+from agent.mqtt.link import Mqtt5Link, Mqtt311Link, check_tls_files, make_link, tls_context
 from tests.delivery.conftest import make_config
 from tests.procs import plain_env
 
@@ -101,7 +101,7 @@ DEBIAN_PROBE = """
 import json, queue, logging, sys
 import awscrt
 from agent.config.model import MqttConfig, MqttProtocol
-from agent.delivery.mqtt import Mqtt5Link, Mqtt311Link, check_tls_files, tls_context
+from agent.mqtt.link import Mqtt5Link, Mqtt311Link, check_tls_files, tls_context
 cert, key, ca = sys.argv[1:4]
 out = {"awscrt": awscrt.__file__, "python": sys.executable}
 for keep_alive in (5, 30, 1200):

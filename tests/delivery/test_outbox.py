@@ -1,4 +1,4 @@
-"""agent/delivery/outbox.py: the ledger and its counters, a corrupt file moved aside, a failing disk raised."""
+"""agent/outbox/store.py: the ledger and its counters, a corrupt file moved aside, a failing disk raised."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.delivery.outbox import DB_NAME, Outbox, Pending
+from agent.outbox.store import DB_NAME, Outbox, Pending
 from agent.report.model import NetworkStats
 
 LOG = logging.getLogger("agent.test.outbox")

@@ -1,4 +1,4 @@
-"""agent/delivery/replies.py: accepted and rejected replies, and everything the parser must refuse."""
+"""agent/mqtt/replies.py: accepted and rejected replies, and everything the parser must refuse."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.delivery.replies import Reply, Unusable, parse_reply
-from agent.delivery.topics import reply_topic
+from agent.mqtt.replies import Reply, Unusable, parse_reply
+from agent.mqtt.topics import reply_topic
 
 T = "gw-1"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from agent.config.model import BacklogMode, DeliveryConfig
-from agent.delivery.resend import ResendClock, backoff
+from agent.consumers.defender.resend import ResendClock, backoff
 
 
 def delivery(**kw: object) -> DeliveryConfig:

@@ -9,13 +9,13 @@ from typing import List, Set
 
 import pytest
 
+from agent import events as ev
 from agent.clock import FakeClock
-from agent.delivery import events as ev
-from agent.delivery.fakelink import FakeLinks
-from agent.delivery.link_state import LinkPhase
-from agent.delivery.session import LINK_EVENTS, Session
-from agent.delivery.topics import reply_topic
-from tests.test_scheduler import THING, make_config
+from agent.mqtt.fake import FakeLinks
+from agent.mqtt.link_state import LinkPhase
+from agent.mqtt.session import LINK_EVENTS, Session
+from agent.mqtt.topics import reply_topic
+from tests.loop import THING, make_config
 
 
 class Harness:
@@ -130,15 +130,15 @@ def test_slow_connect_warning_uses_the_configured_timeout(tmp_path: Path, caplog
     assert "Still connecting to 127.0.0.1:8883 after 6 s" in caplog.text
 
 
-def test_restart_builds_the_new_link_before_stopping_the_old(tmp_path: Path) -> None:
+def test_a_new_link_is_built_before_the_old_one_stops(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     h.session.start(h.config)
     h.pump()
     old = h.links.last
     h.links.refuse = RuntimeError("TLS refused")
     with pytest.raises(RuntimeError):
-        h.session.restart(h.config)
+        h.session.prepare(h.config)
     assert not old.stopped and h.session.link is old and h.session.ready
-    h.session.restart(h.config)
+    h.session.switch(h.config, h.session.prepare(h.config))
     assert old.stopped and h.session.link is h.links.last and h.links.last is not old
     assert h.session.link_state.phase is LinkPhase.CONNECTING

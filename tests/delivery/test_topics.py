@@ -1,8 +1,8 @@
-"""agent/delivery/topics.py: the Device Defender topics and their parser."""
+"""agent/mqtt/topics.py: the Device Defender topics and their parser."""
 
 from __future__ import annotations
 
-from agent.delivery.topics import parse_topic
+from agent.mqtt.topics import parse_topic
 
 
 def test_topics_allow_slashes_in_thing_names() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -12,11 +13,11 @@ from typing import List, Optional
 
 import pytest
 
+from agent.commands.status_view import format_status, read_status
 from agent.config.model import Config
-from agent.delivery.status import format_status, read_status
 from agent.report.model import ListeningPort, ListeningPorts, NetworkStats, Sample, SampleKind
 from tests.delivery.conftest import THING
-from tests.test_scheduler import Loop, make_config
+from tests.loop import Loop, make_config
 
 EVENTS = f"dt/gateways/{THING}/violations"
 BEHAVIORS = """\
@@ -117,16 +118,23 @@ def test_a_restart_keeps_the_alarm_without_a_second_in_alarm(state: Path) -> Non
         assert cleared["violationEventType"] == "alarm-cleared" and cleared["violationId"] == raised["violationId"]
 
 
-def test_a_metric_that_stops_arriving_invalidates_the_alarm(state: Path) -> None:
+def test_a_metric_that_stops_arriving_keeps_the_alarm_for_two_days_then_invalidates_it(
+        state: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agent.test.loop")
     source = PortSource()
     source.ports = [22, 631]
-    with Loop(config(state), source=source) as loop:
-        loop.run_for(15)
+    with Loop(make_config(state, interval=3600, extra=BEHAVIORS), source=source) as loop:
+        loop.run_for(3600)
         source.ports = None  # the ports collector fails
-        loop.run_for(30)
+        loop.run_for(5 * 3600)
+        assert [e["violationEventType"] for e in events(loop)] == ["in-alarm"], "a hiccup is not an event"
+        loop.run_for(2 * 24 * 3600, turns=4000)
         kinds = [e["violationEventType"] for e in events(loop)]
         assert kinds == ["in-alarm", "alarm-invalidated"]
+        assert events(loop)[1]["violationId"] == events(loop)[0]["violationId"]
         assert "metricValue" not in events(loop)[1]
+    (line,) = [r.getMessage() for r in caplog.records if "invalidated" in r.getMessage()]
+    assert "has not arrived for more than 2 days" in line
 
 
 def test_suppress_alerts_records_and_counts_but_publishes_nothing(state: Path,
@@ -151,7 +159,7 @@ def test_events_wait_in_the_outbox_while_the_broker_is_away(state: Path) -> None
         loop.run_for(20)
         source.ports = [22]
         loop.run_for(20)
-        assert loop.service.sinks.messages.pending_count("violations") == 2
+        assert loop.service.consumers.messages.pending_count("violations") == 2
         loop.link.connect()
         loop.until(lambda: len(events(loop)) == 2)
         assert [e["violationEventType"] for e in events(loop)] == ["in-alarm", "alarm-cleared"]
@@ -199,7 +207,24 @@ def test_a_hanging_exec_is_killed_and_never_blocks_the_loop(state: Path, tmp_pat
             loop.turn()
             time.sleep(0.05)
     failed = [r.getMessage() for r in caplog.records if "violations.exec failed" in r.getMessage()]
-    assert len(failed) == 1 and "killed after 0.5 s" in failed[0]
+    assert len(failed) == 1 and "timed out after 0.5s; its process group was killed" in failed[0]
+
+
+def test_an_exec_that_floods_stdout_is_reported_as_killed_for_it(state: Path, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """It was reported as "exited with status 0" although it was killed at the 64 KiB cap."""
+    caplog.set_level(logging.INFO, logger="agent.test.loop")
+    hook = write_hook(tmp_path / "flood", "cat >/dev/null; exec yes\n")
+    source = PortSource()
+    with Loop(config(state, f"  exec: [{hook}]\n  exec_timeout: 5s\n"), source=source) as loop:
+        source.ports = [22, 631]
+        loop.run_for(15)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any("violations.exec failed" in r.getMessage()
+                                                      for r in caplog.records):
+            loop.service.run_once()
+    (failed,) = [r.getMessage() for r in caplog.records if "violations.exec failed" in r.getMessage()]
+    assert "was killed: wrote more than 64KiB to stdout" in failed and "status 0" not in failed
 
 
 def test_an_unsafe_exec_program_refuses_to_start(state: Path, tmp_path: Path) -> None:
@@ -239,3 +264,39 @@ def test_a_collector_with_a_longer_interval_is_waited_for_not_invalidated(state:
         source.ports = [22]
         loop.run_for(30)
         assert [e["violationEventType"] for e in events(loop)] == ["in-alarm", "alarm-cleared"]
+
+
+def test_an_alarm_whose_round_fails_to_commit_is_raised_once_the_disk_has_room(
+        state: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 23, defect 2: the new alarm state is adopted only after the round's commit. Before, a commit that
+    failed (disk full) left memory "in alarm" while the event, its counter and the saved state rolled back: the
+    event was never published, and a restart raised it again under a new violationId.
+
+    The round's last write (the status meta, after every consumer's) fails as a full disk fails it."""
+    caplog.set_level(logging.INFO, logger="agent.test.loop")
+    source = PortSource()
+    with Loop(config(state), source=source) as loop:
+        loop.run_for(15)
+        state_dir = loop.service.state
+        full = [True]
+        save = state_dir.save_meta
+
+        def save_unless_full(values: dict) -> None:
+            if full[0] and "last_report_id" in values:
+                raise sqlite3.OperationalError("database or disk is full")
+            save(values)
+
+        state_dir.save_meta = save_unless_full  # type: ignore[method-assign]
+        source.ports = [22, 631]
+        loop.run_for(25)  # rounds that cannot be stored
+        assert "Cannot write to" in caplog.text
+        assert not [r for r in caplog.records if "in alarm" in r.getMessage()], "no journal line for a rollback"
+        assert events(loop) == []
+        full[0] = False
+        loop.run_for(25)
+        (raised,) = events(loop)
+        assert raised["violationEventType"] == "in-alarm"
+    counts = read_status(state)["violations"]["counts"]["OnlyKnownPorts"]
+    assert counts["in-alarm"] == 1
+    (active,) = read_status(state)["violations"]["active"]
+    assert active["violation_id"] == raised["violationId"], "the saved state names the published event"

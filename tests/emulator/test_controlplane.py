@@ -95,7 +95,7 @@ def test_delete_is_refused_while_a_security_profile_uses_the_metric(server, iot)
     assert [p["name"] for p in found] == ["fleet"]
     with pytest.raises(iot.exceptions.InvalidRequestException, match="used by security profile"):
         iot.delete_custom_metric(metricName="guarded")
-    server.store.remove_security_profile("fleet")
+    server.store.delete_security_profile("fleet")
     iot.delete_custom_metric(metricName="guarded")
     assert iot.list_custom_metrics()["metricNames"] == []
 

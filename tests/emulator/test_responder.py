@@ -22,7 +22,7 @@ class Client:
     def __init__(self, pki: Pki, port: int) -> None:
         from awscrt import mqtt5
 
-        from agent.delivery.mqtt import mqtt5_client, tls_context
+        from agent.mqtt.link import mqtt5_client, tls_context
 
         pair = pki.client("gw-9")
         self.mqtt5 = mqtt5

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from agent.catalog import PayloadFormat
-from agent.delivery.topics import OUTCOMES, reply_topic, report_topic
+from agent.mqtt.topics import OUTCOMES, reply_topic, report_topic
 
 INSTALL = Path(__file__).resolve().parents[2] / "docs" / "INSTALL.md"
 THING = "${iot:Connection.Thing.ThingName}"

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import List, Tuple
 
 from agent.devtools.certs import make_pki
 
@@ -35,6 +37,12 @@ class GatewayFiles:
             f"  ca: {ca or self.ca}\n",
             encoding="utf-8",
         )
+
+
+def encode_acl(entries: List[Tuple[int, int, int]]) -> bytes:
+    """The ``system.posix_acl_access`` xattr value (version 2, then (tag, perm, id) entries; acl(5),
+    linux/posix_acl_xattr.h) that setfacl would write: what :func:`agent.security.read_acl` reads."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
 
 
 def pem(kind: str, canary: str, headers: str = "") -> str:

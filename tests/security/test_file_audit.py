@@ -17,11 +17,10 @@ from agent.security import (
     ACL_USER,
     ACL_USER_OBJ,
     audit_files,
-    encode_acl,
     read_acl,
     resolve_credential,
 )
-from tests.security.gateway_files import GatewayFiles, make_gateway_files
+from tests.security.gateway_files import GatewayFiles, encode_acl, make_gateway_files
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")

@@ -19,8 +19,8 @@ from typing import Callable, Iterator, List, Optional, Tuple
 import pytest
 
 from agent.errors import EX_CONFIG
-from agent.security import ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ, encode_acl
-from tests.security.gateway_files import GatewayFiles, make_gateway_files, pem
+from agent.security import ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ
+from tests.security.gateway_files import GatewayFiles, encode_acl, make_gateway_files, pem
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown files and switch users")

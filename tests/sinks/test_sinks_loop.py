@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from agent.commands.status_view import read_status
 from agent.config.model import Config
-from agent.delivery.messages import sink_counts
-from agent.delivery.status import read_status
-from agent.delivery.topics import report_topic
+from agent.mqtt.topics import report_topic
+from agent.outbox.messages import sink_counts
 from agent.report.document import decode
 from tests.delivery.conftest import THING
-from tests.test_scheduler import Loop, make_config
+from tests.loop import Loop, make_config
 
 TOPIC = f"dt/gateways/{THING}/metrics"
 
@@ -25,7 +25,7 @@ def with_sinks(state: Path, sinks: str, **overrides: Any) -> Config:
 
 
 def counts(loop: Loop, sink: str) -> dict:
-    return sink_counts(loop.service.outbox.counters(), sink)
+    return sink_counts(loop.service.state.outbox.counters(), sink)
 
 
 @pytest.fixture
@@ -47,8 +47,8 @@ def test_a_topic_sink_sends_one_flat_message_per_round_beside_the_report(state: 
         loop.link.accept(loop.link.published_ids[0])
         loop.run_for(301)
         assert counts(loop, "topic")["delivered"] == 2 and len(loop.link.messages()) == 2
-        assert loop.service.outbox.counters().get("accepted") == 1
-        assert loop.service.sinks.messages.pending_count() == 0
+        assert loop.service.state.outbox.counters().get("accepted") == 1
+        assert loop.service.consumers.messages.pending_count() == 0
 
 
 def test_a_report_document_topic_sink_carries_the_report_bytes(state: Path) -> None:
@@ -87,7 +87,7 @@ def test_messages_wait_in_the_outbox_while_the_broker_is_away_and_the_oldest_go_
     with Loop(config, connects=False) as loop:
         loop.run_for(55)  # 6 rounds, no connection
         assert loop.link.messages() == []
-        assert loop.service.sinks.messages.pending_count("topic") == 3
+        assert loop.service.consumers.messages.pending_count("topic") == 3
         assert counts(loop, "topic")["dropped"] == 3
         loop.link.connect()
         loop.until(lambda: counts(loop, "topic")["delivered"] == 3)
@@ -99,7 +99,7 @@ def test_pending_messages_survive_a_restart(state: Path) -> None:
     config = with_sinks(state, "  - {type: topic, topic: 't/{thing_name}'}\n", interval=10)
     with Loop(config, connects=False) as loop:
         loop.run_for(25)
-        waiting = loop.service.sinks.messages.pending_count()
+        waiting = loop.service.consumers.messages.pending_count()
         assert waiting == 3
     with Loop(config) as loop:
         loop.until(lambda: counts(loop, "topic")["delivered"] >= waiting)
@@ -118,10 +118,11 @@ def test_a_textfile_only_config_runs_without_a_broker(state: Path, tmp_path: Pat
         loop.run_for(25)
         assert loop.links.links == [], "no MQTT client is made"
         assert counts(loop, "textfile")["delivered"] == 3
-        assert "defender_agent_aws_all_bytes_in" in prom.read_text() or "defender_agent_all_bytes_in" in prom.read_text()
-        assert loop.notifier.sent[-1].endswith("no broker (textfile sinks only)") or any(
-            "no broker" in m for m in loop.notifier.sent)
-        assert loop.service.outbox.pending() == [], "no Device Defender report is kept"
+        samples = prom.read_text().splitlines()
+        assert "defender_agent_aws_all_bytes_in 100" in samples, "a device-side metric keeps its aws_ prefix"
+        assert not any(line.startswith("defender_agent_all_bytes_in") for line in samples)
+        assert loop.notifier.sent[-1].endswith("; no broker (textfile sinks only)")
+        assert loop.service.state.outbox.pending() == [], "no Device Defender report is kept"
         ids = [loop.service.last_report_id]
     with Loop(config) as loop:
         loop.run_for(11)
@@ -149,12 +150,12 @@ def test_a_textfile_that_cannot_be_written_is_counted_and_logged_once_and_the_to
 
 def test_without_a_defender_sink_pending_reports_end_dropped_and_no_reply_topic_is_subscribed(state: Path) -> None:
     with Loop(make_config(state), connects=False) as loop:
-        loop.until(loop.service.outbox.pending)
-        (rid,) = loop.service.outbox.pending_ids()
+        loop.until(loop.service.state.outbox.pending)
+        (rid,) = loop.service.state.outbox.pending_ids()
     config = with_sinks(state, "  - {type: topic, topic: 't/x'}\n")
     with Loop(config) as loop:
         assert loop.outcome(rid) == "dropped"
-        (entry,) = loop.service.outbox.ledger(outcome="dropped")
+        (entry,) = loop.service.state.outbox.ledger(outcome="dropped")
         assert "no defender sink" in (entry.message or "")
         loop.until(loop.link.messages)
         assert loop.link.subscribe_calls == [] and loop.link.published_ids == []
@@ -237,5 +238,59 @@ def test_a_sink_on_which_the_connection_keeps_dropping_is_held_back_and_the_othe
         held = [r.getMessage() for r in caplog.records if "Holding this sink's messages" in r.getMessage()]
         assert drops == 4 and len(held) == 1 and "'denied'" in held[0], (drops, held)  # 1 to start probing, 3 named
         assert counts(loop, "allowed")["delivered"] >= 9, "the other sink goes on"
-        assert loop.service.outbox.counters().get("published", 0) >= 9, "and the reports"
-        assert loop.service.sinks.messages.pending_count("denied") >= 9, "held, not lost"
+        assert loop.service.state.outbox.counters().get("published", 0) >= 9, "and the reports"
+        assert loop.service.consumers.messages.pending_count("denied") >= 9, "held, not lost"
+
+
+def test_topic_messages_have_their_own_ack_timeout_and_a_reload_applies_a_new_one(state: Path) -> None:
+    """Issue 23, defect 3: a message's PUBACK wait was delivery.reply_timeout (Device Defender's reply wait, 2 s
+    here) and its backoff cap delivery.retry_max_delay, and a reload never passed new values on. A PUBACK wait
+    under awscrt's own (30 s) republished what awscrt still awaited."""
+    import dataclasses
+
+    from agent import events as ev
+    from agent.config.model import LINK_ACK_TIMEOUT
+
+    config = with_sinks(state, "  - type: defender\n  - type: topic\n    topic: t/{thing_name}\n",
+                        interval=3600, reply_timeout=2)
+    assert config.delivery.message_ack_timeout == 60.0 > LINK_ACK_TIMEOUT
+    configs = [config]
+    with Loop(config, reload_config=lambda: configs[-1], puback=False) as loop:
+        loop.until(loop.link.messages)
+        loop.run_for(59)
+        assert len(loop.link.messages()) == 1, "no second publish while the link may still await its PUBACK"
+        loop.run_for(2)
+        assert len(loop.link.messages()) == 2, "published again once message_ack_timeout passed"
+        shorter = dataclasses.replace(config.delivery, message_ack_timeout=LINK_ACK_TIMEOUT + 1.0)
+        configs.append(dataclasses.replace(config, delivery=shorter))
+        loop.service.events.put(ev.SignalEvent(ev.Signal.HUP))
+        loop.turn()
+        assert loop.service.consumers.lane.ack_timeout == LINK_ACK_TIMEOUT + 1.0
+        loop.until(lambda: len(loop.link.messages()) == 3, turns=100)  # the wait of the publish before the reload
+        loop.run_for(LINK_ACK_TIMEOUT)
+        assert len(loop.link.messages()) == 3
+        loop.run_for(2)
+        assert len(loop.link.messages()) == 4, "the reloaded wait applies to the publishes after the reload"
+
+
+def test_the_outbox_stays_within_its_bound_on_disk_with_the_broker_away(state: Path) -> None:
+    """Issue 23, defect 4: a topic sink of ``document: report`` and the broker away grew the outbox without a
+    bound in bytes (31.6 MB on disk with a 256 KiB max_outbox_bytes). Now reports and messages share the bound."""
+    from tests.delivery.test_disk_full import PortsSource
+    from tests.outbox.test_admission import on_disk, slack
+
+    cap = 256 * 1024
+    config = with_sinks(state, "  - type: defender\n  - type: topic\n    topic: t/{thing_name}\n    document: report\n"
+                        "    max_pending: 100000\n", interval=5, extra_delivery=f"  max_outbox_bytes: {cap}\n")
+    assert config.delivery.max_outbox_bytes == cap
+    with Loop(config, source=PortsSource(), connects=False) as loop:
+        largest = 0
+        for _ in range(30):
+            loop.run_for(50)
+            largest = max(largest, on_disk(state))
+        assert loop.service.reports_built >= 290
+        counters = loop.service.state.outbox.counters()
+        assert counters["sink.topic.dropped"] > 200, "the topic's oldest messages made room"
+        report = len(loop.service.state.outbox.pending()[-1].payload)
+    print(f"largest on disk: {largest} bytes (bound {cap}, stated slack {slack(cap, 2 * report)}, report {report})")
+    assert largest <= cap + slack(cap, 2 * report), f"{largest} bytes on disk"

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Tuple
 import pytest
 import yaml
 
-from agent.delivery.outbox import OUTCOMES
+from agent.outbox.store import ReportOutcome
 from tests.systemd.rig import (
     BOOTSTRAP_UNIT,
     CONFIG,
@@ -84,7 +84,7 @@ def one_outcome_each(rig: Rig) -> Dict[str, Any]:
     pending = set(box["pending"])
     assert len(ledger) == len(set(ledger)), "a report id with two outcomes"
     assert not set(ledger) & pending, f"pending and finished at once: {sorted(set(ledger) & pending)}"
-    assert sum(box["counters"].get(o, 0) for o in OUTCOMES) == len(ledger), box["counters"]
+    assert sum(box["counters"].get(o, 0) for o in ReportOutcome) == len(ledger), box["counters"]
     built = {int(n) for n in re.findall(r"Built report (\d+) \(", rig.journal())}
     lost = built - set(ledger) - pending
     assert not lost, f"built but neither pending nor finished: {sorted(lost)}"

@@ -1,13 +1,25 @@
-"""When the queued messages (:mod:`agent.delivery.messages`) go out, and what each PUBACK means.
+"""Queued messages on the wire: a consumer's queue (:class:`MessageQueue`) and the lane they share.
+
+A consumer that publishes messages of its own (a topic sink, the violation events) owns a
+:class:`MessageQueue`: it adds the round's message inside the round's transaction (the
+outbox's bound in bytes applies at once, :mod:`agent.outbox.admission`), publishes what is
+due, takes the PUBACKs of its own messages and reports its counts.
+
+The queues share one :class:`MessageSender`, the lane, because they share one connection
+(the consumer set drives it once per turn over every queue that holds messages):
 
 Per sink, the oldest messages go first, at most ``MAX_IN_FLIGHT`` at a time, so a sink
 with a long backlog never holds back another (they share one connection, nothing
-else). A message is in flight from its publish until its PUBACK (or ``ack_timeout``,
-after which it may go again: QoS 1 is at least once). AWS IoT Core closes the
+else). A message is in flight from its publish until its PUBACK, or until
+``delivery.message_ack_timeout`` (longer than the link's own ack timeout, so awscrt has given
+up on it first), after which it may go again: QoS 1 is at least once. AWS IoT Core closes the
 connection on a publish the device policy denies when it cannot say so (MQTT 3.1.1):
 a connection lost with messages in flight starts probing, one message at a time from
 each sink, so that the next loss names its sink; a sink named three times in a row is
-held back for ``retry_cap`` (logged), and the others and the reports go on. A publish that fails without
+held back for ``retry_cap`` (logged), and the others and the reports go on. Source: AWS's own
+migration guides of the Device SDK v2 ("If you try to publish to a topic that is not allowed by a
+policy, AWS IoT Core service will close the connection", MQTT 3.1.1; MQTT5 gets a PUBACK with a
+reason code instead); docs/SINKS.md, "A topic the policy denies". A publish that fails without
 the broker's answer (the connection went) is tried again after a backoff; one the
 broker refuses (MQTT5 reason code >= 0x80) ends ``failed`` at once, and the sink's
 first refusal in a row is logged with what to check. Only the loop thread calls it.
@@ -18,8 +30,9 @@ from __future__ import annotations
 import logging
 from typing import Callable, Dict, Iterable, Optional, Set
 
-from agent.delivery.events import MessageRef, PublishDone
-from agent.delivery.messages import Messages
+from agent.events import MessageRef, PublishDone
+from agent.outbox.admission import Admission
+from agent.outbox.messages import MessageOutcome, Messages, sink_counts
 
 MAX_IN_FLIGHT = 10  # per sink
 SUSPECT_WINDOW = 5.0  # seconds: a connection lost this soon after a sink's publish, without its PUBACK, ...
@@ -28,12 +41,37 @@ RETRY_FIRST = 5.0  # seconds after a publish failed without an answer; doubles u
 Publish = Callable[[str, bytes, MessageRef], None]
 
 
+class MessageQueue:
+    """One consumer's queue of messages in the outbox: add under both bounds, count, report."""
+
+    def __init__(self, name: str, messages: Messages, admission: Admission, logger: logging.Logger) -> None:
+        self.name = name
+        self.messages = messages
+        self.admission = admission
+        self.log = logger
+
+    def add(self, topic: str, payload: bytes, now: float, max_pending: int) -> None:
+        """Queue one message (inside the round's transaction): ``max_pending`` for this queue, then the
+        outbox's bound in bytes over everything it holds."""
+        before = self.admission.in_use()
+        seq, over = self.messages.add(self.name, topic, payload, now, max_pending)
+        if over:
+            self.log.warning("Sink %r holds %d message(s) already (max_pending); dropped its %d oldest",
+                             self.name, max_pending, over)
+        self.admission.enforce(("message", seq), now, before)
+
+    def pending(self) -> int:
+        return self.messages.pending_count(self.name)
+
+    def counts(self, counters: Dict[str, int]) -> Dict[str, int]:
+        return sink_counts(counters, self.name)
+
+
 class MessageSender:
     def __init__(self, messages: Messages, logger: logging.Logger, ack_timeout: float, retry_cap: float) -> None:
         self.messages = messages
         self.log = logger
-        self.ack_timeout = ack_timeout
-        self.retry_cap = retry_cap
+        self.configure(ack_timeout, retry_cap)
         self.in_flight: Dict[int, float] = {}  # seq -> when it may go again without a PUBACK
         self.sink_of: Dict[int, str] = {}
         self.retry_at: Dict[str, float] = {}  # sink -> not before (after a failed publish)
@@ -44,6 +82,11 @@ class MessageSender:
         self.held_until: Dict[str, float] = {}  # sink -> not before (the connection kept dropping on it)
         self.probing = False  # after a loss with messages in flight: one message at a time, to find the culprit
         self.confirmed: Set[str] = set()  # sinks acknowledged while probing
+
+    def configure(self, ack_timeout: float, retry_cap: float) -> None:
+        """``delivery.message_ack_timeout`` and ``delivery.message_retry_max_delay`` (at start and on reload)."""
+        self.ack_timeout = ack_timeout
+        self.retry_cap = retry_cap
 
     def publish_due(self, sinks: Iterable[str], now: float, publish: Publish) -> int:
         """Publish what is due of each sink; returns how many went out."""
@@ -105,7 +148,7 @@ class MessageSender:
         self.in_flight.pop(seq, None)
         self.sent_at.pop(seq, None)
         if event.ok:
-            if self.messages.finish(seq, "delivered") and sink is not None:
+            if self.messages.finish(seq, MessageOutcome.DELIVERED) and sink is not None:
                 self.backoff.pop(sink, None)
                 self.retry_at.pop(sink, None)
                 self.suspect.pop(sink, None)
@@ -116,7 +159,7 @@ class MessageSender:
                     self.log.info("Sink %r: the broker accepts its messages again", sink)
             return
         if event.refused:
-            if self.messages.finish(seq, "failed") and sink is not None and sink not in self.refusing:
+            if self.messages.finish(seq, MessageOutcome.FAILED) and sink is not None and sink not in self.refusing:
                 self.refusing.add(sink)
                 self.log.error(
                     "Sink %r: the broker refused a message (%s); it is counted as failed and not sent again. "

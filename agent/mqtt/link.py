@@ -26,8 +26,9 @@ import queue
 import threading
 from typing import Any, Callable, List, Optional, Protocol, Sequence
 
-from agent.config.model import MqttConfig, MqttProtocol
-from agent.delivery.events import (
+from agent.config.model import LINK_ACK_TIMEOUT, Config, MqttConfig, MqttProtocol
+from agent.errors import ConfigError
+from agent.events import (
     Connected,
     ConnectFailed,
     Disconnected,
@@ -37,7 +38,6 @@ from agent.delivery.events import (
     Subscribed,
     Tag,
 )
-from agent.errors import ConfigError
 from agent.security import resolve_credential
 
 # What awsiotsdk's builders set, kept here (see docs/NOTES.md, issue 14).
@@ -46,7 +46,7 @@ ALPN_MQTT = "x-amzn-mqtt-ca"  # AWS IoT's ALPN name for MQTT over mutual TLS on 
 TCP_CONNECT_TIMEOUT_MS = 5_000
 MQTT5_PING_TIMEOUT_MS = 30_000  # awscrt's default; must stay below the keep-alive (awscrt 0.16.8 refuses it)
 MQTT311_PING_TIMEOUT_MS = 3_000  # awsiotsdk's mqtt_connection_builder default
-MQTT311_OPERATION_TIMEOUT_MS = 0  # none: an operation waits for its ack (awsiotsdk's default)
+MQTT311_OPERATION_TIMEOUT_MS = LINK_ACK_TIMEOUT * 1000  # as MQTT5's ack timeout (awsiotsdk's default, 0, waits for ever)
 
 Callback = Callable[[Any], None]
 
@@ -212,7 +212,7 @@ class Mqtt5Link:
             min_reconnect_delay_ms=500,
             max_reconnect_delay_ms=int(max_reconnect_delay * 1000),
             min_connected_time_to_reset_reconnect_delay_ms=10_000,
-            ack_timeout_sec=30,
+            ack_timeout_sec=LINK_ACK_TIMEOUT,
             connack_timeout_ms=int(mqtt.connect_timeout * 1000),
             retry_jitter_mode=mqtt5.ExponentialBackoffJitterMode.FULL,
             on_publish=self._on_publish,
@@ -422,3 +422,10 @@ def make_link(
         raise
     except Exception as exc:  # awscrt raises RuntimeError/AwsCrtError subclasses for unusable files
         raise tls_setup_error(mqtt, source, exc) from None
+
+
+def config_link(config: Config, events: queue.SimpleQueue[object], logger: logging.Logger) -> Link:
+    """The link of ``config`` (the scheduler's default link factory); only called when ``mqtt`` is set."""
+    assert config.mqtt is not None, "no link without mqtt (the session makes none)"
+    return make_link(config.mqtt, config.client_id, events, logger, min(60.0, config.delivery.retry_max_delay),
+                     config.source)

@@ -48,7 +48,7 @@ class Message:
 
 @dataclass(frozen=True)
 class MessageRef:
-    """The tag of a queued message's publish (:mod:`agent.delivery.messages`); a report's tag is its id."""
+    """The tag of a queued message's publish (:mod:`agent.outbox.messages`); a report's tag is its id."""
 
     seq: int
 
@@ -71,6 +71,11 @@ class HookDone:
     violation_id: str
     ok: bool
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class CollectorsDone:
+    """Every collector started by the current round has returned (from the last one's worker thread)."""
 
 
 class Signal(TextEnum):

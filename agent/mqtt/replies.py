@@ -22,7 +22,7 @@ from typing import Any, Optional, Union
 
 import cbor2
 
-from agent.delivery.topics import parse_topic
+from agent.mqtt.topics import parse_topic
 
 MAX_REPLY_BYTES = 16 * 1024
 MAX_TEXT = 300

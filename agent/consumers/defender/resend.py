@@ -1,7 +1,7 @@
 """When each pending report goes out: at once when stored, then again with backoff until a reply settles it.
 
 :class:`ResendClock` keeps one monotonic due time per pending report id. It only keeps
-times; the scheduler loop decides what to publish (only ever the newest pending report)
+times; the defender consumer decides what to publish (only ever the newest pending report)
 and records the attempt in the outbox.
 """
 

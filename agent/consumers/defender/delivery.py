@@ -1,8 +1,8 @@
 """The defender sink's reports on the wire: which pending report goes out when, and what each reply settles.
 
-Split from the scheduler loop, which calls :meth:`ReportDelivery.publish_due` when the session is
-ready and hands it every reply message; the loop still owns the round that stores reports
-(:mod:`agent.delivery.backlog`) and the resend clock's other users (restart, reconnect, reload).
+The defender consumer (:mod:`agent.consumers.defender.consumer`) calls :meth:`ReportDelivery.publish_due`
+when the session is ready and hands it every reply message; the consumer stores the round's report
+(:mod:`agent.outbox.backlog`) and keeps the resend clock's other users (restart, reconnect, reload).
 
 Only the newest pending report is ever (re)sent: the service wants report ids to only go up, so
 an older report that got no reply ends ``unanswered`` once a newer one is published, and a report
@@ -15,14 +15,15 @@ from __future__ import annotations
 import logging
 from typing import Callable, Optional, Set
 
+from agent import events as ev
+from agent.catalog import PayloadFormat
 from agent.clock import Clock
 from agent.config.model import Config
-from agent.delivery import events as ev
-from agent.delivery.outbox import Outbox, Pending
-from agent.delivery.replies import Reply, Unusable, parse_reply
-from agent.delivery.resend import ResendClock
-from agent.delivery.session import Session
-from agent.delivery.topics import reply_topic, report_topic
+from agent.consumers.defender.resend import ResendClock
+from agent.mqtt.replies import Reply, Unusable, parse_reply
+from agent.mqtt.session import Session
+from agent.mqtt.topics import reply_topic, report_topic
+from agent.outbox.store import Outbox, Pending, ReportOutcome
 
 UNANSWERED_HINT_AFTER = 3  # unanswered reports in a row before the journal says what to check
 
@@ -30,7 +31,7 @@ UNANSWERED_HINT_AFTER = 3  # unanswered reports in a row before the journal says
 class ReportDelivery:
     def __init__(self, config: Callable[[], Config], outbox: Outbox, session: Session, resend: ResendClock,
                  clock: Clock, logger: logging.Logger, save_meta: Callable[..., None],
-                 wanted_formats: Callable[[], Set[str]]) -> None:
+                 wanted_formats: Callable[[], Set[PayloadFormat]]) -> None:
         """``config`` returns the running config (it changes on reload); ``save_meta`` writes the status
         meta (inside the caller's transaction); ``wanted_formats`` names the formats whose replies are needed."""
         self.config = config
@@ -53,6 +54,9 @@ class ReportDelivery:
         """
         delivery = self.config().delivery
         ids = self.outbox.pending_ids()
+        gone = set(self.resend.due_at) - set(ids)  # ended elsewhere (the outbox's bound dropped them)
+        if gone:
+            self.resend.forget_all(gone)
         if not ids:
             return
         rid, older = ids[-1], ids[:-1]
@@ -87,13 +91,13 @@ class ReportDelivery:
 
     def unanswered(self, report: Pending, why: str) -> None:
         """End a report that got no reply; after a few in a row, say once what to check."""
-        outcome = "unanswered" if report.attempts > 0 else "superseded"
+        outcome = ReportOutcome.UNANSWERED if report.attempts > 0 else ReportOutcome.SUPERSEDED
         with self.outbox.transaction():
             if not self.outbox.finish(report.report_id, outcome, None, why, self.clock.wall()):
                 return
             self.save_meta(last_outcome=outcome, last_outcome_id=report.report_id)
         self.resend.forget(report.report_id)
-        if outcome == "superseded":
+        if outcome is ReportOutcome.SUPERSEDED:
             self.log.info("Report %d superseded: %s", report.report_id, why)
             return
         self.unanswered_streak += 1
@@ -117,7 +121,7 @@ class ReportDelivery:
         self.settle(reply)
 
     def settle(self, reply: Reply) -> None:
-        outcome = "accepted" if reply.accepted else "rejected"
+        outcome = ReportOutcome.ACCEPTED if reply.accepted else ReportOutcome.REJECTED
         rid, unnamed = reply.report_id, reply.report_id is None
         if rid is None:  # the troubleshooting guide's rejected reply names no report: give it to the one awaiting
             awaiting = [p.report_id for p in self.outbox.pending() if p.attempts > 0]

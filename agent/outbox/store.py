@@ -12,14 +12,14 @@ Report ids are persisted here, not in a file of their own: a report's id is
 committed with its row (the same transaction as the status meta, see
 ``Service._report_round``), and nothing is published before that commit.
 ``max_known_id`` (pending and ledger; the ledger trim keeps the newest rows) is
-therefore at least every id that was ever sent; :mod:`agent.delivery.ids` starts
+therefore at least every id that was ever sent; :mod:`agent.outbox.ids` starts
 from it.
 
 Errors: storage failures are not wrapped. Every method raises
 :class:`sqlite3.OperationalError` when SQLite cannot read or write ``state_dir``
 (disk full, I/O error, a file it cannot open, a lock held past the 5 s timeout); a
 failed write leaves the outbox as it was before the transaction (see
-:mod:`agent.delivery.db`), so the caller may retry later. Damage found after the
+:mod:`agent.outbox.db`), so the caller may retry later. Damage found after the
 file was opened raises a plain :class:`sqlite3.DatabaseError` (the next
 :meth:`Outbox.open` moves the file aside if its check finds the damage too).
 :meth:`Outbox.open` also raises :class:`OSError` when ``state_dir`` cannot be
@@ -38,18 +38,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from agent.delivery.db import Transaction, Transactions, connect, move_aside
+from agent.catalog import PayloadFormat
+from agent.outbox.db import Transaction, Transactions, connect, move_aside
 from agent.report.model import NetworkStats
+from agent.schema import TextEnum
 
 DB_NAME = "outbox.sqlite3"
-OUTCOMES = ("accepted", "rejected", "unanswered", "superseded", "dropped")
+# What a full or failing state_dir raises: SQLite ("database or disk is full", "disk I/O error") and
+# plain file writes (ENOSPC, EDQUOT, EIO). The loop survives them and tries again on the next round.
+STORAGE_ERRORS = (sqlite3.OperationalError, OSError)
 LEDGER_KEEP = 10000
+
+
+class ReportOutcome(TextEnum):
+    """A report's one final outcome (see above): the value in its ``ledger`` row and the name of its counter."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    UNANSWERED = "unanswered"
+    SUPERSEDED = "superseded"
+    DROPPED = "dropped"
 
 
 @dataclass(frozen=True)
 class Pending:
     report_id: int
-    format: str
+    format: PayloadFormat
     payload: bytes
     created_at: float
     attempts: int
@@ -59,7 +73,7 @@ class Pending:
     network: Optional[NetworkStats]
 
     @classmethod
-    def new(cls, report_id: int, format: str, payload: bytes, now: float,
+    def new(cls, report_id: int, format: PayloadFormat, payload: bytes, now: float,
             network: Optional[NetworkStats] = None) -> Pending:
         """A report just built: never published, due at once."""
         return cls(report_id=report_id, format=format, payload=payload, created_at=now, attempts=0,
@@ -69,7 +83,7 @@ class Pending:
 @dataclass(frozen=True)
 class LedgerEntry:
     report_id: int
-    outcome: str
+    outcome: ReportOutcome
     code: Optional[str]
     message: Optional[str]
     attempts: int
@@ -79,8 +93,8 @@ class LedgerEntry:
 
 def _pending(row: Sequence[Any]) -> Pending:
     net = None if row[8] is None else NetworkStats(int(row[8]), int(row[9]), int(row[10]), int(row[11]))
-    return Pending(report_id=int(row[0]), format=str(row[1]), payload=bytes(row[2]), created_at=float(row[3]),
-                   attempts=int(row[4]), next_attempt_at=float(row[5]),
+    return Pending(report_id=int(row[0]), format=PayloadFormat(str(row[1])), payload=bytes(row[2]),
+                   created_at=float(row[3]), attempts=int(row[4]), next_attempt_at=float(row[5]),
                    first_sent_at=None if row[6] is None else float(row[6]), delivered=bool(row[7]), network=net)
 
 
@@ -152,13 +166,13 @@ class Outbox:
         """Store a new report; in the same transaction drop ``drop_ids`` (oldest first) with ``drop_reason``."""
         with self._tx():
             for rid in drop_ids:
-                self._finish(rid, "dropped", None, drop_reason, report.created_at)
+                self._finish(rid, ReportOutcome.DROPPED, None, drop_reason, report.created_at)
             self._insert(report)
 
     def drop(self, report_ids: Iterable[int], reason: str, now: float) -> None:
         with self._tx():
             for rid in report_ids:
-                self._finish(rid, "dropped", None, reason, now)
+                self._finish(rid, ReportOutcome.DROPPED, None, reason, now)
 
     def supersede_into(self, replaced: Iterable[Tuple[int, str]], new: Optional[Pending], now: float) -> None:
         """Mark ``replaced`` (id, reason) superseded and store ``new`` (if given), in one transaction."""
@@ -167,7 +181,7 @@ class Outbox:
                 self.conn.execute("DELETE FROM pending WHERE report_id=?", (new.report_id,))
                 self._insert(new)
             for rid, reason in replaced:
-                self._finish(rid, "superseded", None, reason, now)
+                self._finish(rid, ReportOutcome.SUPERSEDED, None, reason, now)
 
     def _insert(self, r: Pending) -> None:
         net = (r.network.bytes_in, r.network.bytes_out, r.network.packets_in, r.network.packets_out) if r.network else (None,) * 4
@@ -178,7 +192,7 @@ class Outbox:
         )
 
     def record_attempt(self, report_id: int, now: float, next_attempt_at: float) -> None:
-        """Not durable on its own (see agent.delivery.db): a lost attempt count only changes resend timing."""
+        """Not durable on its own (see agent.outbox.db): a lost attempt count only changes resend timing."""
         with self._tx(durable=False):
             self.conn.execute(
                 "UPDATE pending SET attempts=attempts+1, next_attempt_at=?, first_sent_at=COALESCE(first_sent_at, ?) "
@@ -194,14 +208,14 @@ class Outbox:
 
     # -- outcomes -------------------------------------------------------------------------
 
-    def finish(self, report_id: int, outcome: str, code: Optional[str], message: Optional[str], now: float) -> bool:
+    def finish(self, report_id: int, outcome: ReportOutcome, code: Optional[str], message: Optional[str], now: float) -> bool:
         """Move a pending report to the ledger. False when it was not pending (nothing changes)."""
         with self._tx():
             return self._finish(report_id, outcome, code, message, now)
 
-    def _finish(self, report_id: int, outcome: str, code: Optional[str], message: Optional[str], now: float) -> bool:
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}")
+    def _finish(self, report_id: int, outcome: ReportOutcome, code: Optional[str], message: Optional[str],
+                now: float) -> bool:
+        outcome = ReportOutcome(outcome)  # ValueError for any other string: a bug of the caller
         row = self.conn.execute("SELECT attempts, created_at FROM pending WHERE report_id=?", (report_id,)).fetchone()
         if row is None:
             return False
@@ -222,7 +236,7 @@ class Outbox:
             )
         return True
 
-    def record_unsent(self, report_id: int, outcome: str, message: str, now: float) -> None:
+    def record_unsent(self, report_id: int, outcome: ReportOutcome, message: str, now: float) -> None:
         """Ledger entry for an id that never became a pending report (e.g. the build failed)."""
         with self._tx():
             self.conn.execute(
@@ -232,18 +246,19 @@ class Outbox:
             )
             self._bump(outcome)
 
-    def outcome_of(self, report_id: int) -> Optional[str]:
+    def outcome_of(self, report_id: int) -> Optional[ReportOutcome]:
         row = self.conn.execute("SELECT outcome FROM ledger WHERE report_id=?", (report_id,)).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else ReportOutcome(str(row[0]))
 
-    def ledger(self, limit: int = 1000, outcome: Optional[str] = None) -> List[LedgerEntry]:
+    def ledger(self, limit: int = 1000, outcome: Optional[ReportOutcome] = None) -> List[LedgerEntry]:
         sql = "SELECT report_id, outcome, code, message, attempts, created_at, finished_at FROM ledger"
         args: Tuple[Any, ...] = ()
         if outcome:
             sql += " WHERE outcome=?"
             args = (outcome,)
         rows = self.conn.execute(sql + " ORDER BY report_id DESC LIMIT ?", (*args, limit)).fetchall()
-        return [LedgerEntry(int(r[0]), str(r[1]), r[2], r[3], int(r[4]), float(r[5]), float(r[6])) for r in rows]
+        return [LedgerEntry(int(r[0]), ReportOutcome(str(r[1])), r[2], r[3], int(r[4]), float(r[5]), float(r[6]))
+                for r in rows]
 
     # -- counters and meta ----------------------------------------------------------------
 
@@ -270,7 +285,7 @@ class Outbox:
         return {str(k): json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
 
     def transaction(self, durable: bool = True) -> Transaction:
-        """Group several writes into one commit (one fsync when ``durable``); see :mod:`agent.delivery.db`."""
+        """Group several writes into one commit (one fsync when ``durable``); see :mod:`agent.outbox.db`."""
         return self._transactions(durable)
 
     def _tx(self, durable: bool = True) -> Transaction:

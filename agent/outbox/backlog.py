@@ -14,33 +14,24 @@ or stored in an earlier round, is never changed under its id: if it must absorb
 deltas, the sum goes out under a new id and the old one ends ``superseded`` too.
 
 Reports the broker acknowledged but the service did not answer stay pending; the
-scheduler ends them ``unanswered`` once a newer report is published. The outbox
-stays under ``delivery.max_outbox_bytes`` by dropping the oldest (counted, one log
-line per burst), and stops growing while the filesystem has less than
-``delivery.min_free_disk`` free.
+defender consumer ends them ``unanswered`` once a newer report is published. The
+bound in bytes (``delivery.max_outbox_bytes``, ``delivery.min_free_disk``) is the one
+admission policy of the whole outbox (:mod:`agent.outbox.admission`), enforced in the
+same transaction as the store.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
-from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from agent.config.model import BacklogMode, DeliveryConfig
-from agent.delivery.fold import rewrite, sum_network
-from agent.delivery.ids import OutboxIds
-from agent.delivery.outbox import Outbox, Pending
-
-
-def free_disk(path: Path) -> int:
-    try:
-        stat = os.statvfs(path)
-    except OSError:
-        return 1 << 62
-    return int(stat.f_bavail * stat.f_frsize)
+from agent.outbox.admission import Admission
+from agent.outbox.fold import rewrite, sum_network
+from agent.outbox.ids import OutboxIds
+from agent.outbox.store import Outbox, Pending
 
 
 @dataclasses.dataclass
@@ -55,7 +46,7 @@ class Change:
 class Backlog:
     """Stores new reports under the ``delivery.backlog`` policy.
 
-    Raises what the outbox raises (see :mod:`agent.delivery.outbox`), and :class:`OSError` when a fold
+    Raises what the outbox raises (see :mod:`agent.outbox.store`), and :class:`OSError` when a fold
     needs a new id and :meth:`OutboxIds.next` cannot raise the id reserve; nothing is changed then.
     """
 
@@ -63,24 +54,24 @@ class Backlog:
         self,
         outbox: Outbox,
         ids: OutboxIds,
-        state_dir: Path,
+        admission: Admission,
         logger: logging.Logger,
         clock: Callable[[], float] = time.time,
-        disk_free: Callable[[Path], int] = free_disk,
     ) -> None:
         self.outbox = outbox
         self.ids = ids
-        self.state_dir = state_dir
+        self.admission = admission
         self.log = logger
         self.clock = clock
-        self.disk_free = disk_free
-        self._dropping = False
 
     def store(self, new: Pending, delivery: DeliveryConfig) -> Change:
+        """Store ``new`` under the backlog policy, then the outbox's bound (in the caller's transaction)."""
+        before = self.admission.in_use()
         olds = [p for p in self.outbox.pending() if not p.delivered]
         change = self._replace(delivery.backlog, olds, new, stored_before=False)
-        trimmed = self._append(None, delivery)
-        return Change(change.stored, change.removed + trimmed.removed, change.note)
+        kept = change.stored.report_id if change.stored is not None else new.report_id
+        dropped = self.admission.enforce(("report", kept), self.clock(), before)
+        return Change(change.stored, change.removed + dropped.reports, change.note)
 
     def fold_pending(self, mode: BacklogMode) -> Change:
         """Apply ``mode`` to what is already pending (start-up, reload): one unacknowledged report stays."""
@@ -118,7 +109,7 @@ class Backlog:
 
         A ``target`` that was ``stored_before`` (in an earlier run or round) gets a new id when its bytes
         change, even with ``attempts == 0``: attempts are recorded without an fsync of their own (see
-        agent.delivery.db), so after a power loss 0 may hide a publish.
+        agent.outbox.db), so after a power loss 0 may hide a publish.
         """
         now = self.clock()
         fold_from = [o for o in olds if o.network is not None and not o.delivered]
@@ -152,35 +143,6 @@ class Backlog:
         deltas = "; their network deltas are folded in" if folded_ids else ""
         note = f"supersedes {len(ids)} report(s) that never reached the broker ({_span(ids)}{deltas})"
         return Change(stored, ids, note)
-
-    def _append(self, new: Optional[Pending], delivery: DeliveryConfig) -> Change:
-        """Store ``new`` (or only enforce the bound when ``None``), dropping the oldest to stay in bounds."""
-        size = len(new.payload) if new is not None else 0
-        pending = self.outbox.pending()
-        if new is None and pending:
-            newest = pending.pop()
-            size = len(newest.payload)
-        total = sum(len(p.payload) for p in pending)
-        cap = delivery.max_outbox_bytes
-        reason = f"outbox full (cap {cap} bytes)"
-        if self.disk_free(self.state_dir) < delivery.min_free_disk:
-            cap = min(cap, max(total, size))  # stop growing; one report always fits
-            reason = f"disk nearly full (under {delivery.min_free_disk} bytes free in {self.state_dir})"
-        drop: List[int] = []
-        for old in pending:
-            if total + size <= cap:
-                break
-            drop.append(old.report_id)
-            total -= len(old.payload)
-        if new is not None:
-            self.outbox.add(new, drop, reason)
-        elif drop:
-            self.outbox.drop(drop, reason, self.clock())
-        if drop and not self._dropping:
-            self.log.warning("Dropped %d oldest pending report(s) (%s): %s; further drops in this burst "
-                             "are counted, not logged", len(drop), _span(drop), reason)
-        self._dropping = bool(drop)
-        return Change(new, drop)
 
 
 def _why_unsent(report: Pending) -> str:

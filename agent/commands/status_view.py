@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from agent.delivery.ids import read_last_id
-from agent.delivery.messages import Messages, defender_counts, sink_counts
-from agent.delivery.outbox import OUTCOMES, Outbox, open_readonly
+from agent.outbox.ids import read_last_id
+from agent.outbox.messages import Messages, defender_counts, sink_counts
+from agent.outbox.store import Outbox, ReportOutcome, open_readonly
 
 
 def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
@@ -18,7 +18,7 @@ def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
         "state_dir": str(state_dir),
         "last_report_id": read_last_id(state_dir) or None,
         "last_report_at": None,
-        "outcomes": dict.fromkeys(OUTCOMES, 0),
+        "outcomes": dict.fromkeys(ReportOutcome, 0),
         "published": 0,
         "outbox_corrupt": 0,
         "pending": [],
@@ -34,7 +34,7 @@ def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
     try:
         counters = box.counters()
         meta = box.meta()
-        for name in OUTCOMES:
+        for name in ReportOutcome:
             out["outcomes"][name] = counters.get(name, 0)
         out["published"] = counters.get("published", 0)
         out["outbox_corrupt"] = counters.get("outbox_corrupt", 0)
@@ -49,7 +49,7 @@ def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
         ]
         out["last_rejections"] = [
             {"report_id": e.report_id, "code": e.code, "message": e.message, "at": e.finished_at}
-            for e in box.ledger(limit=recent_rejections, outcome="rejected")
+            for e in box.ledger(limit=recent_rejections, outcome=ReportOutcome.REJECTED)
         ]
         out["sinks"] = _sinks(box, meta.get("sinks"), counters, out)
         if isinstance(meta.get("violations"), dict):
@@ -117,7 +117,7 @@ def format_status(status: Dict[str, Any]) -> str:
     rid = status.get("last_report_id")
     lines.append(f"last report:   {rid if rid else 'none yet'} at {_when(status.get('last_report_at'))}")
     counts = status["outcomes"]
-    lines.append("outcomes:      " + ", ".join(f"{k} {counts.get(k, 0)}" for k in OUTCOMES)
+    lines.append("outcomes:      " + ", ".join(f"{k} {counts.get(k, 0)}" for k in ReportOutcome)
                  + f" (publishes {status.get('published', 0)})")
     if status.get("outbox_corrupt"):
         lines.append(f"outbox:        replaced {status['outbox_corrupt']} corrupt file(s) (moved aside as *.corrupt)")

@@ -3,7 +3,7 @@
 A message is one MQTT publish (QoS 1) on a topic of the user's choice; its outcome is
 the broker's PUBACK, since no reply topic answers it. It lives in the outbox's
 ``messages`` table (the same SQLite file and transactions as the reports, see
-:mod:`agent.delivery.outbox`) from the round that made it until it ends in exactly one
+:mod:`agent.outbox.store`) from the round that made it until it ends in exactly one
 outcome, counted per sink in the ``counters`` table as ``sink.NAME.OUTCOME``:
 
 - ``delivered``: the broker acknowledged it;
@@ -14,17 +14,24 @@ outcome, counted per sink in the ``counters`` table as ``sink.NAME.OUTCOME``:
 
 A textfile sink has no messages; its writes are counted under the same names
 (``delivered`` a write, ``failed`` a write that raised) by :meth:`Messages.count`.
-Errors are the outbox's (storage errors unwrapped, see :mod:`agent.delivery.outbox`).
+Errors are the outbox's (storage errors unwrapped, see :mod:`agent.outbox.store`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from agent.delivery.outbox import Outbox
+from agent.outbox.store import Outbox, ReportOutcome
+from agent.schema import TextEnum
 
-MESSAGE_OUTCOMES = ("delivered", "failed", "dropped")
+
+class MessageOutcome(TextEnum):
+    """A message's one outcome (see above), in its counter's name ``sink.NAME.OUTCOME``."""
+
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    DROPPED = "dropped"
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,7 @@ class QueuedMessage:
     attempts: int
 
 
-def counter_name(sink: str, outcome: str) -> str:
+def counter_name(sink: str, outcome: MessageOutcome) -> str:
     return f"sink.{sink}.{outcome}"
 
 
@@ -48,21 +55,23 @@ class Messages:
         self.outbox = outbox
         self.conn = outbox.conn
 
-    def add(self, sink: str, topic: str, payload: bytes, now: float, max_pending: int) -> int:
-        """Queue a message; over ``max_pending`` the sink's oldest are dropped. Returns how many were dropped.
+    def add(self, sink: str, topic: str, payload: bytes, now: float, max_pending: int) -> Tuple[int, int]:
+        """Queue a message; over ``max_pending`` the sink's oldest are dropped (counted).
 
-        Durable (it joins the caller's transaction when there is one, e.g. the round's)."""
+        Returns (the message's seq, how many were dropped). Durable (it joins the caller's transaction when
+        there is one, e.g. the round's); the outbox's bound in bytes is the caller's next step
+        (:meth:`agent.outbox.admission.Admission.enforce`)."""
         with self.outbox.transaction():
-            self.conn.execute("INSERT INTO messages (sink, topic, payload, created_at) VALUES (?,?,?,?)",
-                              (sink, topic, payload, now))
+            seq = int(self.conn.execute("INSERT INTO messages (sink, topic, payload, created_at) VALUES (?,?,?,?)",
+                                        (sink, topic, payload, now)).lastrowid or 0)
             over = self.pending_count(sink) - max_pending
             if over <= 0:
-                return 0
+                return seq, 0
             self.conn.execute(
                 "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE sink=? ORDER BY seq LIMIT ?)",
                 (sink, over))
-            self.outbox.bump(counter_name(sink, "dropped"), over)
-            return over
+            self.outbox.bump(counter_name(sink, MessageOutcome.DROPPED), over)
+            return seq, over
 
     def oldest(self, sink: str, limit: int) -> List[QueuedMessage]:
         rows = self.conn.execute(
@@ -83,10 +92,9 @@ class Messages:
         with self.outbox.transaction(durable=False):
             self.conn.execute("UPDATE messages SET attempts=attempts+1 WHERE seq=?", (seq,))
 
-    def finish(self, seq: int, outcome: str) -> bool:
+    def finish(self, seq: int, outcome: MessageOutcome) -> bool:
         """End a message with ``delivered`` or ``failed``; False when it was no longer queued (counted once)."""
-        if outcome not in MESSAGE_OUTCOMES:
-            raise ValueError(f"unknown message outcome {outcome!r}")
+        outcome = MessageOutcome(outcome)  # ValueError for any other string: a bug of the caller
         with self.outbox.transaction():
             row = self.conn.execute("SELECT sink FROM messages WHERE seq=?", (seq,)).fetchone()
             if row is None:
@@ -95,21 +103,21 @@ class Messages:
             self.outbox.bump(counter_name(str(row[0]), outcome))
             return True
 
-    def count(self, sink: str, outcome: str) -> None:
+    def count(self, sink: str, outcome: MessageOutcome) -> None:
         """Count an outcome that has no queued message (a textfile write)."""
-        if outcome not in MESSAGE_OUTCOMES:
-            raise ValueError(f"unknown message outcome {outcome!r}")
+        outcome = MessageOutcome(outcome)  # ValueError for any other string: a bug of the caller
         self.outbox.bump(counter_name(sink, outcome), durable=False)  # a lost count is harmless
 
 
 def sink_counts(counters: Dict[str, int], sink: str) -> Dict[str, int]:
     """``{"delivered": n, "failed": n, "dropped": n}`` of one sink, from the outbox's counters."""
-    return {outcome: counters.get(counter_name(sink, outcome), 0) for outcome in MESSAGE_OUTCOMES}
+    return {outcome: counters.get(counter_name(sink, outcome), 0) for outcome in MessageOutcome}
 
 
 def defender_counts(counters: Dict[str, int]) -> Dict[str, int]:
     """The defender sink's reports in a sink's terms: ``delivered`` = accepted, ``failed`` = rejected or
     unanswered, ``dropped`` = dropped or superseded (from the outbox's outcome counters)."""
-    return {"delivered": counters.get("accepted", 0),
-            "failed": counters.get("rejected", 0) + counters.get("unanswered", 0),
-            "dropped": counters.get("dropped", 0) + counters.get("superseded", 0)}
+    n = {outcome: counters.get(outcome, 0) for outcome in ReportOutcome}
+    return {MessageOutcome.DELIVERED: n[ReportOutcome.ACCEPTED],
+            MessageOutcome.FAILED: n[ReportOutcome.REJECTED] + n[ReportOutcome.UNANSWERED],
+            MessageOutcome.DROPPED: n[ReportOutcome.DROPPED] + n[ReportOutcome.SUPERSEDED]}

@@ -1,6 +1,6 @@
 """The MQTT session as the scheduler loop sees it: start the link, subscribe to the replies, know when to publish.
 
-Owns the :class:`~agent.delivery.mqtt.Link` and its :class:`~agent.delivery.link_state.LinkState`;
+Owns the :class:`~agent.mqtt.link.Link` and its :class:`~agent.mqtt.link_state.LinkState`;
 reads only the link's lifecycle events (connected, lost, failed, subscribed)
 that the loop hands it. Publishing is possible once ``ready`` is true and the
 report's format is in ``subscribed_formats``.
@@ -12,13 +12,13 @@ import logging
 import queue
 from typing import Callable, Iterable, Optional, Set, Union
 
+from agent import events as ev
 from agent.clock import Clock
 from agent.config.model import Config
-from agent.delivery import events as ev
-from agent.delivery.events import Tag
-from agent.delivery.link_state import LinkPhase, LinkState
-from agent.delivery.mqtt import Link
-from agent.delivery.topics import OUTCOMES, reply_topic
+from agent.events import Tag
+from agent.mqtt.link import Link
+from agent.mqtt.link_state import LinkPhase, LinkState
+from agent.mqtt.topics import OUTCOMES, reply_topic
 
 LinkFactory = Callable[[Config, "queue.SimpleQueue[object]", logging.Logger], Link]
 LinkEvent = Union[ev.Connected, ev.Disconnected, ev.ConnectFailed, ev.Subscribed]
@@ -69,13 +69,13 @@ class Session:
     def stop(self, timeout: float) -> bool:
         return self.link.stop(timeout=timeout) if self.link is not None else True
 
-    def restart(self, config: Config) -> None:
-        """A new link for a changed endpoint, identity or thing name.
+    def prepare(self, config: Config) -> Optional[Link]:
+        """Build (not start) the link for a changed endpoint, identity or thing name: awscrt refuses bad TLS files
+        here, and this raises while the running link is left as it was. ``None`` without ``mqtt``."""
+        return self.link_factory(config, self.events, self.log.getChild("mqtt")) if config.mqtt else None
 
-        The new link is built first: when awscrt refuses the new files this raises
-        and the running link is left as it was.
-        """
-        link = self.link_factory(config, self.events, self.log.getChild("mqtt")) if config.mqtt else None
+    def switch(self, config: Config, link: Optional[Link]) -> None:
+        """Stop the running link and start ``link`` (from :meth:`prepare`) in its place."""
         self.stop(2.0)
         self.subscribed_formats = set()
         self.link_state = LinkState(address(config), self.log)

@@ -24,7 +24,7 @@ Losing the outbox *and* this file leaves epoch seconds, as before.
 every report. It is still read as a floor, so an upgrade never goes back, but
 nothing writes it any more.
 
-Errors: the outbox's (see :mod:`agent.delivery.outbox`) while reading the highest
+Errors: the outbox's (see :mod:`agent.outbox.store`) while reading the highest
 id, and :class:`OSError` from :meth:`OutboxIds.next` when the reserve file cannot
 be written (the id is then not handed out).
 """
@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from agent.delivery.outbox import Outbox, open_readonly
+from agent.outbox.store import Outbox, open_readonly
 
 ID_FILE = "last_report_id"
 RESERVE_FILE = "report_id_reserve"

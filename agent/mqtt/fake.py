@@ -1,4 +1,4 @@
-"""A :class:`~agent.delivery.mqtt.Link` without a network, shipped beside the real one for tests
+"""A :class:`~agent.mqtt.link.Link` without a network, shipped beside the real one for tests
 (as httpx ships ``MockTransport``): the scheduler runs against it with a fake clock, no broker.
 
 It answers the loop's calls the way awscrt does, with events on the loop's queue,
@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import cbor2
 
+from agent import events as ev
 from agent.catalog import PayloadFormat
 from agent.config.model import Config
-from agent.delivery import events as ev
-from agent.delivery.topics import OUTCOMES, parse_topic, reply_topic
+from agent.mqtt.topics import OUTCOMES, parse_topic, reply_topic
 
 DEFAULT_TIMESTAMP = 1_700_000_000_000  # milliseconds, as the service sends it
 
@@ -195,11 +195,6 @@ class FakeLink:
             self.subscribed = []
         self.events.put(ev.Connected(session_present))
 
-    def fail_connect(self, error: str = "AWS_IO_SOCKET_CONNECTION_REFUSED: connection refused",
-                     retry_by_caller: bool = False) -> None:
-        self.connected = False
-        self.events.put(ev.ConnectFailed(error, retry_by_caller))
-
     def drop(self, error: str = "AWS_ERROR_MQTT_UNEXPECTED_HANGUP: The connection was closed unexpectedly") -> None:
         """The connection is lost (awscrt reconnects by itself: call :meth:`connect` for that)."""
         self.connected = False
@@ -266,6 +261,6 @@ class FakeLinks:
 
 
 if TYPE_CHECKING:  # mypy holds the fake to the real seam: FakeLinks is a LinkFactory, so FakeLink is a Link
-    from agent.delivery.session import LinkFactory
+    from agent.mqtt.session import LinkFactory
 
     _FACTORY: LinkFactory = FakeLinks()

@@ -71,20 +71,43 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open ``path`` in WAL mode, check it and create the tables.
+# The schema's version in ``PRAGMA user_version``: 0 is the outbox of 0.1.0 (the tables above, no
+# auto_vacuum); 1 adds incremental auto_vacuum, so that the file can shrink back under its bound
+# (agent.outbox.admission). A newer version than this code knows is refused, never moved aside.
+SCHEMA_VERSION = 1
 
-    Raises :class:`sqlite3.OperationalError` when SQLite cannot open or write the file, and a plain
-    :class:`sqlite3.DatabaseError` when it is not a database or fails ``PRAGMA quick_check``.
+
+class NewerSchema(sqlite3.OperationalError):
+    """The outbox was written by a newer defender-agent: this one must not touch it."""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open ``path`` in WAL mode, check it, create the tables and bring the schema to :data:`SCHEMA_VERSION`.
+
+    Raises :class:`sqlite3.OperationalError` when SQLite cannot open or write the file (:class:`NewerSchema`
+    when a newer agent wrote it), and a plain :class:`sqlite3.DatabaseError` when it is not a database or
+    fails ``PRAGMA quick_check``.
     """
     conn = sqlite3.connect(str(path), timeout=5.0, isolation_level=None)
     try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise NewerSchema(f"{path} has outbox schema {version}, newer than this agent's {SCHEMA_VERSION} "
+                              "(a downgrade?): install the newer defender-agent again, or move the file aside")
+        fresh = not conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        if fresh:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # before the first table: no VACUUM needed
         conn.execute("PRAGMA journal_mode=WAL").fetchone()
         conn.execute("PRAGMA synchronous=FULL")
         row = conn.execute("PRAGMA quick_check").fetchone()
         if row is None or row[0] != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
         conn.executescript(SCHEMA)
+        if version < 1 and not fresh:  # 0.1.0's file: switch auto_vacuum on (takes one VACUUM, once)
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            conn.execute("VACUUM")
+        if version != SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except BaseException:
         conn.close()
         raise

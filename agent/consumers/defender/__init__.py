@@ -1,0 +1,1 @@
+"""The Device Defender sink: reports stored under the backlog policy, (re)sent, settled by the replies."""

@@ -1,0 +1,1 @@
+"""Violation events of the on-device behaviors: the consumer and the exec hook."""

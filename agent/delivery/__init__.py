@@ -1,1 +1,0 @@
-"""Delivery: the durable outbox and ledger, report ids, reply parsing and the MQTT link."""
