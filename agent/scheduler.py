@@ -1,12 +1,11 @@
 """The one loop that owns timing and the round's transaction; the consumers own everything else.
 
-Everything else only talks to it through ``Service.events`` (a ``queue.SimpleQueue``):
-awscrt callbacks, collector workers, the exec hook and signal handlers put events there and
-return. The loop sleeps until the next event or the next deadline (a round due or due to end,
-a consumer's publish or timeout, the session's connect warning or resubscribe, the watchdog)
-and at no other time. Nothing it waits for can hold it: a round starts the due collectors and
-the loop goes on (:meth:`SampleSource.begin`); the round ends when every collector returned or
-its deadline passed, whichever is first.
+Everything else talks to it through ``Service.events``: awscrt callbacks, collector workers, the exec
+hook and signal handlers put events there and return. The loop sleeps until the next event or the
+next deadline (a round due or due to end, a consumer's publish or timeout, the session's, the
+watchdog) and at no other time. Nothing it waits for can hold it: a round starts the due collectors
+and the loop goes on (:meth:`SampleSource.begin`); the round ends when every collector returned or
+its deadline passed.
 
 A round: samples -> the report (:class:`agent.report.builder.ReportBuilder`) -> the checked round
 -> every consumer's writes in one outbox transaction (:mod:`agent.consumers`) -> after the

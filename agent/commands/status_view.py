@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
+from agent.config.model import VIOLATIONS_QUEUE
 from agent.outbox.ids import read_last_id
 from agent.outbox.messages import Messages, defender_counts, sink_counts
 from agent.outbox.store import Outbox, ReportOutcome, open_readonly
@@ -54,8 +55,8 @@ def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
         out["sinks"] = _sinks(box, meta.get("sinks"), counters, out)
         if isinstance(meta.get("violations"), dict):
             out["violations"] = dict(meta["violations"])
-            out["violations"]["events"] = {**sink_counts(counters, "violations"),
-                                           "pending": Messages(box).pending_count("violations")}
+            out["violations"]["events"] = {**sink_counts(counters, VIOLATIONS_QUEUE),
+                                           "pending": Messages(box).pending_count(VIOLATIONS_QUEUE)}
         out["recent"] = [
             {"report_id": e.report_id, "outcome": e.outcome, "code": e.code, "message": e.message,
              "attempts": e.attempts, "at": e.finished_at}

@@ -131,6 +131,7 @@ class SinkConfig:
 
 
 DEFAULT_SINKS = (SinkConfig(SinkType.DEFENDER, "defender"),)
+VIOLATIONS_QUEUE = "violations"  # the outbox queue of the violation events (agent.consumers.violations): no sink's name
 
 
 @dataclass(frozen=True)

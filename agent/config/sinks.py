@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from agent.catalog import HEALTH_METRICS
 from agent.config.model import (
     DEFAULT_SINKS,
+    VIOLATIONS_QUEUE,
     CustomMetricConfig,
     MqttConfig,
     SinkConfig,
@@ -18,8 +19,6 @@ from agent.config.spec import MQTT, SINK_COMMON, SINK_OPTIONS
 from agent.schema import Checker, Section, join
 from agent.sinks.textfile import name_clashes
 from agent.sinks.topics import topic_problem
-
-RESERVED_QUEUE = "violations"  # the violation events' message queue (agent.consumers.violations); no sink may take it
 
 
 def check_mqtt(raw: Any, sinks: Tuple[SinkConfig, ...], checker: Checker, events_topic: bool = False
@@ -64,7 +63,7 @@ def check_sinks(raw: Any, checker: Checker) -> Tuple[SinkConfig, ...]:
         if len(checker.problems) != before:
             continue
         name = values["name"] or kind.value
-        if name == RESERVED_QUEUE:
+        if name == VIOLATIONS_QUEUE:
             checker.problem(join(path, "name"), f"{name!r} is the outbox queue of the violation events; "
                                                 "give the sink another name")
             continue

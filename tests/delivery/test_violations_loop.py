@@ -190,6 +190,15 @@ def test_exec_gets_each_event_on_stdin_once(state: Path, tmp_path: Path) -> None
     assert got == published, "the program gets the very event the topic carries"
 
 
+def exec_failures(loop: Loop, caplog: pytest.LogCaptureFixture) -> List[str]:
+    """The journal's "violations.exec failed" lines, once the hook's thread reported one (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any("violations.exec failed" in r.getMessage() for r in caplog.records):
+        loop.turn()
+        time.sleep(0.05)
+    return [r.getMessage() for r in caplog.records if "violations.exec failed" in r.getMessage()]
+
+
 def test_a_hanging_exec_is_killed_and_never_blocks_the_loop(state: Path, tmp_path: Path,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="agent.test.loop")
@@ -201,12 +210,7 @@ def test_a_hanging_exec_is_killed_and_never_blocks_the_loop(state: Path, tmp_pat
         loop.run_for(35)  # rounds go on while the program hangs
         assert time.monotonic() - started < 5
         assert loop.source.rounds >= 3 and len(events(loop)) == 1
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any("violations.exec failed" in r.getMessage()
-                                                      for r in caplog.records):
-            loop.turn()
-            time.sleep(0.05)
-    failed = [r.getMessage() for r in caplog.records if "violations.exec failed" in r.getMessage()]
+        failed = exec_failures(loop, caplog)
     assert len(failed) == 1 and "timed out after 0.5s; its process group was killed" in failed[0]
 
 
@@ -219,11 +223,7 @@ def test_an_exec_that_floods_stdout_is_reported_as_killed_for_it(state: Path, tm
     with Loop(config(state, f"  exec: [{hook}]\n  exec_timeout: 5s\n"), source=source) as loop:
         source.ports = [22, 631]
         loop.run_for(15)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any("violations.exec failed" in r.getMessage()
-                                                      for r in caplog.records):
-            loop.service.run_once()
-    (failed,) = [r.getMessage() for r in caplog.records if "violations.exec failed" in r.getMessage()]
+        (failed,) = exec_failures(loop, caplog)
     assert "was killed: wrote more than 64KiB to stdout" in failed and "status 0" not in failed
 
 

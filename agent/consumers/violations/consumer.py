@@ -19,8 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from agent.behaviors.event import violation_event
 from agent.behaviors.tracker import BehaviorState, EventType, Transition, dump_states, load_states, step
-from agent.config.model import Config
-from agent.config.sinks import RESERVED_QUEUE
+from agent.config.model import VIOLATIONS_QUEUE, Config
 from agent.consumers.base import Consumer, Context, Round, Step
 from agent.consumers.queue import MessageQueue
 from agent.consumers.violations.hook import HOOK_QUEUE, HookRunner, check_exec
@@ -29,7 +28,7 @@ from agent.outbox.messages import Messages
 from agent.sinks.topics import render_topic
 
 STATE_KEY = "behavior_states"
-QUEUE = RESERVED_QUEUE  # the outbox queue of the events; no sink may take its name
+QUEUE = VIOLATIONS_QUEUE  # the outbox queue of the events; no sink may take its name
 
 
 def counter_name(behavior: str, kind: EventType) -> str:
@@ -37,7 +36,7 @@ def counter_name(behavior: str, kind: EventType) -> str:
 
 
 class ViolationsConsumer(Consumer):
-    name = "violations"
+    name = VIOLATIONS_QUEUE
 
     def __init__(self, ctx: Context, config: Config) -> None:
         self.ctx = ctx
