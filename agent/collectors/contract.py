@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, List, Mapping, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, List, Mapping, Optional, Protocol, Tuple, runtime_checkable
 
 from agent.catalog import BuiltinMetric, MetricType
 from agent.collectors.readcache import ReadCache
-from agent.report.model import Sample
+from agent.config.model import CustomMetricConfig
+from agent.report.model import Sample, SampleKind, standard_value_class
+from agent.report.rules import check_value, normalize_value
 from agent.schema import Node
 
 # name -> declared custom metric type, or None for a standard metric (`metrics` block)
@@ -72,3 +74,53 @@ class CollectorSpec:
     origin: str = "built-in"  # "entry point NAME from DIST VERSION" for plugins
     # custom metric name -> what the collector computes there (unit, description), for the docs and bootstrap
     describes: Optional[Callable[[Mapping[str, Any]], Mapping[str, BuiltinMetric]]] = None
+
+
+def check_result(emits: Mapping[str, Optional[MetricType]], result: Any,
+                 custom_metrics: Mapping[str, CustomMetricConfig]) -> Tuple[List[Sample], Optional[str]]:
+    """What a collector's ``collect()`` returned, checked: (the samples to keep, why it failed this round or None).
+
+    A result that breaks the collector contract keeps nothing; a custom value that breaks
+    the service's rules costs only its own metric.
+    """
+    if not isinstance(result, (list, tuple)):
+        return [], f"collect() returned {type(result).__name__}, expected a list of Sample"
+    out: List[Sample] = []
+    bad_values: List[str] = []
+    seen = set()
+    for item in result:
+        if not isinstance(item, Sample):
+            return [], f"collect() returned a {type(item).__name__} in its list, expected Sample"
+        if item.name in seen:
+            return [], f"sample {item.name!r} returned twice"
+        seen.add(item.name)
+        if item.name not in emits:
+            return (
+                [],
+                f"sample {item.name!r} is not one of the metrics it declared ({', '.join(emits)})",
+            )
+        declared = emits[item.name]
+        if declared is None:
+            expected = standard_value_class(item.name)
+            if (
+                item.kind is not SampleKind.STANDARD
+                or expected is None
+                or not isinstance(item.value, expected)
+            ):
+                want = expected.__name__ if expected else "a standard value"
+                return [], f"sample {item.name!r} is a {type(item.value).__name__}, expected {want}"
+            out.append(item)
+            continue
+        if item.kind is not SampleKind.CUSTOM:
+            return [], f"sample {item.name!r} is declared as a custom metric but is not a custom sample"
+        definition = custom_metrics.get(item.name)
+        mtype = definition.type if definition is not None else declared
+        value = normalize_value(item.value, mtype)
+        problem = check_value(
+            value, mtype, allow_any_characters=definition is not None and definition.allow_any_characters
+        )
+        if problem is not None:
+            bad_values.append(f"sample {item.name!r} ({mtype.value}) left out: {problem}")
+            continue
+        out.append(item if value is item.value else Sample(item.name, value, item.kind))
+    return out, "; ".join(bad_values) or None

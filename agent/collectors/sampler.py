@@ -48,19 +48,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from agent.catalog import MetricType
-from agent.collectors.contract import Collector, close_collector
+from agent.collectors.contract import Collector, check_result, close_collector
 from agent.collectors.readcache import ReadCache
+from agent.collectors.workers import Run, Worker
 from agent.config.model import CustomMetricConfig
 from agent.errors import AgentError, NoData
-from agent.report.model import Sample, SampleKind, standard_value_class
-from agent.report.rules import check_value, normalize_value
+from agent.report.model import Sample
 from agent.schema import TextEnum
 
 GRACE = 0.5  # seconds beyond a collector's timeout before the round gives up on it
@@ -124,33 +123,6 @@ class SampleRound:
     stats: Mapping[str, CollectorStats]
 
 
-class _Run:
-    """One collect() call, executed by the collector's :class:`_Worker`; ``ended`` is called after it."""
-
-    def __init__(self, collector: Collector, clock: Callable[[], float], ended: Callable[[], None]) -> None:
-        self.started = clock()
-        self.finished: Optional[float] = None
-        self.result: Any = None
-        self.error: Optional[BaseException] = None
-        self._collector = collector
-        self._clock = clock
-        self._ended = ended
-        self._done = threading.Event()
-
-    def execute(self) -> None:
-        try:
-            self.result = self._collector.collect()
-        except BaseException as exc:  # reported to the sampler, never lost
-            self.error = exc
-        finally:
-            self.finished = self._clock()
-            self._done.set()
-            self._ended()
-
-    def is_running(self) -> bool:
-        return not self._done.is_set()
-
-
 class _Round:
     """A round between :meth:`Sampler.begin` and :meth:`Sampler.finish`: what it started, and its wake-up.
 
@@ -194,48 +166,13 @@ class _Round:
         self.reads.close()
 
 
-class _Worker:
-    """A daemon thread that executes one collector's runs, one at a time, until stopped.
-
-    A run that hangs keeps its worker busy; the sampler does not submit another
-    run while one is going, so a worker never has more than one run queued.
-    """
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._queue: Optional[queue.SimpleQueue[Optional[_Run]]] = None
-
-    def submit(self, run: _Run) -> None:
-        if self._queue is None:
-            self._queue = queue.SimpleQueue()
-            thread = threading.Thread(
-                target=_work, args=(self._queue,), name=f"collector-{self._name}", daemon=True
-            )
-            thread.start()
-        self._queue.put(run)
-
-    def stop(self) -> None:
-        """Let the thread end after its current run; a later :meth:`submit` starts a new one."""
-        if self._queue is not None:
-            self._queue.put(None)
-            self._queue = None
-
-
-def _work(runs: queue.SimpleQueue[Optional[_Run]]) -> None:
-    while True:
-        run = runs.get()
-        if run is None:
-            return
-        run.execute()
-
-
 @dataclass
 class _State:
     job: CollectorJob
     every: int
-    worker: _Worker
+    worker: Worker
     last_round: Optional[int] = None
-    run: Optional[_Run] = None
+    run: Optional[Run] = None
     ok: int = 0
     failed: int = 0
     no_data: int = 0
@@ -268,7 +205,7 @@ class Sampler:
         self._current: Optional[_Round] = None  # between begin() and finish()
         self._not_due: FrozenSet[str] = frozenset()
         self._states: Dict[str, _State] = {
-            j.name: _State(j, rounds_between(j.interval, report_interval), _Worker(j.name)) for j in jobs
+            j.name: _State(j, rounds_between(j.interval, report_interval), Worker(j.name)) for j in jobs
         }
         self._caches = list({id(j.reads): j.reads for j in jobs if j.reads is not None}.values())
 
@@ -327,7 +264,7 @@ class Sampler:
                     )
                     continue
                 current.hold()
-                state.run = _Run(state.job.collector, self._clock, current.release)
+                state.run = Run(state.job.collector, self._clock, current.release)
                 state.worker.submit(state.run)
                 current.started.append(state)
         except BaseException:
@@ -381,7 +318,7 @@ class Sampler:
                     reason = f"{type(run.error).__name__}: {reason}"
                 failures.append(self._fail(state, duration, reason, FailureKind.ERROR))
             else:
-                checked, problem = self._check(state.job, run.result)
+                checked, problem = check_result(state.job.emits, run.result, self._custom_metrics)
                 samples.extend(checked)
                 if problem is not None:
                     failures.append(self._fail(state, duration, problem, FailureKind.BAD_VALUE))
@@ -399,54 +336,6 @@ class Sampler:
     @staticmethod
     def _running(state: _State) -> bool:
         return state.run is not None and state.run.is_running()
-
-    def _check(self, job: CollectorJob, result: Any) -> Tuple[List[Sample], Optional[str]]:
-        """(the samples to keep, why the collector failed this round or None).
-
-        A result that breaks the collector contract keeps nothing; a custom value that breaks
-        the service's rules costs only its own metric.
-        """
-        if not isinstance(result, (list, tuple)):
-            return [], f"collect() returned {type(result).__name__}, expected a list of Sample"
-        out: List[Sample] = []
-        bad_values: List[str] = []
-        seen = set()
-        for item in result:
-            if not isinstance(item, Sample):
-                return [], f"collect() returned a {type(item).__name__} in its list, expected Sample"
-            if item.name in seen:
-                return [], f"sample {item.name!r} returned twice"
-            seen.add(item.name)
-            if item.name not in job.emits:
-                return (
-                    [],
-                    f"sample {item.name!r} is not one of the metrics it declared ({', '.join(job.emits)})",
-                )
-            declared = job.emits[item.name]
-            if declared is None:
-                expected = standard_value_class(item.name)
-                if (
-                    item.kind is not SampleKind.STANDARD
-                    or expected is None
-                    or not isinstance(item.value, expected)
-                ):
-                    want = expected.__name__ if expected else "a standard value"
-                    return [], f"sample {item.name!r} is a {type(item.value).__name__}, expected {want}"
-                out.append(item)
-                continue
-            if item.kind is not SampleKind.CUSTOM:
-                return [], f"sample {item.name!r} is declared as a custom metric but is not a custom sample"
-            definition = self._custom_metrics.get(item.name)
-            mtype = definition.type if definition is not None else declared
-            value = normalize_value(item.value, mtype)
-            problem = check_value(
-                value, mtype, allow_any_characters=definition is not None and definition.allow_any_characters
-            )
-            if problem is not None:
-                bad_values.append(f"sample {item.name!r} ({mtype.value}) left out: {problem}")
-                continue
-            out.append(item if value is item.value else Sample(item.name, value, item.kind))
-        return out, "; ".join(bad_values) or None
 
     def _fail(self, state: _State, duration: float, reason: str, kind: FailureKind) -> Failure:
         if state.consecutive_failures == 0:
