@@ -49,7 +49,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
             "Sample every collector once (as `once` does; nothing is sent, no state is written) and judge each "
             "behavior of the config on that one datapoint: normal, VIOLATED or no data. Exit 0 when none is "
             "violated, 1 when one is, 78 for a config error. The running agent also counts "
-            "consecutiveDatapointsToAlarm and sums durationSeconds windows; one sample cannot."
+            "consecutiveDatapointsToAlarm and, for byte and packet counts, sums the durationSeconds window (port "
+            "counts are judged on the newest datapoint, as here); one sample cannot."
         ),
     )
     add_config_argument(test)

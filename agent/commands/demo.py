@@ -23,4 +23,4 @@ def run(args: argparse.Namespace) -> int:
     require_boto3("demo")
     from agent.devtools.demo import run_demo
 
-    return run_demo(args.reports, args.interval, Path(args.keep) if args.keep else None)
+    return run_demo(args.reports, args.interval, Path(args.keep).resolve() if args.keep else None)  # its config names absolute paths
