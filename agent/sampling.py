@@ -124,7 +124,7 @@ def network_stats(samples: Sequence[Sample]) -> Optional[NetworkStats]:
     return None
 
 
-def build_source(config: Config, logger: logging.Logger, registry: Optional[Registry] = None) -> SampleSource:
+def build_source(config: Config, logger: logging.Logger, registry: Optional[Registry] = None) -> Sampler:
     """The sample source for ``config``: the configured collectors, run by the collectors' Sampler."""
     jobs = build_collectors(config, registry, logger)
     return Sampler(jobs, config.report.interval, config.custom_metrics, logger=logger)

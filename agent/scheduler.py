@@ -80,7 +80,7 @@ class Service:
         self.state.configure(cfg.delivery, self.clock.wall())
         self.builder = ReportBuilder(cfg, self.log.getChild("report"))
         ctx = Context(self.state.outbox, self.state.admission, self.session, self.clock, self.events,
-                      self.log.getChild("sinks"), self._save_meta, self._health)
+                      self.log.getChild("sinks"), self._save_meta)
         self.consumers = ConsumerSet(ctx, cfg, self.state.ids, self.rng)
         self.source = rounds_of(self.source_factory(cfg), self.clock.monotonic)
         self.consumers.open()
@@ -207,7 +207,7 @@ class Service:
         checked = checked_round(self.config.thing_name, encoded.document, report_id, int(wall * 1000),
                                 self.config.custom_metric_types)
         rnd = Round(report_id, wall, now, tuple(samples), encoded, checked, not_due_cloud_names(self.source),
-                    collectors)
+                    collectors, self._health)
         with self.state.transaction():  # the id, the report, the messages, the states and the meta: one commit
             steps = self.consumers.store(rnd)
             self._save_meta(last_report_id=report_id, last_report_at=wall)

@@ -213,6 +213,10 @@ class Sampler:
         """One round's good samples, synchronously (:meth:`sample_all`)."""
         return self.sample_all().samples
 
+    def emits(self) -> FrozenSet[str]:
+        """Every metric (report name) its collectors declared."""
+        return frozenset(name for state in self._states.values() for name in state.job.emits)
+
     def not_due_metrics(self) -> FrozenSet[str]:
         """The metrics (report names) of the collectors the last finished round did not run because their
         ``interval`` was not up: absent from that round by schedule, not because a collector failed."""

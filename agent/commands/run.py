@@ -29,10 +29,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agent.behaviors.coverage import cloud_names
-    from agent.collectors.build import build_collectors
     from agent.collectors.builtin import default_registry
     from agent.collectors.sampler import Sampler
     from agent.commands.check import behavior_warnings
+    from agent.sampling import build_source
     from agent.scheduler import Service
 
     config = load_audited(args)
@@ -42,15 +42,13 @@ def run(args: argparse.Namespace) -> int:
     def source(cfg: Config) -> Sampler:
         """The collectors (at start, and on a reload that changes them), and the behaviors none of them feeds
         (the warnings `check` prints, one journal line each)."""
-        collectors = logging.getLogger("agent.collectors")
-        jobs = build_collectors(cfg, None, collectors)
-        emitted = cloud_names(name for job in jobs for name in job.emits)
+        sampler = build_source(cfg, logging.getLogger("agent.collectors"))
         try:
-            for warning in behavior_warnings(cfg, emitted, default_registry()):
+            for warning in behavior_warnings(cfg, cloud_names(sampler.emits()), default_registry()):
                 log.warning("%s", warning)
         except (AgentError, OSError) as exc:  # the file changed under us: the warnings wait for the next load
             log.debug("No behavior warnings: %s", exc)
-        return Sampler(jobs, cfg.report.interval, cfg.custom_metrics, logger=collectors)
+        return sampler
 
     service = Service(
         config,

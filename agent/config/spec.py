@@ -166,7 +166,7 @@ DELIVERY = Section(
         "max_outbox_bytes": Size(
             doc="Upper bound of the outbox file in bytes (SQLite's pages in use): reports, topic messages, "
             "violation events and the ledger together; the oldest report or message is dropped first (counted "
-            "per sink). On disk the WAL adds at most an eighth of it (64 KiB to 4 MiB) and one round's writes.",
+            "per sink). On disk the WAL adds at most an eighth of it (64 KiB to 4 MiB), plus twice one round's writes.",
             default=16 * 1024 * 1024,
             min=256 * 1024,
         ),

@@ -54,11 +54,17 @@ class Round:
     checked: CheckedRound  # the values as Device Defender would store them
     not_due: FrozenSet[str]  # cloud names left out by schedule (a collector's longer interval)
     collectors: Tuple[CollectorHealth, ...]
+    health_of: Callable[[Round], Health]  # the agent's health as of a round (what a textfile shows)
 
     @cached_property
     def flat(self) -> bytes:
         """The flat document (:mod:`agent.sinks.flat`), encoded once however many sinks send it."""
         return encode_flat(self.checked)
+
+    @cached_property
+    def health(self) -> Health:
+        """The agent's health after this round's commit, read once however many textfiles show it."""
+        return self.health_of(self)
 
 
 @dataclass
@@ -72,7 +78,6 @@ class Context:
     events: queue.SimpleQueue[object]
     log: logging.Logger
     save_meta: Callable[..., None]  # the status meta, inside the caller's transaction
-    round_health: Callable[[Round], Health]  # the agent's health as of a round (for a textfile)
 
 
 class Consumer:
@@ -98,7 +103,8 @@ class Consumer:
         """Take ``event`` when it is this consumer's (True), or react to a link event (False: others see it too)."""
         return False
 
-    def health(self) -> Tuple[SinkHealth, ...]:
+    def health(self, counters: Mapping[str, int]) -> Tuple[SinkHealth, ...]:
+        """Its sinks' counts, from the outbox's ``counters`` (read once for every consumer)."""
         return ()
 
     def pending(self) -> int:

@@ -2,11 +2,11 @@
 
 A consumer that publishes messages of its own (a topic sink, the violation events) owns a
 :class:`MessageQueue`: it adds the round's message inside the round's transaction (the
-outbox's bound in bytes applies at once, :mod:`agent.outbox.admission`), publishes what is
-due, takes the PUBACKs of its own messages and reports its counts.
+outbox's bound in bytes applies at once, :mod:`agent.outbox.admission`) and reports its counts.
 
-The queues share one :class:`MessageSender`, the lane, because they share one connection
-(the consumer set drives it once per turn over every queue that holds messages):
+The queues share one :class:`MessageSender`, the lane, which publishes them and takes their
+PUBACKs, because they share one connection (the consumer set drives it once per turn over every
+queue that holds messages):
 
 Per sink, the oldest messages go first, at most ``MAX_IN_FLIGHT`` at a time, so a sink
 with a long backlog never holds back another (they share one connection, nothing
@@ -19,7 +19,7 @@ each sink, so that the next loss names its sink; a sink named three times in a r
 held back for ``retry_cap`` (logged), and the others and the reports go on. Source: AWS's own
 migration guides of the Device SDK v2 ("If you try to publish to a topic that is not allowed by a
 policy, AWS IoT Core service will close the connection", MQTT 3.1.1; MQTT5 gets a PUBACK with a
-reason code instead); docs/SINKS.md, "A topic the policy denies". A publish that fails without
+reason code instead); docs/NOTES.md, "Refused publishes". A publish that fails without
 the broker's answer (the connection went) is tried again after a backoff; one the
 broker refuses (MQTT5 reason code >= 0x80) ends ``failed`` at once, and the sink's
 first refusal in a row is logged with what to check. Only the loop thread calls it.
@@ -28,7 +28,7 @@ first refusal in a row is logged with what to check. Only the loop thread calls 
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict, Iterable, Optional, Set
+from typing import Callable, Dict, Iterable, Mapping, Optional, Set
 
 from agent.events import MessageRef, PublishDone
 from agent.outbox.admission import Admission
@@ -63,7 +63,7 @@ class MessageQueue:
     def pending(self) -> int:
         return self.messages.pending_count(self.name)
 
-    def counts(self, counters: Dict[str, int]) -> Dict[str, int]:
+    def counts(self, counters: Mapping[str, int]) -> Dict[str, int]:
         return sink_counts(counters, self.name)
 
 

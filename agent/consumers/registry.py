@@ -10,9 +10,10 @@ named (they drain, storing nothing new).
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from agent import events as ev
+from agent.catalog import PayloadFormat
 from agent.config.model import Config, SinkConfig, SinkType
 from agent.consumers.base import Consumer, Context, Round, Step
 from agent.consumers.defender.consumer import DefenderConsumer
@@ -156,7 +157,8 @@ class ConsumerSet:
         return self.ctx.outbox.pending_count() + self.messages.pending_count()
 
     def health(self) -> Tuple[SinkHealth, ...]:
-        return tuple(h for c in self.sinks for h in c.health())
+        counters = self.ctx.outbox.counters()
+        return tuple(h for c in self.sinks for h in c.health(counters))
 
     def status(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"sinks": described(self.config)}
@@ -168,7 +170,7 @@ class ConsumerSet:
     def last_accepted_at(self) -> Optional[float]:
         return self.defender.last_accepted_at
 
-    def wanted_formats(self) -> Any:
+    def wanted_formats(self) -> Set[PayloadFormat]:
         return self.defender.wanted_formats()
 
     def close(self) -> None:

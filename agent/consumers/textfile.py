@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 from agent.config.model import Config, SinkConfig, SinkType
 from agent.consumers.base import Consumer, Context, Round, Step
@@ -38,7 +38,7 @@ class TextfileConsumer(Consumer):
         assert path is not None  # the loader requires it for a textfile sink
         try:
             try:
-                text = render(rnd.checked, self.ctx.round_health(rnd), self.config.custom_metrics)
+                text = render(rnd.checked, rnd.health, self.config.custom_metrics)
             except ValueError as exc:  # a value that does not fit its kind: a bug, but only this sink's round
                 raise TextfileError(f"cannot render round {rnd.report_id}: {exc}") from exc
             write_atomic(path, text)
@@ -62,8 +62,8 @@ class TextfileConsumer(Consumer):
 
         return adopt
 
-    def health(self) -> Tuple[SinkHealth, ...]:
-        counts = sink_counts(self.ctx.outbox.counters(), self.name)
+    def health(self, counters: Mapping[str, int]) -> Tuple[SinkHealth, ...]:
+        counts = sink_counts(counters, self.name)
         return (SinkHealth(self.name, "textfile", counts[MessageOutcome.DELIVERED], counts[MessageOutcome.FAILED],
                            counts[MessageOutcome.DROPPED], 0),)
 

@@ -10,7 +10,7 @@ drains what it still holds.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 from agent.config.model import Config, SinkConfig, SinkType, TopicDocument
 from agent.consumers.base import Consumer, Context, Round, Step
@@ -56,9 +56,9 @@ class TopicConsumer(Consumer):
     def pending(self) -> int:
         return self.queue.pending()
 
-    def health(self) -> Tuple[SinkHealth, ...]:
+    def health(self, counters: Mapping[str, int]) -> Tuple[SinkHealth, ...]:
         if self.sink is None:
             return ()
-        counts = self.queue.counts(self.ctx.outbox.counters())
+        counts = self.queue.counts(counters)
         return (SinkHealth(self.name, "topic", counts[MessageOutcome.DELIVERED], counts[MessageOutcome.FAILED],
                            counts[MessageOutcome.DROPPED], self.queue.pending()),)

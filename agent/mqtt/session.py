@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
-from typing import Callable, Iterable, Optional, Set, Union
+from typing import AbstractSet, Callable, Iterable, Optional, Set, Union
 
 from agent import events as ev
 from agent.clock import Clock
@@ -102,7 +102,7 @@ class Session:
         self.requested_formats = set(chosen)
         self.link.subscribe(topics)
 
-    def handle(self, event: LinkEvent, now: float, thing: str, wanted: Callable[[], Set[str]]) -> None:
+    def handle(self, event: LinkEvent, now: float, thing: str, wanted: Callable[[], AbstractSet[str]]) -> None:
         """One lifecycle event from the link; ``wanted()`` names the formats whose replies are needed."""
         state = self.link_state
         if isinstance(event, ev.Connected):
@@ -126,7 +126,7 @@ class Session:
             return None
         return self.link_state.next_deadline(config.mqtt.connect_timeout)
 
-    def tick(self, now: float, config: Config, wanted: Callable[[], Set[str]]) -> None:
+    def tick(self, now: float, config: Config, wanted: Callable[[], AbstractSet[str]]) -> None:
         """Deadlines: warn about a slow connect, restart a failed first connect, retry a failed subscribe."""
         if config.mqtt is None:
             return

@@ -20,7 +20,7 @@ Errors are the outbox's (storage errors unwrapped, see :mod:`agent.outbox.store`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from agent.outbox.store import Outbox, ReportOutcome
 from agent.schema import TextEnum
@@ -109,12 +109,12 @@ class Messages:
         self.outbox.bump(counter_name(sink, outcome), durable=False)  # a lost count is harmless
 
 
-def sink_counts(counters: Dict[str, int], sink: str) -> Dict[str, int]:
+def sink_counts(counters: Mapping[str, int], sink: str) -> Dict[str, int]:
     """``{"delivered": n, "failed": n, "dropped": n}`` of one sink, from the outbox's counters."""
     return {outcome: counters.get(counter_name(sink, outcome), 0) for outcome in MessageOutcome}
 
 
-def defender_counts(counters: Dict[str, int]) -> Dict[str, int]:
+def defender_counts(counters: Mapping[str, int]) -> Dict[str, int]:
     """The defender sink's reports in a sink's terms: ``delivered`` = accepted, ``failed`` = rejected or
     unanswered, ``dropped`` = dropped or superseded (from the outbox's outcome counters)."""
     n = {outcome: counters.get(outcome, 0) for outcome in ReportOutcome}

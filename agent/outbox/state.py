@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping
+from typing import Any, Callable, Mapping
 
 from agent.config.model import DeliveryConfig
 from agent.errors import StateDirError
@@ -48,9 +48,6 @@ class StateDir:
 
     def save_meta(self, values: Mapping[str, Any]) -> None:
         self.outbox.set_meta(values)
-
-    def meta(self) -> Dict[str, Any]:
-        return self.outbox.meta()
 
     def after_commit(self) -> None:
         """Give pages back when the file is over its bound (a lowered bound, an old file)."""

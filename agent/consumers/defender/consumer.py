@@ -11,7 +11,7 @@ report is stored and the pending ones from an earlier config end ``dropped``.
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping, Optional, Set, Tuple
+from typing import Mapping, Optional, Set, Tuple
 
 from agent import events as ev
 from agent.catalog import PayloadFormat
@@ -145,16 +145,13 @@ class DefenderConsumer(Consumer):
     def pending(self) -> int:
         return len(self.resend)
 
-    def health(self) -> Tuple[SinkHealth, ...]:
+    def health(self, counters: Mapping[str, int]) -> Tuple[SinkHealth, ...]:
         if self.retired:
             return ()
-        counts = defender_counts(self.ctx.outbox.counters())
+        counts = defender_counts(counters)
         return (SinkHealth(self.name, "defender", counts[MessageOutcome.DELIVERED], counts[MessageOutcome.FAILED],
                            counts[MessageOutcome.DROPPED], len(self.resend)),)
 
     @property
     def last_accepted_at(self) -> Optional[float]:
         return self.reports.last_accepted_at
-
-    def status(self) -> Mapping[str, Any]:
-        return {}

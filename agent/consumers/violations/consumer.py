@@ -52,8 +52,7 @@ class ViolationsConsumer(Consumer):
         self.hook: Optional[HookRunner] = None
         self.failing_hook = False
         self.config = config
-        check_exec(config)
-        self.prepare(config)()
+        self.prepare(config)()  # checks violations.exec's program (a start refuses it as a reload does)
         active = [name for name, s in self.states.items() if s.in_alarm]
         if active:
             self.log.info("Behaviors still in alarm from before: %s", ", ".join(sorted(active)))
