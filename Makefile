@@ -51,7 +51,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 demo: $(STAMP) mosquitto
-	$(BIN)/defender-agent demo
+	$(BIN)/python -m devkit demo
 
 # Raspberry Pi OS's armhf and arm64 userlands run under qemu-user (tests/install/test_foreign_arch.py).
 foreign-deps:

@@ -3,7 +3,7 @@
 The command table below names every subcommand with its one-line summary.
 Only the module of the command being run is imported: ``agent.commands.<module>``
 exposes ``configure(parser)``, which adds its arguments, and ``run(args) -> int``.
-So ``--help`` and ``check`` never load what ``bootstrap`` or ``emulator`` need
+So ``--help`` and ``check`` never load what ``bootstrap`` needs
 (boto3, botocore), and a command whose optional dependency is missing fails
 alone, with one line naming the extra to install. This is the only module that
 exits the process.
@@ -40,7 +40,8 @@ COMMANDS = (
     Command("run", "run",
             "run the agent: sample on schedule and deliver reports over MQTT mTLS (the systemd service)"),
     Command("status", "status",
-            "show the last report, outcomes, pending reports and collector health (no broker needed)"),
+            "show the reports' outcomes and pending ones, each sink's counts, the behaviors in alarm and "
+            "collector health (reads state_dir; no broker needed)"),
     Command("bootstrap", "bootstrap",
             "create or update the custom metric definitions in AWS IoT (needs the bootstrap extra: boto3)"),
     Command("values", "values",
@@ -48,12 +49,6 @@ COMMANDS = (
     Command("behaviors", "behaviors",
             "security-profile behaviors on the device: `pull` a profile's into the config (needs the bootstrap "
             "extra: boto3), `test` the config's on one fresh sample"),
-    Command("emulator", "emulator",
-            "run a local Device Defender: reply to reports on a broker and serve the custom-metric API "
-            "(needs boto3)"),
-    Command("demo", "demo",
-            "demo with no AWS account: throwaway CA, private mosquitto (mTLS), local responder, N reports "
-            "(needs boto3)"),
 )
 
 EPILOG = """\
@@ -101,6 +96,11 @@ def run(argv: List[str]) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "log_level", None) or "info")
+    return dispatch(args)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the parsed command; every error becomes one line on stderr and an exit status."""
     try:
         code: int = args.func(args)
         return code

@@ -182,7 +182,7 @@ class MemoryRun:
 
     def __init__(self, rig: Any, work: Path, steady_at: int, seconds: float, name: str = "mem",
                  env: Optional[Dict[str, str]] = None, end_at: Optional[int] = None) -> None:
-        from agent.devtools.rig import proc_rss_kib
+        from devkit.rig import proc_rss_kib
 
         self.rig, self.work, self.name = rig, work, name
         self.steady_at, self.seconds_wanted, self.end_at = steady_at, seconds, end_at
@@ -212,7 +212,7 @@ class MemoryRun:
 
     def poll(self) -> None:
         """Record RSS at the milestones (and every 25 accepted reports after the steady one)."""
-        from agent.devtools.rig import accepted_count
+        from devkit.rig import accepted_count
 
         if self.proc.poll() is not None or self.end is not None:
             return
@@ -257,7 +257,7 @@ class MemoryRun:
 
 
 def _bare_rss(rig: Any, code: str = BARE) -> int:
-    from agent.devtools.rig import proc_rss_kib
+    from devkit.rig import proc_rss_kib
 
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -272,7 +272,7 @@ def _bare_rss(rig: Any, code: str = BARE) -> int:
 
 def _bare_client_rss(rig: Any, name: str) -> Tuple[int, int]:
     """(RSS KiB, threads) of the bare connected client (:data:`BARE_CLIENT`), 3 s after it connected."""
-    from agent.devtools.rig import proc_rss_kib
+    from devkit.rig import proc_rss_kib
 
     pair = rig.pki.client(name)
     proc = subprocess.Popen([sys.executable, "-c", BARE_CLIENT, str(pair.cert), str(pair.key), str(rig.pki.ca),
@@ -370,7 +370,7 @@ def measure_idle(rig: Any, work: Path, seconds: float) -> Dict[str, Any]:
     watchdog pings our socket received, plus every report built, resent or given up on in the window
     (from the log). Then SIGTERM, timed to the process's exit.
     """
-    from agent.devtools.rig import accepted_count, proc_cpu_seconds, wait_until
+    from devkit.rig import accepted_count, proc_cpu_seconds, wait_until
 
     state = work / "idle-state"
     cfg = rig.write_config(work / "idle.yaml", state, interval=300, reply_timeout=30, retry_max_delay=60,
@@ -593,7 +593,7 @@ def measure_start(rig: Any, work: Path, name: str, seeded: int) -> Dict[str, Any
     the RSS and peak RSS (VmHWM) when that report was seen accepted (polled every 50 ms); then wait until
     nothing is pending (at most 30 s), read the RSS again, stop the agent and read the ledger.
     """
-    from agent.devtools.rig import pending_ids, wait_until
+    from devkit.rig import pending_ids, wait_until
 
     state = work / f"{name}-state"
     cfg = rig.write_config(work / f"{name}.yaml", state, interval=300, thing=f"{name}-gw")
@@ -671,8 +671,8 @@ def _mb(kib: float) -> float:
 
 
 def run(quick: bool = False) -> Dict[str, Any]:
-    from agent.devtools.broker import find_mosquitto
-    from agent.devtools.rig import Rig, ledger
+    from devkit.broker import find_mosquitto
+    from devkit.rig import Rig, ledger
 
     if find_mosquitto() is None:
         return {"figures": [not_measured(n, g, "mosquitto is not installed") for n, g in GOALS.items()]}

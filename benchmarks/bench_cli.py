@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-from agent.devtools.rig import COLLECTORS  # the rig's collectors: the agent benchmark's config
 from benchmarks.common import WORK_DIR, Figure, log
+from devkit.rig import COLLECTORS  # the rig's collectors: the agent benchmark's config
 
 RSS_LIMIT_MB = 25.0
 WALL_LIMIT = 5.0
@@ -104,8 +104,8 @@ def _setup(work: Path) -> Dict[str, List[str]]:
     import logging
 
     from agent.catalog import PayloadFormat
-    from agent.devtools.certs import make_pki
     from agent.outbox.store import Outbox, Pending, ReportOutcome
+    from devkit.certs import make_pki
 
     pki = make_pki(work / "pki")
     device = pki.client("cli-gw")

@@ -17,7 +17,7 @@ from typing import List
 
 import pytest
 
-from agent.devtools.broker import find_mosquitto
+from devkit.broker import find_mosquitto
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,12 +11,12 @@ import random
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from agent.clock import FakeClock
 from agent.config.load import parse_config
 from agent.config.model import Config
-from agent.mqtt.fake import FakeLink, FakeLinks
 from agent.notify import Notifier
 from agent.scheduler import Service
+from devkit.clock import FakeClock
+from devkit.fake_link import FakeLink, FakeLinks
 from tests.delivery.conftest import CONFIG, THING, CountingSource
 
 __all__ = ["THING", "HorizonClock", "Loop", "RecordingNotifier", "make_config"]

@@ -5,10 +5,11 @@ The layers, lowest first (a module may import its own layer and the ones below):
     errors -> schema -> catalog -> config model (and behavior model) -> report
     -> collectors (and sinks, behaviors) -> config loader
     -> sampling -> outbox, mqtt (and security, notify, heartbeat, reload) -> consumers -> scheduler
-    -> control plane, emulator, dev tools -> commands, cli
+    -> control plane -> commands, cli
 
-An import inside a function is allowed in one place only: a command's ``run()`` may import what
-only running it needs (awscrt, boto3, the emulator), so that ``--help`` and the base install
+The developer tools (emulator, rig, fakes) live in ``devkit/``, outside the package: nothing in it
+imports them. An import inside a function is allowed in one place only: a command's ``run()`` may
+import what only running it needs (awscrt, boto3), so that ``--help`` and the base install
 stay light. Anywhere else it would be a cycle being dodged, or an import hidden from this test.
 """
 
@@ -40,7 +41,7 @@ LAYERS: Tuple[Tuple[str, ...], ...] = (
      "agent.clock"),
     ("agent.consumers",),
     ("agent.scheduler", "agent.guard"),
-    ("agent.control", "agent.emulator", "agent.devtools", "agent.commands.status_view"),
+    ("agent.control", "agent.commands.status_view"),
     ("agent.commands", "agent.cli", "agent.docs", "agent.__main__"),
 )
 
@@ -169,3 +170,14 @@ def test_the_layer_test_sees_an_upward_import(module: str, tmp_path: Path) -> No
     fake.write_text(MODULES[module].read_text(encoding="utf-8") + "\nfrom agent.scheduler import Service\n")
     targets = [target for target, *_ in agent_imports(fake)]
     assert "agent.scheduler" in targets and layer_of("agent.scheduler") > layer_of(module)
+
+
+def test_the_package_never_imports_the_developer_tools() -> None:
+    """devkit is not installed on a gateway: an import of it from the package would fail there."""
+    found = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{name}:{node.lineno} imports {t}" for t in targets if t == "devkit" or t.startswith("devkit.")]
+    assert found == []

@@ -1,4 +1,4 @@
-"""The scheduler loop on a fake clock and a fake link (agent.clock, agent.mqtt.fake): no broker, no sleeps.
+"""The scheduler loop on a fake clock and a fake link (agent.clock, devkit.fake_link): no broker, no sleeps.
 
 The harness (``Loop``) is tests/loop.py, shared with the other loop tests.
 """
@@ -16,12 +16,12 @@ from typing import Any, Callable, Dict, List
 import pytest
 
 from agent import events as ev
-from agent.clock import FakeClock
 from agent.commands.run import serve
-from agent.mqtt.fake import AutoReply, FakeLinks
 from agent.mqtt.topics import reply_topic, report_topic
 from agent.report.document import decode, to_long
 from agent.scheduler import MAX_EVENTS_PER_TURN, Service
+from devkit.clock import FakeClock
+from devkit.fake_link import AutoReply, FakeLinks
 from tests.delivery.conftest import THING, CountingSource
 from tests.loop import Loop, RecordingNotifier, make_config
 

@@ -12,9 +12,9 @@ import random
 import time
 from pathlib import Path
 
-from agent.devtools.rig import Rig
 from benchmarks.faults.harness import SEED, Scenario
 from benchmarks.faults.live_agent import agent_under_fault, on_rig
+from devkit.rig import Rig
 
 GOAL = (  # the record's promise; {count} is the number of runs
     "{count} broker restarts (SIGKILL, down 0-1.5 s, up 0.5-2 s): every report id accounted "

@@ -17,9 +17,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from agent.devtools.rig import Rig, account, built_ids, counters, ledger
 from benchmarks.faults.harness import SEED, Scenario
 from benchmarks.faults.live_agent import on_rig
+from devkit.rig import Rig, account, built_ids, counters, ledger
 
 FILES = ["outbox.sqlite3", "report_id_reserve", "network-counters.network_stats.json"]
 KINDS = ["truncated", "zeroed", "random bytes"]

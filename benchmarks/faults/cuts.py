@@ -16,10 +16,10 @@ import random
 import time
 from pathlib import Path
 
-from agent.devtools.proxy import Proxy
-from agent.devtools.rig import Rig
 from benchmarks.faults.harness import SEED, Scenario
 from benchmarks.faults.live_agent import agent_under_fault, on_rig
+from devkit.proxy import Proxy
+from devkit.rig import Rig
 
 HOLD = {"cut": (0.2, 2.0), "stall": (0.5, 3.0), "half-open": (1.0, 4.0)}  # seconds a fault lasts
 GOAL = (  # the record's promise; {count} is the number of runs

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
-from agent.devtools.rig import Rig, built_ids, ledger
 from benchmarks.faults.harness import Scenario, scenario
 from benchmarks.faults.live_agent import agent_under_fault, work_dir
+from devkit.rig import Rig, built_ids, ledger
 
 GOAL = (  # the record's promise; {count} is the number of runs
     "{count} fill(s) of state_dir (a 2 MiB tmpfs, min_free_disk 0) by another process (dd) for 3 s: no "

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import List
 
-from agent.devtools.rig import Rig
 from agent.outbox.ids import read_last_id
 from benchmarks.faults.harness import SEED, Scenario
 from benchmarks.faults.live_agent import on_rig, settle_and_account
+from devkit.rig import Rig
 
 GOAL = (  # the record's promise; {count} is the number of runs
     "{count} SIGKILLs of `defender-agent run` at random points (0.2-1.5 s after start, interval 1 s, backlog "

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-from agent.devtools.broker import find_mosquitto
-from agent.devtools.rig import Rig, accepted_count, account, ledger, pending_ids, wait_until
 from benchmarks.common import WORK_DIR
 from benchmarks.faults.harness import Scenario, scenario
+from devkit.broker import find_mosquitto
+from devkit.rig import Rig, accepted_count, account, ledger, pending_ids, wait_until
 
 
 def work_dir(sc: Scenario, name: str) -> Optional[Path]:

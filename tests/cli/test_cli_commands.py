@@ -15,8 +15,8 @@ import pytest
 from agent.cli import COMMANDS
 from agent.collectors.builtin import default_registry
 from agent.config.sample import render_example
-from agent.devtools.certs import Pki, make_pki
 from agent.docs import update
+from devkit.certs import Pki, make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = """\

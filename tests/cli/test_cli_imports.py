@@ -44,5 +44,5 @@ def test_each_command_help_loads_only_its_own_module_and_no_aws_sdk(command: str
               if m not in ("agent.commands", own, "agent.commands.common", "agent.commands.options", "agent.commands.aws_args",
                            "agent.commands.extras")]
     assert others == []
-    assert under(modules, *SDK, "agent.emulator.controlplane", "agent.emulator.apimodel", "agent.control.bootstrap",
-                 "agent.devtools") == []
+    assert under(modules, *SDK, "agent.control.bootstrap",
+                 "devkit") == []

@@ -21,13 +21,13 @@ from typing import Dict, List, Set, Tuple
 import pytest
 
 from agent.cli import COMMANDS
-from agent.devtools.certs import make_pki
+from devkit.certs import make_pki
 from tests.delivery.conftest import config_text
 from tests.procs import imported_modules, plain_env, under
 
 SDK = ("boto3", "botocore")
 AWSCRT = ("awscrt", "awsiot")
-OURS_HEAVY = ("agent.emulator", "agent.devtools", "agent.control")  # the daemon's and the tools' extras
+OURS_HEAVY = ("devkit", "agent.control")  # the control plane; devkit is never installed with the agent
 # Plugins' entry points: read only when a config names a type no built-in collector has (2 MB, 20 ms).
 PLUGINS = ("importlib.metadata",)
 COLLECTORS = ("collectors:\n  - type: listening_ports\n  - type: tcp_connections\n  - type: network_stats\n"
@@ -46,7 +46,7 @@ MUST_NOT_LOAD: Dict[str, Tuple[str, ...]] = {
     "run": (*SDK, *OURS_HEAVY, *PLUGINS),
     # `behaviors test` samples and judges locally: no SDK, no connection, no plugins (agent.control.aws, the
     # AWS options' dataclass of the `pull` parser beside it, is a few stdlib imports)
-    "behaviors test": (*SDK, *AWSCRT, "agent.emulator", "agent.devtools", "agent.control.profiles", *PLUGINS),
+    "behaviors test": (*SDK, *AWSCRT, "devkit", "agent.control.profiles", *PLUGINS),
 }
 ALWAYS_NORMAL = ("behaviors:\n  - name: AnyPortCount\n    metric: aws:num-listening-tcp-ports\n"
                  "    criteria: {comparisonOperator: greater-than-equals, value: {count: 0}}\n")
@@ -130,11 +130,11 @@ def test_behaviors_pull_loads_the_sdk_and_none_of_the_daemon(inputs: Dict[str, P
            "AWS_CONFIG_FILE": str(inputs["work"] / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(inputs["work"] / "none")}
     modules = loaded_by(args, 1, inputs["work"], **env)  # 1: nothing listens on port 9
     assert "boto3" in modules and "agent.control.profiles" in modules
-    daemon = ("agent.emulator", "agent.devtools", "agent.config.load", "agent.collectors", "agent.scheduler",
+    daemon = ("devkit", "agent.config.load", "agent.collectors", "agent.scheduler",
               "agent.outbox", "agent.mqtt", "agent.consumers", "awscrt.mqtt", "awscrt.mqtt5", "awsiot")
     assert under(modules, *daemon) == []
 
 
 def test_every_command_is_pinned() -> None:
-    boto3_commands = {"bootstrap", "values", "behaviors", "emulator", "demo"}  # their --help is pinned above
+    boto3_commands = {"bootstrap", "values", "behaviors"}  # their --help is pinned above
     assert {c.name for c in COMMANDS} - boto3_commands == set(MUST_NOT_LOAD) - {"--help", "behaviors test"}

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.devtools.certs import make_pki
+from devkit.certs import make_pki
 from tests.delivery.conftest import config_text
 from tests.procs import plain_env
 

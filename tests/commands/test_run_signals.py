@@ -19,10 +19,10 @@ from typing import Callable, Iterator
 
 import pytest
 
-from agent.devtools.broker import Broker
-from agent.devtools.certs import Pki
-from agent.devtools.rig import accepted_count
-from agent.emulator.responder import Responder
+from devkit.broker import Broker
+from devkit.certs import Pki
+from devkit.emulator.responder import Responder
+from devkit.rig import accepted_count
 from tests.delivery.conftest import broker, config_text, pki, responder  # noqa: F401  (shared fixtures)
 from tests.procs import plain_env
 

@@ -18,13 +18,13 @@ import pytest
 
 from agent import events as ev
 from agent.catalog import PayloadFormat
-from agent.clock import FakeClock
 from agent.consumers.defender.delivery import UNANSWERED_HINT_AFTER, ReportDelivery
 from agent.consumers.defender.resend import ResendClock
-from agent.mqtt.fake import FakeLink, FakeLinks
 from agent.mqtt.session import LINK_EVENTS, Session
 from agent.mqtt.topics import reply_topic, report_topic
 from agent.outbox.store import LedgerEntry, Outbox, Pending
+from devkit.clock import FakeClock
+from devkit.fake_link import FakeLink, FakeLinks
 from tests.loop import THING, make_config
 
 LOG = logging.getLogger("agent.test.delivery")

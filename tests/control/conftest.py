@@ -10,9 +10,9 @@ from typing import Callable, Iterator, List, Tuple
 import pytest
 
 from agent import cli as agent_cli
-from agent.emulator.apimodel import ServiceModel
-from agent.emulator.controlplane import ControlPlaneServer
-from agent.emulator.store import Store
+from devkit.emulator.apimodel import ServiceModel
+from devkit.emulator.controlplane import ControlPlaneServer
+from devkit.emulator.store import Store
 
 REGION = "eu-west-1"
 

@@ -16,8 +16,8 @@ import yaml
 
 from agent.behaviors.check import check_behaviors
 from agent.catalog import MetricType
-from agent.emulator.controlplane import ControlPlaneServer
 from agent.schema import Checker
+from devkit.emulator.controlplane import ControlPlaneServer
 from tests.control.conftest import REGION
 
 ROOT = Path(__file__).resolve().parents[2]

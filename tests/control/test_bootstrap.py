@@ -9,7 +9,7 @@ import pytest
 from agent.control import bootstrap as bs
 from agent.control import plan_text
 from agent.control.aws import RetryPolicy
-from agent.emulator.controlplane import ControlPlaneServer
+from devkit.emulator.controlplane import ControlPlaneServer
 
 pytestmark = pytest.mark.usefixtures("aws_env")
 

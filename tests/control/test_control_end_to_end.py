@@ -12,12 +12,12 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from agent.devtools.broker import Broker
-from agent.devtools.certs import Pki
-from agent.emulator.controlplane import ControlPlaneServer
-from agent.emulator.responder import Responder, ResponderOptions
-from agent.emulator.store import Store
 from agent.report.document import decode, to_long
+from devkit.broker import Broker
+from devkit.certs import Pki
+from devkit.emulator.controlplane import ControlPlaneServer
+from devkit.emulator.responder import Responder, ResponderOptions
+from devkit.emulator.store import Store
 from tests.delivery.conftest import ROOT, THING, broker, config_text, pki  # noqa: F401  (shared fixtures)
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]

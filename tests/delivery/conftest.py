@@ -16,13 +16,13 @@ import pytest
 
 from agent.config.load import parse_config
 from agent.config.model import Config
-from agent.devtools.broker import Broker, find_mosquitto
-from agent.devtools.certs import Pki, make_pki
-from agent.devtools.proxy import Proxy
-from agent.devtools.rig import ledger, pending_ids, wait_until  # noqa: F401  (used by the delivery tests)
-from agent.emulator.responder import Responder, ResponderOptions
 from agent.events import Signal, SignalEvent
 from agent.report.model import NetworkStats, Sample, SampleKind
+from devkit.broker import Broker, find_mosquitto
+from devkit.certs import Pki, make_pki
+from devkit.emulator.responder import Responder, ResponderOptions
+from devkit.proxy import Proxy
+from devkit.rig import ledger, pending_ids, wait_until  # noqa: F401  (used by the delivery tests)
 
 THING = "test-gw"
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,14 +11,14 @@ from typing import Dict
 import pytest
 
 from agent.commands.status_view import read_status
-from agent.devtools.broker import Broker
-from agent.devtools.certs import Pki
-from agent.devtools.proxy import Proxy
-from agent.devtools.rig import counters
-from agent.emulator.responder import Responder
-from agent.mqtt.fake import rejected_body
 from agent.mqtt.topics import reply_topic
 from agent.report.document import decode, to_long
+from devkit.broker import Broker
+from devkit.certs import Pki
+from devkit.emulator.responder import Responder
+from devkit.fake_link import rejected_body
+from devkit.proxy import Proxy
+from devkit.rig import counters
 from tests.delivery.conftest import THING, RunningService, ledger, make_config, pending_ids, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]

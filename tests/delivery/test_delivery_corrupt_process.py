@@ -13,10 +13,10 @@ from typing import Callable, Dict
 
 import pytest
 
-from agent.devtools.broker import Broker
-from agent.devtools.certs import Pki
-from agent.emulator.responder import Responder
 from agent.outbox.store import DB_NAME, Outbox, Pending
+from devkit.broker import Broker
+from devkit.certs import Pki
+from devkit.emulator.responder import Responder
 from tests.delivery.conftest import AGENT_MAIN, ROOT, config_text, ledger, start_agent
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]

@@ -1,4 +1,4 @@
-"""`defender-agent demo` (what `make demo` runs) and `defender-agent status` as processes."""
+"""`python -m devkit demo` (what `make demo` runs) and `defender-agent status` as processes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.devtools.broker import find_mosquitto
+from devkit.broker import find_mosquitto
 from tests.delivery.conftest import ROOT
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 @pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
 def test_demo_shows_three_accepted_reports_and_cleans_up(tmp_path: Path) -> None:
     before = set(Path("/tmp").glob("defender-demo-*"))
-    result = subprocess.run([sys.executable, "-m", "agent", "demo"], capture_output=True, text=True, timeout=100,
+    result = subprocess.run([sys.executable, "-m", "devkit", "demo"], capture_output=True, text=True, timeout=100,
                             cwd=str(ROOT), check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count(": ACCEPTED") == 3

@@ -17,13 +17,13 @@ from typing import Dict, List
 import pytest
 
 from agent.config.model import BacklogMode
-from agent.devtools.broker import Broker
-from agent.devtools.certs import Pki
-from agent.emulator.responder import Responder
 from agent.outbox.admission import Admission
 from agent.outbox.backlog import Backlog
 from agent.outbox.ids import ID_FILE, RESERVE_AHEAD, RESERVE_FILE, OutboxIds, read_last_id
 from agent.outbox.store import DB_NAME, Outbox
+from devkit.broker import Broker
+from devkit.certs import Pki
+from devkit.emulator.responder import Responder
 from tests.delivery.conftest import AGENT_MAIN, ROOT, config_text, ledger, start_agent
 from tests.delivery.test_backlog import delivery
 from tests.delivery.test_outbox import pending

@@ -13,10 +13,10 @@ from typing import List
 
 import pytest
 
-from agent.devtools.broker import Broker
-from agent.devtools.certs import Pki
-from agent.emulator.responder import Responder
 from agent.outbox.ids import read_last_id
+from devkit.broker import Broker
+from devkit.certs import Pki
+from devkit.emulator.responder import Responder
 from tests.delivery.conftest import (
     ROOT,
     config_text,

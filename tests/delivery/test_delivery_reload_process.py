@@ -15,9 +15,9 @@ from typing import List
 
 import pytest
 
-from agent.devtools.broker import Broker
-from agent.devtools.certs import Pki
-from agent.emulator.responder import Responder
+from devkit.broker import Broker
+from devkit.certs import Pki
+from devkit.emulator.responder import Responder
 from tests.delivery.conftest import THING, config_text, ledger, start_agent, stop_agent, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]

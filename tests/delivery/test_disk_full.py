@@ -22,8 +22,8 @@ from typing import Iterator, Sequence
 
 import pytest
 
-from agent.mqtt.fake import AutoReply
 from agent.report.model import ListeningPort, ListeningPorts, Sample, SampleKind
+from devkit.fake_link import AutoReply
 from tests.delivery.conftest import CountingSource
 from tests.loop import Loop, make_config
 

@@ -14,12 +14,12 @@ import pytest
 from agent import events as ev
 from agent.catalog import PayloadFormat
 from agent.config.model import MqttProtocol
-from agent.devtools.certs import Pki
 from agent.errors import ConfigError
-from agent.mqtt.fake import FakeLink, LinkMisuse
 from agent.mqtt.link import Mqtt5Link, Mqtt311Link, _err, make_link
 from agent.mqtt.replies import Reply, parse_reply
 from agent.mqtt.topics import reply_topic, report_topic
+from devkit.certs import Pki
+from devkit.fake_link import FakeLink, LinkMisuse
 from tests.delivery.conftest import THING, make_config
 
 LOG = logging.getLogger("agent.test.mqtt")

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from agent.config.model import MqttConfig
-from agent.devtools.certs import Pki
 from agent.errors import ConfigError
 from agent.mqtt import link as link_mod
 from agent.mqtt.link import Mqtt5Link, Mqtt311Link, check_tls_files, make_link, tls_context
+from devkit.certs import Pki
 from tests.delivery.conftest import make_config
 from tests.procs import plain_env
 

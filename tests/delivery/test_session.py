@@ -10,11 +10,11 @@ from typing import List, Set
 import pytest
 
 from agent import events as ev
-from agent.clock import FakeClock
-from agent.mqtt.fake import FakeLinks
 from agent.mqtt.link_state import LinkPhase
 from agent.mqtt.session import LINK_EVENTS, Session
 from agent.mqtt.topics import reply_topic
+from devkit.clock import FakeClock
+from devkit.fake_link import FakeLinks
 from tests.loop import THING, make_config
 
 

@@ -15,12 +15,12 @@ from typing import Iterator, List
 import pytest
 
 from agent.consumers.violations.consumer import QUEUE as VIOLATIONS
-from agent.devtools.broker import Broker
-from agent.devtools.certs import Pki
-from agent.devtools.subscriber import Subscriber
-from agent.emulator.responder import Responder
 from agent.outbox.messages import Messages
 from agent.outbox.store import open_readonly
+from devkit.broker import Broker
+from devkit.certs import Pki
+from devkit.emulator.responder import Responder
+from devkit.subscriber import Subscriber
 from tests.delivery.conftest import THING, config_text, start_agent, stop_agent, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]

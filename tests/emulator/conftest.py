@@ -11,9 +11,9 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 import boto3
 import pytest
 
-from agent.emulator.apimodel import ServiceModel
-from agent.emulator.controlplane import ControlPlaneServer
-from agent.emulator.store import Store
+from devkit.emulator.apimodel import ServiceModel
+from devkit.emulator.controlplane import ControlPlaneServer
+from devkit.emulator.store import Store
 from tests.delivery.conftest import broker, pki, responder  # noqa: F401  (shared fixtures)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.emulator.apimodel import python_pattern
-from agent.emulator.controlplane import ControlPlaneServer
-from agent.emulator.store import Store
+from devkit.emulator.apimodel import python_pattern
+from devkit.emulator.controlplane import ControlPlaneServer
+from devkit.emulator.store import Store
 from tests.emulator.conftest import raw
 
 

@@ -1,4 +1,4 @@
-"""`defender-agent emulator` as a process: responder and control plane in one command, stopped by SIGTERM."""
+"""`python -m devkit emulator` as a process: responder and control plane in one command, stopped by SIGTERM."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 import boto3
 import pytest
 
-from agent.devtools.broker import Broker
-from agent.devtools.certs import Pki
+from devkit.broker import Broker
+from devkit.certs import Pki
 from tests.delivery.conftest import ROOT
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(90)]
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.timeout(90)]
 def test_emulator_serves_the_control_plane_and_stops_on_sigterm(pki: Pki, broker: Broker) -> None:
     client = pki.client("defender-emulator")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "emulator", "--port", str(broker.port), "--cert", str(client.cert),
+        [sys.executable, "-m", "devkit", "emulator", "--port", str(broker.port), "--cert", str(client.cert),
          "--key", str(client.key), "--ca", str(pki.ca)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT), env=dict(os.environ),
     )

@@ -10,9 +10,9 @@ from typing import Any, Dict, List, Tuple
 import cbor2
 import pytest
 
-from agent.devtools.broker import Broker
-from agent.devtools.certs import Pki
-from agent.emulator.responder import Responder, ResponderOptions
+from devkit.broker import Broker
+from devkit.certs import Pki
+from devkit.emulator.responder import Responder, ResponderOptions
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
 TOPIC = "$aws/things/gw-9/defender/metrics/"

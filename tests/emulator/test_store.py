@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from agent.emulator.store import Store
+from devkit.emulator.store import Store
 
 T0 = 1_700_000_000_000
 

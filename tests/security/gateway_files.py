@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple
 
-from agent.devtools.certs import make_pki
+from devkit.certs import make_pki
 
 
 @dataclass

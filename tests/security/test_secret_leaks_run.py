@@ -22,9 +22,9 @@ from typing import Iterator, List, Tuple
 
 import pytest
 
-from agent.devtools.broker import Broker, find_mosquitto, free_port
-from agent.devtools.certs import Pki, make_pki
 from agent.errors import EX_CONFIG
+from devkit.broker import Broker, find_mosquitto, free_port
+from devkit.certs import Pki, make_pki
 from tests.delivery.conftest import config_text
 from tests.security.gateway_files import GatewayFiles, make_gateway_files
 from tests.security.test_secret_leaks import agent_command

@@ -9,7 +9,6 @@ from typing import Dict
 
 from agent.catalog import KeyNames, MetricType, PayloadFormat
 from agent.config.model import CustomMetricConfig
-from agent.emulator.store import Store
 from agent.report.cloud import checked_round
 from agent.report.encode import Encoder
 from agent.report.model import (
@@ -21,6 +20,7 @@ from agent.report.model import (
     Report,
 )
 from agent.sinks.flat import encode_flat, flat_document
+from devkit.emulator.store import Store
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "sinks" / "flat.json"
 TYPES: Dict[str, MetricType] = {
@@ -85,5 +85,5 @@ def test_the_shape_the_readme_documents() -> None:
     assert metrics["aws:destination-ip-addresses"] == ["192.0.2.10", "2001:db8::1"]
     assert metrics["aws:all-bytes-out"] == 1234 and metrics["cpu_usage"] == 12.5
     assert metrics["load_average"] == [0.1, 0.2, 0.3]
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert '"aws:all-bytes-out"' in readme and "cloudwatchMetric" in readme, "README shows the shape and a rule"
+    page = (Path(__file__).resolve().parents[2] / "docs" / "SINKS.md").read_text()
+    assert '"aws:all-bytes-out"' in page and "cloudwatchMetric" in page, "docs/SINKS.md shows the shape and a rule"

@@ -1,6 +1,6 @@
 """The three sinks from one config, in a real `run` process against mosquitto with mutual TLS and an ACL.
 
-A subscriber of our own (agent.devtools.subscriber) reads the topic sink's messages as a rule
+A subscriber of our own (devkit.subscriber) reads the topic sink's messages as a rule
 would; the broker's ACL refuses one topic sink's topic (MQTT5 PUBACK 0x87); the textfile sits in
 a directory the agent cannot write. Each sink's outcome is read back with `status --json`.
 """
@@ -17,10 +17,10 @@ from typing import Iterator, Optional
 
 import pytest
 
-from agent.devtools.broker import Broker, find_mosquitto
-from agent.devtools.certs import Pki
-from agent.devtools.subscriber import Subscriber
-from agent.emulator.responder import Responder, ResponderOptions
+from devkit.broker import Broker, find_mosquitto
+from devkit.certs import Pki
+from devkit.emulator.responder import Responder, ResponderOptions
+from devkit.subscriber import Subscriber
 from tests.delivery.conftest import (
     AGENT_MAIN,
     ROOT,

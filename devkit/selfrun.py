@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
-PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+import agent
+
+PACKAGE_PARENT = str(Path(agent.__file__).resolve().parents[1])  # the agent this devkit imported
 
 
 def agent_argv(*args: str) -> List[str]:

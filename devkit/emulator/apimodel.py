@@ -45,11 +45,11 @@ def python_pattern(java: str) -> Optional[re.Pattern[str]]:
 
 
 class ServiceModel:
-    """The IoT operations the emulator serves, with their input shapes."""
+    """The operations the emulator serves, with their input shapes: ``iot`` (control plane) or ``iot-data``."""
 
-    def __init__(self) -> None:
+    def __init__(self, service: str = "iot") -> None:
         session = botocore.session.get_session()
-        self._model = session.get_service_model("iot")
+        self._model = session.get_service_model(service)
         self._patterns: Dict[str, Optional[re.Pattern[str]]] = {}
 
     def operation(self, name: str) -> Any:

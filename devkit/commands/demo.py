@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    require_boto3("demo")
-    from agent.devtools.demo import run_demo
+    require_boto3("demo", "python -m devkit")
+    from devkit.demo import run_demo
 
     return run_demo(args.reports, args.interval, Path(args.keep).resolve() if args.keep else None)  # its config names absolute paths

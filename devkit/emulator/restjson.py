@@ -13,7 +13,7 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import unquote
 
-from agent.emulator.store import ApiError, Datum, MetricDefinition, SecurityProfile, invalid, token_digest
+from devkit.emulator.store import ApiError, Datum, MetricDefinition, SecurityProfile, invalid, token_digest
 
 # (path pattern, URI member) -> operation per method
 _RESOURCES: Tuple[Tuple[re.Pattern[str], str, Dict[str, str]], ...] = (

@@ -69,7 +69,7 @@ class Responder:
         self.options = options
         self.mode = options.mode
         self.delay = options.delay
-        self.log = logger or logging.getLogger("agent.emulator.responder")
+        self.log = logger or logging.getLogger("devkit.emulator.responder")
         self.received: List[Received] = []
         self.conflicts: List[Tuple[str, int]] = []  # (thing, id) seen with two different payloads
         self._by_id: Dict[Tuple[str, int], bytes] = {}

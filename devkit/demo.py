@@ -19,15 +19,15 @@ from typing import Any, Dict, List, Optional, TextIO
 from agent.collectors.builtin import default_registry
 from agent.commands.status_view import format_status, read_status
 from agent.config.load import parse_config
-from agent.devtools.broker import Broker, free_port
-from agent.devtools.certs import make_pki
-from agent.devtools.selfrun import agent_argv, agent_env
-from agent.devtools.subscriber import Received, Subscriber
-from agent.emulator.controlplane import ControlPlaneServer
-from agent.emulator.responder import Responder, ResponderOptions
-from agent.emulator.store import Store
 from agent.errors import ConfigError
 from agent.sinks.topics import render_topic
+from devkit.broker import Broker, free_port
+from devkit.certs import make_pki
+from devkit.emulator.controlplane import ControlPlaneServer
+from devkit.emulator.responder import Responder, ResponderOptions
+from devkit.emulator.store import Store
+from devkit.selfrun import agent_argv, agent_env
+from devkit.subscriber import Received, Subscriber
 
 THING = "demo-gateway"
 STANDARD_COLLECTORS = ("listening_ports", "tcp_connections", "network_stats")
@@ -256,7 +256,7 @@ def _remove(path: Path) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m agent.devtools.demo")
+    parser = argparse.ArgumentParser(prog="python -m devkit.demo")
     parser.add_argument("--reports", type=int, default=3)
     parser.add_argument("--interval", type=int, default=2)
     args = parser.parse_args(argv)

@@ -21,7 +21,7 @@ from agent.catalog import MetricType
 from agent.report.cloud import custom_value, standard_values
 from agent.report.document import key_style, to_long
 
-log = logging.getLogger("agent.emulator.store")
+log = logging.getLogger("devkit.emulator.store")
 
 ACCOUNT = "123456789012"
 METRIC_TYPES = tuple(t.value for t in MetricType)

@@ -8,7 +8,7 @@ import signal
 import threading
 
 from agent.commands.extras import require_boto3
-from agent.emulator.responder import MODES
+from devkit.emulator.responder import MODES
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,13 +32,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    require_boto3("emulator")  # the control plane validates requests against botocore's IoT model
-    from agent.emulator.controlplane import ControlPlaneServer
-    from agent.emulator.responder import Responder, ResponderOptions
-    from agent.emulator.store import Store
+    require_boto3("emulator", "python -m devkit")  # the control plane validates requests against botocore's IoT model
+    from devkit.emulator.controlplane import ControlPlaneServer
+    from devkit.emulator.responder import Responder, ResponderOptions
+    from devkit.emulator.store import Store
 
     stop = threading.Event()
-    log = logging.getLogger("agent.emulator")
+    log = logging.getLogger("devkit.emulator")
     store = Store()
     control = ControlPlaneServer(store, port=args.control_port)
     options = ResponderOptions(args.endpoint, args.port, args.cert, args.key, args.ca, client_id=args.client_id,

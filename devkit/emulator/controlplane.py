@@ -12,7 +12,7 @@ over the IoT REST API (protocol ``rest-json``), routed as botocore's model route
 
 Errors are the modelled ones (``x-amzn-ErrorType`` header and a JSON
 ``message``) so boto3 raises its real exception classes. Input is validated
-against botocore's service model (:mod:`agent.emulator.apimodel`). Lists page
+against botocore's service model (:mod:`devkit.emulator.apimodel`). Lists page
 with a small page size so that clients exercise pagination.
 
 Behaviors (CreateSecurityProfile, ValidateSecurityProfileBehaviors) are checked with
@@ -53,11 +53,11 @@ from agent.behaviors.check import (
     validation_errors,
 )
 from agent.behaviors.model import CLOUD_SIDE_METRICS
-from agent.emulator.apimodel import ServiceModel
-from agent.emulator.restjson import datum, definition, page, route, security_profile, with_token
-from agent.emulator.store import ApiError, SecurityProfile, Store, invalid, not_found
+from devkit.emulator.apimodel import ServiceModel
+from devkit.emulator.restjson import datum, definition, page, route, security_profile, with_token
+from devkit.emulator.store import ApiError, SecurityProfile, Store, invalid, not_found
 
-log = logging.getLogger("agent.emulator.controlplane")
+log = logging.getLogger("devkit.emulator.controlplane")
 
 PAGE_SIZE = 2
 

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from agent.devtools.broker import Broker
-from agent.devtools.certs import Pki, make_pki
-from agent.devtools.selfrun import agent_argv, agent_env
-from agent.emulator.responder import Responder, ResponderOptions
+from devkit.broker import Broker
+from devkit.certs import Pki, make_pki
+from devkit.emulator.responder import Responder, ResponderOptions
+from devkit.selfrun import agent_argv, agent_env
 
 THING = "rig-gw"
 DB = "outbox.sqlite3"

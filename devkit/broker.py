@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from agent.devtools.certs import Pki
+from devkit.certs import Pki
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
 

@@ -1,1 +1,0 @@
-"""Developer tools shared by the tests and `make demo`: throwaway certificates, a local mosquitto."""
