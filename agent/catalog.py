@@ -10,7 +10,7 @@
 - :data:`METRIC_NAME`: what a custom metric name may be (the config schema node and a plain predicate).
 
 Sources: "AWS IoT Device Defender: Device-side metrics" and "Custom metrics" in the AWS IoT developer guide,
-and the ``metricName`` shape of the ``iot`` API (botocore's service model); see docs/NOTES.md.
+and the ``metricName`` shape of the ``iot`` API (botocore's service model); see docs/AWS-SETUP.md ("Why it works this way").
 """
 
 from __future__ import annotations

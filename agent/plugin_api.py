@@ -2,7 +2,7 @@
 
 A plugin is a distribution with an entry point in the group
 ``defender_agent.collectors`` whose name is the collector type and whose object is a
-:class:`CollectorSpec` (or a function returning one). See README.md, "Writing a plugin".
+:class:`CollectorSpec` (or a function returning one). See docs/PLUGINS.md.
 """
 
 from __future__ import annotations

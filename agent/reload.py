@@ -1,9 +1,15 @@
 """SIGHUP: work out what a newly loaded config changes.
 
 Pure: the scheduler loads the config again (with the same checks as at start,
-:func:`agent.commands.common.load_audited`), applies the result (new sample
-source, new connection, ...) and logs it. A config that fails to load or fails
-the file audit raises before this runs, so the running configuration stays in place.
+:func:`agent.commands.common.load_audited`), then, with what this says changed, makes
+everything new before it swaps anything (``Service._apply`` in :mod:`agent.scheduler`):
+every consumer's checks of the new config, the report builder, new collectors (when
+``collectors``, ``custom_metrics`` or ``report.interval`` changed) and a new connection
+(when ``mqtt`` or ``thing_name`` changed). Anything that raises on the way (a schema or
+file-audit error, an exec program a start would refuse, a collector or plugin that cannot
+be built, TLS files awscrt refuses) refuses the whole reload: one error line, the running
+configuration, collectors and connection stay as they were. ``state_dir`` is the one key a
+reload never changes (a warning says it takes a restart); the rest of such a config applies.
 """
 
 from __future__ import annotations

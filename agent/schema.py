@@ -2,7 +2,7 @@
 
 Each node checks one YAML value, records problems with their YAML path, and
 returns the typed value. The same nodes render the example config and the
-README option table, so documentation cannot drift from validation.
+reference pages in docs/ (agent.docs), so documentation cannot drift from validation.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ from benchmarks.common import ROOT, fmt_seconds, load_results, log
 
 DOCS = ROOT / "docs"
 CHARTS = DOCS / "img"
+# Hand-written text appended to each generated page, kept beside the code that generates it.
+BENCH_NOTES = Path(__file__).resolve().parent / "BENCHMARKS.notes.md"
+RELIABILITY_NOTES = Path(__file__).resolve().parent / "faults" / "RELIABILITY.notes.md"
 
 BENCH_INTRO = """\
 # Benchmarks
@@ -229,7 +232,7 @@ def render_benchmarks() -> Path:
         lines.append("## Machine\n")
         lines.extend(machine_block(machine))
         lines.append("")
-    extra_text = DOCS / "BENCHMARKS.notes.md"
+    extra_text = BENCH_NOTES
     if extra_text.exists():
         lines.append(extra_text.read_text(encoding="utf-8"))
     path = DOCS / "BENCHMARKS.md"
@@ -291,7 +294,7 @@ def render_reliability() -> Path:
         lines.append("## Machine\n")
         lines.extend(machine_block(data["machine"]))
         lines.append("")
-    extra_text = DOCS / "RELIABILITY.notes.md"
+    extra_text = RELIABILITY_NOTES
     if extra_text.exists():
         lines.append(extra_text.read_text(encoding="utf-8"))
     path = DOCS / "RELIABILITY.md"

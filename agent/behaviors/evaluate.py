@@ -2,7 +2,7 @@
 
 A behavior states what is NORMAL, and a violation is a datapoint that does not satisfy it. The sources:
 
-- Behavior ``criteria`` in the API reference (botocore's ``iot`` model): "The criteria that determine if a
+- Behavior ``criteria`` in the API reference (botocore's ``iot`` model, and the page below): "The criteria that determine if a
   device is behaving normally in regard to the ``metric``."
 - Developer guide, Detect concepts, *behavior*: "Any device action that doesn't match a defined behavior
   statement triggers an alert."
@@ -18,8 +18,11 @@ An address is in a CIDR set when a CIDR of the set contains it (``ipaddress``); 
 
 ``durationSeconds`` on a byte or packet metric (:data:`agent.behaviors.model.SUMMED_METRICS`): the value judged
 is the sum of the ``count`` of the datapoints whose time is inside the window ``(now - duration, now]`` (each
-datapoint is a delta for one report period; "Detect's time model" in the spec). On other metrics that take a
-duration (the listening-port counts) the newest datapoint is judged: a sum of port counts means nothing.
+datapoint is a delta for one report period: the developer guide's "Device-side metrics",
+https://docs.aws.amazon.com/iot-device-defender/latest/devguide/detect-device-side-metrics.html, gives these
+metrics durations of 300 to 3600 s). On other metrics that take a duration (the listening-port counts) the
+newest datapoint is judged: a sum of port counts means nothing. The API reference's ``Behavior``:
+https://docs.aws.amazon.com/iot/latest/apireference/API_Behavior.html.
 """
 
 from __future__ import annotations

@@ -74,6 +74,11 @@ class CollectorSpec:
     origin: str = "built-in"  # "entry point NAME from DIST VERSION" for plugins
     # custom metric name -> what the collector computes there (unit, description), for the docs and bootstrap
     describes: Optional[Callable[[Mapping[str, Any]], Mapping[str, BuiltinMetric]]] = None
+    # docs/COLLECTORS.md (rendered by agent.docs, never read at run time): what the type measures and how it
+    # behaves, in Markdown, and a config fragment (`collectors:` plus the `custom_metrics:` it needs) that a
+    # test loads through the config loader.
+    doc: str = ""
+    sample: str = ""
 
 
 def check_result(emits: Mapping[str, Optional[MetricType]], result: Any,

@@ -132,8 +132,33 @@ def metric_options(kind: str) -> Mapping[str, Any]:
     }
 
 
+DOC = """\
+Runs a program without a shell: the path must be absolute, and the file must not be group- or
+world-writable nor owned by a user other than root or the agent's. The environment is only `PATH`, `LANG`
+and `LC_ALL` plus `env`; the working directory is `/`. The program runs in its own process group, which is
+killed at the collector's `timeout`, when stdout exceeds `max_output`, and once the program exits (no
+leftovers). A non-zero exit, a signal, or output that does not parse as `metric_type` is an error whose
+message includes the first line of stderr. Output: one value per line (`#` comments and blank lines
+ignored), or JSON (a number, or an array). A collector never runs twice at once.
+"""
+
+SAMPLE = """\
+collectors:
+  - type: exec
+    name: mesh_peers
+    command: [/usr/local/lib/defender-agent/count-peers, --json]
+    metric: mesh_peers
+    metric_type: ip-address-list
+    timeout: 5s
+custom_metrics:
+  mesh_peers: ip-address-list
+"""
+
+
 SPEC = CollectorSpec(
     type="exec",
+    doc=DOC,
+    sample=SAMPLE,
     summary="Run a program (absolute path, argv list, no shell) and parse its stdout as one custom metric.",
     options={
         "command": Argv(

@@ -96,8 +96,38 @@ def _build(ctx: BuildContext, options: Mapping[str, Any]) -> FileCollector:
     )
 
 
+DOC = """\
+Reads the formats `exec` parses (one value per line, or JSON) from a regular file: a sysfs value, or a file
+another program rewrites. `scale: 0.001` turns a sysfs millidegree reading into degrees. With `max_age`, a
+file not modified for longer is an error rather than an old value (leave it unset for sysfs, whose
+modification times do not move). A file larger than `max_size`, not UTF-8, or not holding a `metric_type`
+is an error naming the path.
+"""
+
+SAMPLE = """\
+collectors:
+  - type: file
+    name: soc_temp
+    path: /sys/class/thermal/thermal_zone0/temp
+    metric: soc_temperature
+    metric_type: number
+    scale: 0.001            # millidegrees -> degrees
+  - type: file
+    name: modem_signal
+    path: /run/modem/signal-dbm    # rewritten every minute by the modem's hook
+    metric: modem_signal_dbm
+    metric_type: number
+    max_age: 10m                   # an old reading is an error, not a value
+custom_metrics:
+  soc_temperature: number
+  modem_signal_dbm: number
+"""
+
+
 SPEC = CollectorSpec(
     type="file",
+    doc=DOC,
+    sample=SAMPLE,
     summary="Read one custom metric from a file (sysfs value, textfile written by another program).",
     options={
         "path": PathStr(

@@ -104,4 +104,6 @@ def _load_plugin(ep: Any) -> CollectorSpec:
         example_enabled=spec.example_enabled,
         origin=origin,
         describes=spec.describes,
+        doc=spec.doc,
+        sample=spec.sample,
     )

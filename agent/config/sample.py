@@ -1,4 +1,6 @@
-"""Render the example config and the README option table from the schema (the single source)."""
+"""Render the example config (`sample-config`, config/agent.example.yaml) from the schema, the single source.
+
+The reference pages in docs/ are rendered from the same schema by agent.docs."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 import yaml
 
 from agent.collectors.registry import Registry
-from agent.config.spec import COLLECTOR_COMMON, CUSTOM_METRIC, SINK_COMMON, SINK_OPTIONS, TOP_LEVEL
+from agent.config.spec import SHADOW, SINK_OPTIONS, TOP_LEVEL
 from agent.schema import Checker, Node, Section, is_number, render_scalar
 
 HEADER = """\
@@ -91,7 +93,7 @@ def render_example(registry: Registry) -> str:
     lines.extend(
         _doc_lines(
             "Collectors sample local values. Every entry takes `type`, and optionally `name`, `interval` and "
-            "`timeout`; the other keys depend on the type (see README, Collectors).",
+            "`timeout`; the other keys depend on the type (docs/COLLECTORS.md).",
             "",
         )
     )
@@ -115,13 +117,24 @@ def render_example(registry: Registry) -> str:
     lines.extend(_render_sinks())
     lines.extend(_doc_lines(BEHAVIORS_DOC, ""))
     lines.extend("# " + line if line else "#" for line in BEHAVIORS_EXAMPLE.splitlines())
+    lines.extend(_render_shadow())
     return "\n".join(lines) + "\n"
+
+
+def _render_shadow() -> List[str]:
+    """The commented-out `shadow:` section (absent means no shadow), every key at its default."""
+    lines = _doc_lines(SHADOW.doc, "")
+    lines.append("# shadow:")
+    for name, node in SHADOW.fields.items():
+        lines.extend(f"#   {line}" for line in _doc_lines(node.doc, ""))
+        lines.append(f"#   {name}: {_value_text(node)}")
+    return lines
 
 
 BEHAVIORS_DOC = (
     "Device Defender behaviors evaluated on the gateway: the behaviors list of a security profile as is "
     "(`defender-agent behaviors pull` writes it). A behavior says what is NORMAL: `less-than-equals 90` "
-    "alarms above 90. Events go to violations.topic / violations.exec (README, On-device behaviors)."
+    "alarms above 90. Events go to violations.topic / violations.exec (docs/BEHAVIORS.md)."
 )
 BEHAVIORS_EXAMPLE = """behaviors:
   - name: OnlyKnownPorts
@@ -135,7 +148,7 @@ BEHAVIORS_EXAMPLE = """behaviors:
 
 SINKS_DOC = (
     "Where each round's checked values go; absent means only Device Defender (`- type: defender`). "
-    "Every sink is delivered and counted on its own (`defender-agent status`); README, Sinks."
+    "Every sink is delivered and counted on its own (`defender-agent status`); docs/SINKS.md."
 )
 
 
@@ -149,53 +162,3 @@ def _render_sinks() -> List[str]:
             lines.extend(f"#   {line}" for line in _doc_lines(node.doc, "  "))
             lines.append(f"#     {name}: {_value_text(node)}")
     return lines
-
-
-def option_table() -> str:
-    """The README's configuration reference, as a Markdown table."""
-    rows = ["| key | type | default | description |", "|---|---|---|---|"]
-    for path, node in _walk(TOP_LEVEL, ""):
-        rows.append(f"| `{path}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
-    rows.append("| `collectors` | list | `[]` | Collectors to run; see the collector reference. |")
-    for name, node in COLLECTOR_COMMON.items():
-        rows.append(f"| `collectors[].{name}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
-    rows.append("| `custom_metrics` | mapping | `{}` | Custom metric definitions by name (shorthand: `name: number`). |")
-    for name, node in CUSTOM_METRIC.fields.items():
-        rows.append(f"| `custom_metrics.NAME.{name}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
-    rows.append(f"| `sinks` | list | `[{{type: defender}}]` | {SINKS_DOC} |")
-    for name, node in SINK_COMMON.items():
-        rows.append(f"| `sinks[].{name}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
-    for kind, options in SINK_OPTIONS.items():
-        for name, node in options.items():
-            rows.append(f"| `sinks[].{name}` ({kind.value}) | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
-    rows.append(f"| `behaviors` | list | `[]` | {BEHAVIORS_DOC} |")
-    return "\n".join(rows) + "\n"
-
-
-def collector_table(registry: Registry) -> str:
-    rows = ["| type | option | type | default | description |", "|---|---|---|---|---|"]
-    for spec in registry.builtin_specs():
-        rows.append(f"| `{spec.type}` | | | | {spec.summary} |")
-        for name, node in spec.options.items():
-            rows.append(f"| | `{name}` | {_md_type(node)} | {_md_default(node)} | {node.doc} |")
-    return "\n".join(rows) + "\n"
-
-
-def _md_type(node: Node) -> str:
-    return node.type_name().replace(" | ", ", ")
-
-
-def _md_default(node: Node) -> str:
-    text = node.default_text()
-    return "**required**" if text == "required" else ("" if text == "unset" else f"`{text}`")
-
-
-def _walk(fields: Mapping[str, Node], prefix: str) -> List[Tuple[str, Node]]:
-    out: List[Tuple[str, Node]] = []
-    for name, node in fields.items():
-        path = f"{prefix}.{name}" if prefix else name
-        if isinstance(node, Section):
-            out.extend(_walk(node.fields, path))
-        else:
-            out.append((path, node))
-    return out

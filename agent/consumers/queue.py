@@ -19,7 +19,7 @@ each sink, so that the next loss names its sink; a sink named three times in a r
 held back for ``retry_cap`` (logged), and the others and the reports go on. Source: AWS's own
 migration guides of the Device SDK v2 ("If you try to publish to a topic that is not allowed by a
 policy, AWS IoT Core service will close the connection", MQTT 3.1.1; MQTT5 gets a PUBACK with a
-reason code instead); docs/NOTES.md, "Refused publishes". A publish that fails without
+reason code instead); docs/SINKS.md, "Refused publishes". A publish that fails without
 the broker's answer (the connection went) is tried again after a backoff; one the
 broker refuses (MQTT5 reason code >= 0x80) ends ``failed`` at once, and the sink's
 first refusal in a row is logged with what to check. Only the loop thread calls it.

@@ -11,8 +11,8 @@ Debian bookworm's 0.16.8 to the newest: only parameters both have are used.
 :func:`tls_context` is the one place the mutual-TLS context is made (``check``,
 both links and the emulator's responder use it); :func:`mqtt5_client` builds the
 MQTT5 client for the MQTT5 link and the responder. What awsiotsdk's
-``mtls_from_path`` builders did and we now do here: docs/NOTES.md, "awscrt without
-awsiotsdk (issue 14)".
+``mtls_from_path`` builders did and we now do here: the constants below; why: docs/INSTALL.md,
+"Why it works this way".
 
 The TLS identity comes from files (``mqtt.cert``/``key``/``ca``); a PKCS#11 key
 would be ``TlsContextOptions.create_client_with_mtls_pkcs11`` (in awscrt 0.16.8
@@ -40,7 +40,7 @@ from agent.events import (
 )
 from agent.security import resolve_credential
 
-# What awsiotsdk's builders set, kept here (see docs/NOTES.md, issue 14).
+# What awsiotsdk's builders set, kept here (see docs/INSTALL.md, "Why it works this way").
 ALPN_PORT = 443
 ALPN_MQTT = "x-amzn-mqtt-ca"  # AWS IoT's ALPN name for MQTT over mutual TLS on port 443
 TCP_CONNECT_TIMEOUT_MS = 5_000

@@ -20,8 +20,8 @@ past the pages in use at the end of a transaction plus what one transaction adds
 before it is enforced (``auto_vacuum=INCREMENTAL`` returns pages when the bound is
 lowered), and the WAL is checkpointed every :func:`wal_pages` pages and truncated to
 that size (``wal_autocheckpoint``, ``journal_size_limit``), an eighth of the bound
-(at least 64 KiB, at most 4 MiB). README ("Bounded in bytes on disk") states the slack and
-docs/NOTES.md ("One loop, many consumers") the measured figures.
+(at least 64 KiB, at most 4 MiB). docs/OPERATIONS.md ("The outbox's bound") states the slack and
+the measured figures.
 """
 
 from __future__ import annotations

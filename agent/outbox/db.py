@@ -14,7 +14,7 @@ Each outermost transaction says whether it must be on disk when it returns:
   survives kill -9, the OS has it) but not fsynced; a power loss can lose it until
   the next durable commit, whose fsync of the WAL makes every earlier frame durable
   too. Used for bookkeeping whose loss is harmless: publish attempts, the PUBACK
-  flag, the status meta on its own. docs/NOTES.md ("Outbox fsync budget") says why.
+  flag, the status meta on its own. docs/OPERATIONS.md ("fsyncs per report") says why.
 
 SQLite refuses to change ``synchronous`` inside a transaction, so the outermost
 transaction decides; a durable write nested inside a non-durable one is a bug and

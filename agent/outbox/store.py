@@ -202,7 +202,7 @@ class Outbox:
             self._bump("published")
 
     def mark_delivered(self, report_id: int) -> None:
-        """Not durable on its own: a lost flag is the lost-PUBACK case of docs/NOTES.md."""
+        """Not durable on its own: a lost flag is the lost-PUBACK case of docs/OPERATIONS.md ("Why it works this way")."""
         with self._tx(durable=False):
             self.conn.execute("UPDATE pending SET delivered=1 WHERE report_id=?", (report_id,))
 

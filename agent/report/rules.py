@@ -8,7 +8,7 @@ document validator (``validate``, what the service receives) all call it.
 checked: floats are rounded to 15 significant digits, lists become tuples.
 
 The rules are those of "AWS IoT Device Defender: Custom metrics" and "Device-side
-metrics" (developer guide); docs/NOTES.md records where the documents are silent.
+metrics" (developer guide); docs/OPERATIONS.md ("Why it works this way") records where the documents are silent.
 """
 
 from __future__ import annotations

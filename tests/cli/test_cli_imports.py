@@ -3,7 +3,7 @@
 Each case runs the real console entry point in a fresh interpreter with CPython's own
 import log (PYTHONPROFILEIMPORTTIME=1) and reads which modules it loaded. That log has
 every ``import`` statement but not the module that ``importlib.import_module`` itself
-loads (docs/NOTES.md), so the command's own module is absent and its imports are not.
+loads (docs/DEVELOPMENT.md, "Imports"), so the command's own module is absent and its imports are not.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Building the awscrt clients without awsiotsdk, no broker: TLS context, keep-alive range, ALPN, Debian's awscrt.
 
 One code path must work from Debian bookworm's python3-awscrt 0.16.8 to the newest awscrt
-(docs/NOTES.md, "awscrt without awsiotsdk (issue 14)"); the last test runs the same
+(docs/INSTALL.md, "Why it works this way"); the last test runs the same
 construction under /usr/bin/python3 with Debian's packages when they are installed.
 """
 

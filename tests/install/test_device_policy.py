@@ -1,4 +1,4 @@
-"""docs/INSTALL.md's minimal device policy grants exactly the topics the agent uses, with the right resource kinds."""
+"""docs/AWS-SETUP.md's minimal device policy grants exactly the topics the agent uses, with the right resource kinds."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 from agent.catalog import PayloadFormat
 from agent.mqtt.topics import OUTCOMES, reply_topic, report_topic
 
-INSTALL = Path(__file__).resolve().parents[2] / "docs" / "INSTALL.md"
+INSTALL = Path(__file__).resolve().parents[2] / "docs" / "AWS-SETUP.md"
 THING = "${iot:Connection.Thing.ThingName}"
 ARN = "arn:aws:iot:REGION:ACCOUNT:"
 
 
 def policy() -> dict:
-    section = INSTALL.read_text(encoding="utf-8").split("### The device policy", 1)[1]
+    section = INSTALL.read_text(encoding="utf-8").split("## The device policy", 1)[1]
     block = re.search(r"```json\n(.*?)```", section, re.DOTALL)
     assert block, "the device policy section has no json block"
     return json.loads(block.group(1))

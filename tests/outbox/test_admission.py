@@ -42,7 +42,7 @@ def opened(state: Path, cap: int = CAP, free: int = 1 << 40) -> tuple:
 
 
 def slack(cap: int, largest_write: int, page_size: int = 4096) -> int:
-    """What README ("Bounded in bytes on disk") states may come on top of the bound: the WAL (an eighth of the bound, 64 KiB to
+    """What docs/OPERATIONS.md ("The outbox's bound") states may come on top of the bound: the WAL (an eighth of the bound, 64 KiB to
     4 MiB) plus the frames of one transaction past its checkpoint, the one transaction the database file holds
     before enforce runs, and the 32 KiB shared-memory index. A transaction's writes: its payload plus a page
     of SQLite's own per page written (frame headers, b-tree and index pages, counters): at most 2 x payload +

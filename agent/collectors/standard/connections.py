@@ -99,8 +99,25 @@ def _build(ctx: BuildContext, options: Mapping[str, Any]) -> ConnectionsCollecto
     )
 
 
+DOC = """\
+Every TCP connection in ESTABLISHED state, IPv4 and IPv6 (IPv4-mapped IPv6 addresses are written as IPv4),
+each with `remote_addr` `ip:port` (`[addr]:port` for IPv6), `local_port` and `local_interface` (left out
+when the local address is on no interface). A list longer than `report.max_list_items` keeps a
+deterministic subset (by remote IP, IPv4 first and numerically, then remote port, then local port) and the
+true `total`, logged once. No privilege is needed.
+"""
+
+SAMPLE = """\
+collectors:
+  - type: tcp_connections
+    exclude_loopback: true   # a database on 127.0.0.1 is not traffic leaving the gateway
+"""
+
+
 SPEC = CollectorSpec(
     type="tcp_connections",
+    doc=DOC,
+    sample=SAMPLE,
     summary="Established TCP connections, IPv4 and IPv6, with local port and interface (standard metric).",
     options={
         "exclude_loopback": Bool(

@@ -79,8 +79,28 @@ def _build(ctx: BuildContext, options: Mapping[str, Any]) -> NetworkStatsCollect
     )
 
 
+DOC = """\
+The sum over the selected interfaces of bytes and packets in and out since the previous sample. The last
+counters are kept in `state_dir/network-counters.<name>.json` (written atomically), so the first report after
+an agent restart carries a true delta. An interval is skipped (reported as "no data", logged once) after a
+reboot (the boot id changed), when a selected interface disappeared or was re-created, when a counter went
+backwards (reset or 32-bit wrap), or when the previous sample is older than `max_span` (the agent was stopped,
+or rounds were missed), because Detect would count a whole outage's traffic as one interval's; the log line
+says how many bytes and packets were left out. A delta is never negative nor a raw total. Without any state
+(the first run) the delta counts from the agent's start.
+"""
+
+SAMPLE = """\
+collectors:
+  - type: network_stats
+    exclude_interfaces: [lo, "docker*", "veth*"]   # the uplinks, not the container bridges
+"""
+
+
 SPEC = CollectorSpec(
     type="network_stats",
+    doc=DOC,
+    sample=SAMPLE,
     summary="Bytes and packets in and out since the previous report, summed over the selected interfaces "
     "(standard metric); survives agent restarts, skips an interval after a reboot, reset or wrap.",
     options={

@@ -3,7 +3,7 @@
 A TCP socket listens when its state is LISTEN; a UDP socket "listens" when it is
 bound to a port and not connected to a remote address. The interface is the one
 that owns the bound address; a wildcard bind (0.0.0.0, ::) listens on every
-interface and is reported without ``interface`` (docs/NOTES.md). Entries are
+interface and is reported without ``interface`` (docs/DEVELOPMENT.md, "Collectors: what they read, and why"). Entries are
 unique (port, interface) pairs, so a port bound on both 0.0.0.0 and :: appears
 once. Order: port ascending, then interface name (wildcard first); when capped,
 the lowest ports are kept.
@@ -123,8 +123,27 @@ def _build(ctx: BuildContext, options: Mapping[str, Any]) -> ListeningPortsColle
     )
 
 
+DOC = """\
+A TCP socket listens when it is in LISTEN state; a UDP socket listens when it is bound and not connected.
+IPv4 and IPv6 are both read; IPv4-mapped IPv6 addresses are written as IPv4. A socket bound to a wildcard
+address (`0.0.0.0`, `::`) listens on every interface and is reported **without** `interface`; a socket bound
+to one address is reported with the interface that owns it (any 127.0.0.0/8 address counts as the loopback
+interface). Ports are unique (port, interface) pairs. A list longer than `report.max_list_items` keeps a
+deterministic subset (ports ascending, then interface) and the true `total`, logged once. No privilege is
+needed: an unprivileged user sees the same sockets (only without their processes).
+"""
+
+SAMPLE = """\
+collectors:
+  - type: listening_ports
+    exclude_loopback: true   # leave out services bound only to 127.0.0.1 or ::1
+"""
+
+
 SPEC = CollectorSpec(
     type="listening_ports",
+    doc=DOC,
+    sample=SAMPLE,
     summary="Listening TCP and UDP ports, IPv4 and IPv6, with interface names (standard metrics).",
     options={
         "protocols": ListOf(

@@ -156,8 +156,38 @@ def _build(ctx: BuildContext, options: Mapping[str, Any]) -> SystemCollector:
     )
 
 
+DOC = """\
+Each metric in `metrics` is sent as a custom metric under its built-in name, or under the name a mapping
+gives it (`metrics: {temperature: soc_temperature}`); declare it under `custom_metrics` with the type below.
+When that definition leaves `unit` or `description` out, the agent fills them in from the table below
+(`bootstrap` shows them). Percentages of CPU time are over the time since the previous sample; a first
+sample right after start waits a moment so that it means something. Two `system` collectors (say, one
+every report and one every hour) each need their own `name`.
+"""
+
+SAMPLE = """\
+collectors:
+  - type: system
+    metrics: [cpu_usage, load_average, memory_used_percent, uptime_seconds, logged_in_users]
+  - type: system
+    name: soc_temperature
+    interval: 15m                              # every third report at the default 5m
+    metrics: {temperature: soc_temperature}    # built-in name -> the custom metric it is sent as
+    temperature_sensors: [cpu_thermal]
+custom_metrics:
+  cpu_usage: number
+  load_average: number-list
+  memory_used_percent: number
+  uptime_seconds: number
+  logged_in_users: string-list
+  soc_temperature: number
+"""
+
+
 SPEC = CollectorSpec(
     type="system",
+    doc=DOC,
+    sample=SAMPLE,
     summary="Host metrics: " + ", ".join(f"{k} ({v.type.value})" for k, v in METRICS.items()) + ".",
     options={
         "metrics": MetricSelection(

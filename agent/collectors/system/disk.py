@@ -56,8 +56,35 @@ def _build(ctx: BuildContext, options: Mapping[str, Any]) -> DiskCollector:
     return DiskCollector(ctx.name, mounts=options["mounts"], value=options["value"])
 
 
+DOC = """\
+One `number` custom metric per mount point, named in `mounts`; `value` says which figure all of them carry
+(space as `df` shows it: the root reserve is not counted as free for an unprivileged user). For two figures
+of one mount, use two `disk` collectors, each with its own `name`. A mount point that cannot be read fails
+the collector for that round, naming the path.
+"""
+
+SAMPLE = """\
+collectors:
+  - type: disk
+    mounts:
+      /: disk_root_used_percent
+      /data: disk_data_used_percent
+  - type: disk
+    name: disk_free
+    value: free_bytes
+    mounts:
+      /data: disk_data_free_bytes
+custom_metrics:
+  disk_root_used_percent: number
+  disk_data_used_percent: number
+  disk_data_free_bytes: number
+"""
+
+
 SPEC = CollectorSpec(
     type="disk",
+    doc=DOC,
+    sample=SAMPLE,
     summary="Disk usage per mount point, one number metric each (used percent by default).",
     options={
         "mounts": MapOf(

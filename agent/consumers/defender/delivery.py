@@ -107,7 +107,7 @@ class ReportDelivery:
             self.log.error(
                 "No reply to the last %d reports although they were published: check that the device policy "
                 "allows iot:Subscribe on the topic filters and iot:Receive on the topics "
-                "%s and %s, and iot:Publish on %s (docs/INSTALL.md, \"The device policy\"); "
+                "%s and %s, and iot:Publish on %s (docs/AWS-SETUP.md, \"The device policy\"); "
                 "logged once until a reply arrives",
                 UNANSWERED_HINT_AFTER, reply_topic(thing, fmt, "accepted"), reply_topic(thing, fmt, "rejected"),
                 report_topic(thing, fmt))
