@@ -11,6 +11,12 @@ Knobs for tests: ``mode`` = ``normal`` | ``reject`` (reject everything) |
 ``guide`` (reject everything exactly as the troubleshooting guide's "Malformed metrics
 report" example prints it: no ``reportId``) | ``silent`` (no reply) | ``garbage``
 (undecodable reply); ``delay`` seconds before replying. The awscrt callback only enqueues; one worker thread does the rest.
+
+With ``shadows`` (a :class:`~devkit.emulator.shadow.ShadowStore`) it is also the Device Shadow service: it
+subscribes to ``$aws/things/+/shadow/name/+/update``, ``/get`` and ``/delete`` (and the classic shadow's
+``$aws/things/+/shadow/update|get|delete``) and answers as device-shadow-mqtt says: ``/update/accepted``
+or ``/update/rejected``, then ``/update/delta`` (when desired and reported differ) and ``/update/documents``;
+``/get/accepted|rejected``; ``/delete/accepted|rejected``. The modes and the delay apply to reports only.
 """
 
 from __future__ import annotations
@@ -28,6 +34,14 @@ import cbor2
 from agent.mqtt.link import mqtt5_client, tls_context
 from agent.mqtt.topics import RESPONDER_FILTER, parse_topic
 from agent.report.document import decode, to_long, validate_document
+from devkit.emulator.shadow import (
+    REQUEST_FILTERS,
+    ShadowError,
+    ShadowStore,
+    notifications,
+    parse_request_topic,
+    topic_prefix,
+)
 
 OnAccepted = Callable[[str, Dict[str, Any], int], None]
 MODES = ("normal", "reject", "guide", "silent", "garbage")
@@ -59,6 +73,7 @@ class ResponderOptions:
     mode: str = "normal"
     delay: float = 0.0
     on_accepted: Optional[OnAccepted] = None
+    shadows: Optional[ShadowStore] = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -123,18 +138,51 @@ class Responder:
                 if kind == "up":
                     self._on_up()
                 else:
-                    self._on_report(str(item.topic), bytes(item.payload or b""))
+                    self._on_message(str(item.topic), bytes(item.payload or b""))
             except Exception:  # the responder must keep serving; log with the traceback
                 self.log.exception("Responder failed to handle a message")
 
     def _on_up(self) -> None:
         self._connected.set()
         mqtt5 = self._mqtt5
+        filters = [RESPONDER_FILTER, *(REQUEST_FILTERS if self.options.shadows is not None else ())]
         future = self._client.subscribe(mqtt5.SubscribePacket(
-            subscriptions=[mqtt5.Subscription(topic_filter=RESPONDER_FILTER, qos=mqtt5.QoS.AT_LEAST_ONCE)]))
+            subscriptions=[mqtt5.Subscription(topic_filter=f, qos=mqtt5.QoS.AT_LEAST_ONCE) for f in filters]))
         future.result(10.0)
         self._subscribed.set()
-        self.log.info("Responder subscribed to %s", RESPONDER_FILTER)
+        self.log.info("Responder subscribed to %s", ", ".join(filters))
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        request = parse_request_topic(topic) if self.options.shadows is not None else None
+        if request is not None:
+            self._on_shadow(*request, payload)
+        else:
+            self._on_report(topic, payload)
+
+    def _on_shadow(self, thing: str, name: Optional[str], operation: str, payload: bytes) -> None:
+        store = self.options.shadows
+        assert store is not None
+        prefix = f"{topic_prefix(thing, name)}/{operation}"
+        try:
+            if operation == "update":
+                update = store.update(thing, name, payload)
+                self.publish_json(f"{prefix}/accepted", update.accepted)
+                for topic, document in notifications(thing, name, update):
+                    self.publish_json(topic, document)
+                self.log.info("Shadow %s updated to version %d", topic_prefix(thing, name), update.accepted["version"])
+            elif operation == "get":
+                self.publish_json(f"{prefix}/accepted", store.get(thing, name, payload))
+            else:
+                self.publish_json(f"{prefix}/accepted", store.delete(thing, name, payload))
+        except ShadowError as exc:
+            self.publish_json(f"{prefix}/rejected", exc.document(store.now()))
+            self.log.info("Shadow %s %s rejected: %d %s", topic_prefix(thing, name), operation, exc.code, exc.message)
+
+    def publish_json(self, topic: str, document: Dict[str, Any]) -> None:
+        """Publish ``document`` as JSON at QoS 1 (the shadow answers; the data plane's notifications)."""
+        mqtt5 = self._mqtt5
+        self._client.publish(mqtt5.PublishPacket(topic=topic, payload=json.dumps(document).encode(),
+                                                 qos=mqtt5.QoS.AT_LEAST_ONCE))
 
     def _on_report(self, topic: str, payload: bytes) -> None:
         parsed = parse_topic(topic)
