@@ -36,6 +36,8 @@ COMMANDS = (
     Command("validate", "validate",
             "check report files (JSON or CBOR, long or short keys) against the service's rules"),
     Command("sample-config", "sample_config", "print an example config with every key documented"),
+    Command("config", "config",
+            "print the effective config: agent.yaml with the remote keys from the shadow, and where each came from"),
     Command("once", "once", "sample every collector once and print one report (no network, no AWS, no root)"),
     Command("run", "run",
             "run the agent: sample on schedule and deliver reports over MQTT mTLS (the systemd service)"),

@@ -8,7 +8,7 @@ scheduler loop reads them and changes state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Mapping, Union
 
 from agent.schema import TextEnum
 
@@ -53,12 +53,19 @@ class MessageRef:
     seq: int
 
 
-Tag = Union[int, MessageRef]
+@dataclass(frozen=True)
+class ShadowRef:
+    """The tag of a named-shadow request's publish (:mod:`agent.consumers.shadow`): its clientToken."""
+
+    token: str
+
+
+Tag = Union[int, MessageRef, ShadowRef]
 
 
 @dataclass(frozen=True)
 class PublishDone:
-    tag: Tag  # a report id, or the message it was
+    tag: Tag  # a report id, the message it was, or a shadow request
     ok: bool
     error: str = ""
     refused: bool = False  # the broker answered with an error reason code (MQTT5 PUBACK >= 0x80)
@@ -71,6 +78,16 @@ class HookDone:
     violation_id: str
     ok: bool
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """The named shadow's desired state (from /get/accepted at connect, or /update/delta), for the loop."""
+
+    desired: Mapping[str, Any]  # get/accepted: its `state.desired` (whole); /update/delta: its `state` (only the
+    # differing fields)
+    version: int  # the shadow document's version
+    complete: bool  # True: `desired` is the whole desired state (get); False: a delta
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ its deadline passed.
 
 A round: samples -> the report (:class:`agent.report.builder.ReportBuilder`) -> the checked round
 -> every consumer's writes in one outbox transaction (:mod:`agent.consumers`) -> after the
-commit, each consumer's next step. A reload (SIGHUP) is all or nothing: the new config, the
-consumers' checks, the new collectors and the new connection are all made first; only then
-is anything swapped, and systemd hears READY=1 in every outcome.
+commit, each consumer's next step. A new config (SIGHUP, or the shadow's desired state:
+:mod:`agent.remote`) is all or nothing: the config, the consumers' checks, the new collectors and
+the new connection are all made first; only then is anything swapped (:meth:`Service._apply`).
 
-Seams for tests: the link (``link_factory``; :mod:`agent.mqtt.fake`), time (``clock``; :class:`agent.clock.FakeClock`)
+Seams for tests: the link (``link_factory``; :mod:`devkit.fake_link`), time (``clock``; :class:`devkit.clock.FakeClock`)
 and the sample source (``source_factory``). ``run()`` is ``open()``, ``run_once()`` until stopped, ``close()``.
 """
 
@@ -37,6 +37,7 @@ from agent.mqtt.session import LINK_EVENTS, LinkFactory, Session
 from agent.notify import Notifier
 from agent.outbox.state import StateDir
 from agent.reload import Section, compare
+from agent.remote.engine import Make, Remote
 from agent.report.builder import ReportBuilder
 from agent.report.cloud import checked_round
 from agent.report.encode import first_violations
@@ -51,9 +52,12 @@ class Service:
     def __init__(self, config: Config, source_factory: SourceFactory, logger: logging.Logger,
                  reload_config: Optional[Callable[[], Config]] = None, link_factory: LinkFactory = config_link,
                  notifier: Optional[Notifier] = None, rng: Optional[random.Random] = None,
-                 max_reports: Optional[int] = None, clock: Optional[Clock] = None) -> None:
+                 max_reports: Optional[int] = None, clock: Optional[Clock] = None, remote: Optional[Remote] = None
+                 ) -> None:
         """``reload_config`` loads the config again on SIGHUP, with the checks of a start (it raises
-        :class:`AgentError` to refuse it); ``clock`` defaults to the real one."""
+        :class:`AgentError` to refuse it); ``clock`` defaults to the real one; ``remote`` applies the shadow's
+        desired state (``config`` already has its stored keys)."""
+        self.remote = remote
         self.config = config
         self.source_factory = source_factory
         self.log = logger
@@ -84,6 +88,8 @@ class Service:
         self.consumers = ConsumerSet(ctx, cfg, self.state.ids, self.rng)
         self.source = rounds_of(self.source_factory(cfg), self.clock.monotonic)
         self.consumers.open()
+        if self.remote is not None:  # the shadow reports config.desired_version from its first update
+            self.consumers.remote_outcome(self.remote.outcome)
         now = self.clock.monotonic()
         self.next_report = now + self.rng.uniform(0, min(cfg.report.jitter, cfg.report.interval))
         self.heartbeat.start(now)
@@ -237,6 +243,10 @@ class Service:
             return
         if isinstance(event, ev.CollectorsDone):
             return  # the turn's tick ends the round
+        if isinstance(event, ev.DesiredState):
+            if self.remote is not None:
+                self.consumers.remote_outcome(self.remote.desired(event, self._apply))
+            return
         if isinstance(event, LINK_EVENTS):
             self.session.handle(event, now, self.config.thing_name, self.consumers.wanted_formats)
         self.consumers.handle(event, now)
@@ -244,14 +254,23 @@ class Service:
     # -- reload -----------------------------------------------------------------------------
 
     def _reload(self) -> None:
-        """All or nothing: everything new is made first, then swapped; READY=1 in every outcome."""
+        """SIGHUP: agent.yaml again, with its remote keys; READY=1 in every outcome."""
         if self.reload_config is None:
             self.log.warning("Received SIGHUP but this run has no config file to reload")
             return
         self.notifier.reloading()
+        load, remote = self.reload_config, self.remote
+        if self._apply(lambda: remote.rebase(load()) if remote else (load(), lambda: None), "Reload") is None and remote:
+            self.consumers.remote_outcome(remote.outcome)
+        self.notifier.ready(self._status_line())
+
+    def _apply(self, make: Make, label: Optional[str]) -> Optional[str]:
+        """All or nothing: everything new is made first, then swapped (and ``make``'s step run). None once
+        applied, else why not (logged here when ``label`` names the change, else by the caller)."""
         source = None
         try:
-            reload = compare(self.config, self.reload_config())
+            new, adopted = make()
+            reload = compare(self.config, new)
             new = reload.config
             adopt = self.consumers.prepare(new)
             builder = ReportBuilder(new, self.log.getChild("report"))
@@ -263,10 +282,10 @@ class Service:
         except Exception as exc:  # AgentError, or whatever a plugin's constructor raised
             if source is not None:
                 self.guard.run(Stage.CLOSE, source.close)
-            self.log.error("Reload refused, keeping the running configuration: %s",
-                           str(exc).replace("\n", "; ") or type(exc).__name__)
-            self.notifier.ready(self._status_line())
-            return
+            reason = str(exc).replace("\n", "; ") or type(exc).__name__
+            if label:
+                self.log.error("%s refused, keeping the running configuration: %s", label, reason)
+            return reason
         old = self.config
         if reload.refused_state_dir is not None:
             self.log.warning("state_dir changed to %s; that takes a restart (keeping %s)",
@@ -283,8 +302,12 @@ class Service:
                 self.round_ends, self.next_report = None, self.clock.monotonic()
         if reload.touches(Section.REPORT):
             self.next_report = min(self.next_report, self.clock.monotonic() + new.report.interval)
-        self.log.info("Reloaded configuration from %s (changed: %s)", new.source, reload.changed_names())
-        self.notifier.ready(self._status_line())
+        if new.log_level is not old.log_level:
+            self.log.setLevel(new.log_level.value.upper())
+        adopted()
+        if label:
+            self.log.info("Reloaded configuration from %s (changed: %s)", new.source, reload.changed_names())
+        return None
 
     # -- status ---------------------------------------------------------------------------
 

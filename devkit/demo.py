@@ -1,18 +1,24 @@
 """The main-job demo: throwaway PKI, a private mosquitto with mTLS, the responder, the agent for N reports.
 
+Then the fleet step: the agent runs again with a named shadow (``remote_config: true``); an operator adds a
+behavior with the AWS CLI (``aws iot-data update-thing-shadow`` against the local data plane), the running
+gateway applies it, its violation follows, and ``aws iot-data get-thing-shadow`` reads the reported state back.
+
 Runs on a fresh Debian machine with no AWS account; everything lives in a
 temporary directory that is removed at the end (unless ``keep``). Returns 0 only
-when every report was accepted.
+when every report was accepted and the fleet step worked.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, TextIO
 
@@ -24,7 +30,9 @@ from agent.sinks.topics import render_topic
 from devkit.broker import Broker, free_port
 from devkit.certs import make_pki
 from devkit.emulator.controlplane import ControlPlaneServer
+from devkit.emulator.dataplane import DataPlaneServer
 from devkit.emulator.responder import Responder, ResponderOptions
+from devkit.emulator.shadow import ShadowStore
 from devkit.emulator.store import Store
 from devkit.selfrun import agent_argv, agent_env
 from devkit.subscriber import Received, Subscriber
@@ -71,6 +79,15 @@ sinks:
   - type: textfile
     path: {textfile}
 """
+SHADOW = "defender-agent"
+# The fleet step's agent.yaml addition: the gateway keeps this named shadow and applies its desired state.
+SHADOW_SECTION = """\
+shadow:
+  name: {name}
+  remote_config: true
+"""
+NEW_BEHAVIOR = "NoTelnet"  # what the operator adds from the AWS CLI in the fleet step
+AWS_CLI = Path(sys.executable).with_name("aws")  # the venv's AWS CLI (awscli, in the dev extra)
 TOPIC = "dt/gateways/{thing_name}/metrics"
 EVENTS = "dt/gateways/{thing_name}/violations"
 PROFILE = "demo-gateways"
@@ -118,6 +135,7 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
     broker: Optional[Broker] = None
     responder: Optional[Responder] = None
     control: Optional[ControlPlaneServer] = None
+    data: Optional[DataPlaneServer] = None
     subscriber: Optional[Subscriber] = None
     try:
         pki = make_pki(base / "pki")
@@ -128,14 +146,18 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
         print(f"Broker: mosquitto with mutual TLS on 127.0.0.1:{broker.port} (throwaway CA in {pki.directory})",
               file=out)
         store = Store()
+        shadows = ShadowStore()
         control = ControlPlaneServer(store)
         control.start()
         responder = Responder(ResponderOptions("127.0.0.1", broker.port, str(emulator.cert), str(emulator.key),
-                                               str(pki.ca), on_accepted=store.record_report),
+                                               str(pki.ca), on_accepted=store.record_report, shadows=shadows),
                               log.getChild("responder"))
         responder.start()
-        print("Responder: subscribed to $aws/things/+/defender/metrics/+", file=out)
+        data = DataPlaneServer(shadows, publish=responder.publish_json)
+        data.start()
+        print("Responder: subscribed to $aws/things/+/defender/metrics/+ and the shadow topics", file=out)
         print(f"Control plane: AWS IoT custom-metric and security-profile API on {control.url}", file=out)
+        print(f"Data plane: AWS IoT shadow API (aws iot-data) on {data.url}", file=out)
         reader = pki.client("topic-reader")
         topic, events_topic = render_topic(TOPIC, THING), render_topic(EVENTS, THING)
         subscriber = Subscriber(broker.port, str(reader.cert), str(reader.key), str(pki.ca), [topic, events_topic])
@@ -184,25 +206,142 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
         accepted = status["outcomes"]["accepted"]
         sinks_ok = len(messages) >= reports and textfile_path(base).is_file()
         kinds = [v.get("violationEventType") for v in violations]
+        fleet = _fleet_step(out, base, config_path, data.url, shadows, subscriber, events_topic,
+                            demo_profile(debug_port)[:2], interval)
         ok = (code == 0 and accepted >= reports and not responder.conflicts and bootstrapped
-              and sinks_ok and kinds == ["in-alarm", "alarm-cleared"])
+              and sinks_ok and kinds == ["in-alarm", "alarm-cleared"] and fleet == "")
         print(f"\nDemo {'passed' if ok else 'FAILED'}: {accepted} of {reports} report(s) accepted over mTLS, "
               f"{len(messages)} topic message(s) received, textfile "
               f"{'written' if textfile_path(base).is_file() else 'MISSING'}, violation events: "
               f"{', '.join(map(str, kinds)) or 'none'}"
-              + ("" if code == 0 else f"; agent exited with status {code}"), file=out)
+              + ("" if code == 0 else f"; agent exited with status {code}")
+              + (f"; fleet step: {NEW_BEHAVIOR} set from the AWS CLI, applied live, in alarm"
+                 if fleet == "" else f"; fleet step FAILED: {fleet}"), file=out)
         return 0 if ok else 1
     finally:
         if subscriber is not None:
             subscriber.stop()
         if responder is not None:
             responder.stop()
+        if data is not None:
+            data.stop()
         if control is not None:
             control.stop()
         if broker is not None:
             broker.stop()
         if owned:
             _remove(base)
+
+
+def _fleet_step(out: TextIO, base: Path, config_path: Path, data_url: str, shadows: ShadowStore,
+                subscriber: Subscriber, events_topic: str, behaviors: List[Dict[str, Any]], interval: int) -> str:
+    """The agent again, now with its named shadow: an operator adds a behavior from the AWS CLI while it runs.
+
+    Returns "" when it worked, else what went wrong (one phrase)."""
+    print(f"\nFleet: the agent runs again, keeping the named shadow {SHADOW!r} (remote_config: true); an "
+          f"operator adds the behavior {NEW_BEHAVIOR} to its desired state with the AWS CLI", file=out, flush=True)
+    if not AWS_CLI.exists():
+        print(f"The AWS CLI is not at {AWS_CLI}: install the dev extra (pip install -e '.[dev]')", file=out)
+        return "no AWS CLI"
+    config_path.write_text(config_path.read_text() + SHADOW_SECTION.format(name=SHADOW))
+    telnet_port = free_port()
+    wanted = [*behaviors, {"name": NEW_BEHAVIOR, "metric": "aws:listening-tcp-ports",
+                           "criteria": {"comparisonOperator": "not-in-port-set", "value": {"ports": [telnet_port]}}}]
+    seen = len(subscriber.received(events_topic))
+    problem = ""
+    with socket.socket() as listener:  # a port the new behavior forbids: listening before the operator acts
+        listener.bind(("127.0.0.1", telnet_port))
+        listener.listen()
+        agent = subprocess.Popen(agent_argv("run", "--config", str(config_path)),
+                                 env=agent_env({"PYTHONUNBUFFERED": "1"}))
+        try:
+            if _poll(lambda: _reported(shadows) is not None, 30.0) is None:
+                problem = "the agent did not report to its shadow"
+            elif _aws(out, base, data_url, "update-thing-shadow", "--thing-name", THING, "--shadow-name", SHADOW,
+                      "--payload", json.dumps({"state": {"desired": {"behaviors": wanted}}}), "update.json") != 0:
+                problem = "update-thing-shadow failed"
+            else:
+                event = _poll(lambda: _new_alarm(subscriber, events_topic, seen), 10.0 + 5 * interval)
+                if event is None:
+                    problem = f"no in-alarm event of {NEW_BEHAVIOR}"
+                else:
+                    print(f"\nViolation: {event.get('violationEventType')} {NEW_BEHAVIOR} "
+                          f"{json.dumps(event.get('metricValue'))}: the gateway applied the new behavior live, "
+                          f"without a restart", file=out)
+                    # The gateway reports the desired version it applied (its shadow updates are paced: seconds).
+                    version = json.loads((base / "update.json").read_text())["version"]
+                    if _poll(lambda: _applied(shadows, version), 30.0) is None:
+                        problem = f"the gateway did not report config.desired_version {version} or later"
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                agent.wait(30)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
+    if _aws(out, base, data_url, "get-thing-shadow", "--thing-name", THING, "--shadow-name", SHADOW,
+            "shadow.json") != 0:
+        return problem or "get-thing-shadow failed"
+    document = json.loads((base / "shadow.json").read_text())
+    state = document.get("state", {})
+    print(f"Reported state (version {document.get('version')}):", file=out)
+    print(json.dumps(state.get("reported", {}), indent=2)[:2000], file=out)
+    print(f"Delta (desired fields that reported does not show): {', '.join(state.get('delta', {})) or 'none'}",
+          file=out)
+    return problem
+
+
+def _reported(shadows: ShadowStore) -> Optional[Dict[str, Any]]:
+    document = shadows.document(THING, SHADOW)
+    reported: Optional[Dict[str, Any]] = (document or {}).get("state", {}).get("reported")
+    return reported
+
+
+def _applied(shadows: ShadowStore, version: int) -> bool:
+    """The gateway reported that it applied the desired state of ``version`` (or a later one)."""
+    config = (_reported(shadows) or {}).get("config")
+    applied = config.get("desired_version") if isinstance(config, dict) else None
+    return isinstance(applied, int) and applied >= version
+
+
+def _new_alarm(subscriber: Subscriber, events_topic: str, seen: int) -> Optional[Dict[str, Any]]:
+    for message in subscriber.received(events_topic)[seen:]:
+        event: Dict[str, Any] = json.loads(message.payload)
+        if event.get("violationEventType") == "in-alarm" and event.get("behavior", {}).get("name") == NEW_BEHAVIOR:
+            return event
+    return None
+
+
+def _poll(check: Any, timeout: float) -> Any:
+    """``check()`` until it is truthy (its value) or ``timeout`` seconds pass (``None``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    return None
+
+
+def _aws(out: TextIO, base: Path, url: str, command: str, *args: str) -> int:
+    """Run ``aws iot-data COMMAND ARGS`` against the local data plane as an operator would, echoing it.
+
+    The last argument is the output file (relative to ``base``); its JSON is printed. The venv's CLI is v1
+    (PyPI's): it takes ``--payload`` raw; the config file's ``cli_binary_format`` makes CLI v2 do the same."""
+    config = base / "aws-config"
+    config.write_text("[default]\ncli_binary_format = raw-in-base64-out\n")
+    env = agent_env({**DEMO_AWS_ENV, "AWS_CONFIG_FILE": str(config), "AWS_PAGER": "",
+                     "AWS_SHARED_CREDENTIALS_FILE": str(base / "no-credentials")})
+    *options, outfile = args
+    shown = " ".join(f"'{a}'" if a.startswith("{") else a for a in options)
+    print(f"\n$ aws iot-data {command} --endpoint-url {url} {shown} {outfile}", file=out, flush=True)
+    result = subprocess.run([str(AWS_CLI), "iot-data", command, "--endpoint-url", url, *options, outfile],
+                            capture_output=True, text=True, timeout=60, check=False, env=env, cwd=str(base))
+    print((result.stdout + result.stderr).rstrip("\n"), file=out)
+    if result.returncode == 0 and command == "update-thing-shadow":
+        accepted = json.loads((base / outfile).read_text())
+        print(f"{outfile}: accepted, version {accepted.get('version')}", file=out, flush=True)
+    return result.returncode
 
 
 def _show_sinks(out: TextIO, messages: List[Received], textfile: Path) -> None:

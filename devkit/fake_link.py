@@ -132,7 +132,7 @@ class FakeLink:
             self.events.put(ev.Subscribed(False, "reason codes [135]" if self.connected else "not connected"))
 
     def publish(self, topic: str, payload: bytes, tag: ev.Tag) -> None:
-        if isinstance(tag, ev.MessageRef):
+        if not isinstance(tag, int):  # a message, or a shadow request (ShadowRef)
             self._publish_message(topic, payload, tag)
             return
         report_id = tag
@@ -154,13 +154,13 @@ class FakeLink:
         elif self.auto_reply is AutoReply.REJECT:
             self.reject(report_id)
 
-    def _publish_message(self, topic: str, payload: bytes, tag: ev.MessageRef) -> None:
+    def _publish_message(self, topic: str, payload: bytes, tag: ev.Tag) -> None:
         if parse_topic(topic) is not None:
-            raise LinkMisuse(f"message {tag.seq} published on the report topic {topic!r}")
+            raise LinkMisuse(f"message {tag} published on the report topic {topic!r}")
         if not self.connected:
             if self.hung_up:  # the loop has not seen the hang-up yet: awscrt would queue it offline
                 return
-            raise LinkMisuse(f"message {tag.seq} published while disconnected")
+            raise LinkMisuse(f"message {tag} published while disconnected")
         self.published.append(Published(topic, payload, 0, tag))
         if topic in self.drops_on:
             self.drop("AWS_ERROR_MQTT_UNEXPECTED_HANGUP: The connection was closed unexpectedly")

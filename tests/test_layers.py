@@ -4,7 +4,7 @@ The layers, lowest first (a module may import its own layer and the ones below):
 
     errors -> schema -> catalog -> config model (and behavior model) -> report
     -> collectors (and sinks, behaviors) -> config loader
-    -> sampling -> outbox, mqtt (and security, notify, heartbeat, reload) -> consumers -> scheduler
+    -> sampling -> outbox, mqtt (and security, notify, heartbeat, reload, remote config) -> consumers -> scheduler
     -> control plane -> commands, cli
 
 The developer tools (emulator, rig, fakes) live in ``devkit/``, outside the package: nothing in it
@@ -38,7 +38,7 @@ LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("agent.config.load", "agent.config.sample", "agent.config.sinks"),
     ("agent.sampling",),
     ("agent.security", "agent.notify", "agent.outbox", "agent.mqtt", "agent.events", "agent.heartbeat", "agent.reload",
-     "agent.clock"),
+     "agent.clock", "agent.remote"),
     ("agent.consumers",),
     ("agent.scheduler", "agent.guard"),
     ("agent.control", "agent.commands.status_view"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Collection, Dict, List
 
@@ -12,6 +13,7 @@ from agent.collectors.builtin import default_registry
 from agent.collectors.contract import close_collector
 from agent.collectors.registry import Registry
 from agent.commands.common import load_audited
+from agent.commands.config import remote_lines
 from agent.commands.options import add_config_argument
 from agent.config.model import Config
 from agent.config.source import read_config_text
@@ -19,6 +21,7 @@ from agent.config.yamlsrc import read_yaml
 from agent.consumers.violations.hook import check_exec
 from agent.errors import ConfigProblem
 from agent.mqtt.link import check_tls_files
+from agent.remote.engine import Remote
 from agent.schema import Checker, Section
 
 
@@ -53,7 +56,19 @@ def run(args: argparse.Namespace) -> int:
         f"{broker})",
         file=sys.stdout,
     )
+    for line in remote_config_lines(config):
+        print(line, file=sys.stdout)
     return 0
+
+
+def remote_config_lines(config: Config) -> List[str]:
+    """The remote keys in effect on this agent.yaml (as stored in state_dir) and where each came from."""
+    view = Remote(config.state_dir, logging.getLogger("agent.remote")).effective(config)
+    lines = remote_lines(view)
+    if not lines:
+        return []
+    on = "in effect" if view.keys else "none in effect"
+    return [f"remote config ({on}; `defender-agent config --effective` prints the merged config):", *lines]
 
 
 def behavior_warnings(config: Config, emitted_cloud_names: Collection[str], registry: Registry) -> List[ConfigProblem]:

@@ -32,10 +32,15 @@ def run(args: argparse.Namespace) -> int:
     from agent.collectors.builtin import default_registry
     from agent.collectors.sampler import Sampler
     from agent.commands.check import behavior_warnings
+    from agent.remote.engine import Remote
     from agent.sampling import build_source
     from agent.scheduler import Service
 
-    config = load_audited(args)
+    # The remote keys the shadow set last apply now, before the service connects (docs/FLEET.md).
+    base = load_audited(args)
+    remote = Remote(base.state_dir, logging.getLogger("agent.remote"))
+    config, adopt = remote.rebase(base)
+    adopt()
     logging.getLogger().setLevel(config.log_level.value.upper())
     log = logging.getLogger("agent")
 
@@ -57,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         reload_config=lambda: load_audited(args),  # a reload is checked as a start is
         notifier=Notifier(logger=logging.getLogger("agent.notify")),
         max_reports=args.reports,
+        remote=remote,
     )
     return serve(service)
 

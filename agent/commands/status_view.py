@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 from agent.config.model import VIOLATIONS_QUEUE
 from agent.outbox.ids import read_last_id
 from agent.outbox.messages import Messages, defender_counts, sink_counts
 from agent.outbox.store import Outbox, ReportOutcome, open_readonly
+from agent.remote.file import CorruptState, read_raw
 
 
 def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
@@ -29,6 +30,7 @@ def read_status(state_dir: Path, recent_rejections: int = 5) -> Dict[str, Any]:
         "updated_at": None,
         "sinks": [],
         "violations": {"active": [], "counts": {}},
+        "remote": _remote(state_dir),
     }
     if box is None:
         return out
@@ -81,6 +83,43 @@ def _sinks(box: Outbox, described: Any, counters: Dict[str, int], out: Dict[str,
             row.update(sink_counts(counters, sink["name"]), pending=pending.get(sink["name"], 0))
         rows.append(row)
     return rows
+
+
+def _remote(state_dir: Path) -> Optional[Dict[str, Any]]:
+    """The remote config last applied (state_dir/remote-config.json, :mod:`agent.remote.file`); None: none."""
+    try:
+        return read_raw(state_dir)
+    except CorruptState as exc:
+        return {"error": str(exc)}
+
+
+def _remote_lines(remote: Dict[str, Any], on: Optional[bool]) -> List[str]:
+    """The remote keys in effect, where each came from, and what was refused."""
+    if remote.get("error"):
+        return [f"remote config: unreadable, ignored ({remote['error']})"]
+    state = ("in effect" if on else "stored but ignored: shadow.remote_config is off" if on is False
+             else "stored (whether shadow.remote_config is on is unknown: the config was not read)")
+    lines = [f"remote config: shadow version {remote.get('version')}, {state}"]
+    sources: Dict[str, Any] = remote["sources"] if isinstance(remote.get("sources"), dict) else {}
+    for key, value in _flat(remote.get("applied"), ""):
+        source: Dict[str, Any] = sources[key] if isinstance(sources.get(key), dict) else {}
+        value_text = json.dumps(value, separators=(",", ":"), default=str)
+        lines.append(f"  {key}: {value_text[:100]} (shadow version {source.get('version', '?')}, applied "
+                     f"{_when(source.get('applied_at'))})")
+    refused: Dict[str, Any] = remote["refused"] if isinstance(remote.get("refused"), dict) else {}
+    for key, reason in refused.items():
+        lines.append(f"  refused {key}: {reason}")
+    return lines
+
+
+def _flat(value: Any, prefix: str) -> List[Tuple[str, Any]]:
+    """``{"report": {"interval": "60s"}}`` -> ``[("report.interval", "60s")]``; lists (behaviors) whole."""
+    if not isinstance(value, dict) or (prefix and prefix.count(".") >= 2):
+        return [(prefix, value)] if prefix else []
+    out: List[Tuple[str, Any]] = []
+    for key in sorted(value, key=str):
+        out.extend(_flat(value[key], f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 def _violation_lines(violations: Dict[str, Any]) -> List[str]:
@@ -137,6 +176,8 @@ def format_status(status: Dict[str, Any]) -> str:
                          f"failed {sink.get('failed', 0)}, dropped {sink.get('dropped', 0)}, "
                          f"pending {sink.get('pending', 0)}")
     lines.extend(_violation_lines(status.get("violations") or {}))
+    if isinstance(status.get("remote"), dict):
+        lines.extend(_remote_lines(status["remote"], status.get("remote_config")))
     for rej in status["last_rejections"]:
         lines.append(f"rejected:      {rej['report_id']} {rej['code']}: {rej['message']} ({_when(rej['at'])})")
     collectors = status.get("collectors") or {}

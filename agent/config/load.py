@@ -19,6 +19,7 @@ from agent.config.model import (
     HealthMetrics,
     MqttConfig,
     ReportConfig,
+    ShadowConfig,
     SinkConfig,
     SinkType,
 )
@@ -30,7 +31,7 @@ from agent.config.sinks import (
     declare_health_metrics,
 )
 from agent.config.source import read_config_text
-from agent.config.spec import COLLECTOR_COMMON, CUSTOM_METRIC, LOOPBACK_HOSTS, TOP_LEVEL
+from agent.config.spec import COLLECTOR_COMMON, CUSTOM_METRIC, LOOPBACK_HOSTS, SHADOW, TOP_LEVEL
 from agent.config.yamlsrc import read_yaml
 from agent.errors import ConfigError, ConfigProblem, PluginError
 from agent.schema import Checker, Section, did_you_mean, format_duration, join
@@ -52,7 +53,7 @@ def parse_config(text: str, file: str = "<string>", registry: Optional[Registry]
         raise ConfigError.single(file, "", f"the document is {what}; expected a mapping with thing_name, mqtt, ...")
     top = Section(fields={k: v for k, v in TOP_LEVEL.items() if k != "mqtt"})
     values = top.check_fields(data, "", checker,
-                              extra_known=("mqtt", "collectors", "custom_metrics", "sinks", "behaviors"))
+                              extra_known=("mqtt", "collectors", "custom_metrics", "sinks", "behaviors", "shadow"))
     sinks = check_sinks(data.get("sinks"), checker)
     metrics = _check_custom_metrics(data.get("custom_metrics"), checker)
     if values["health_metrics"] is HealthMetrics.CUSTOM_METRICS:
@@ -63,6 +64,7 @@ def parse_config(text: str, file: str = "<string>", registry: Optional[Registry]
         check_violations(values["violations"], checker)
     events_topic = bool(behaviors and values["violations"] is not None and values["violations"].topic)
     values["mqtt"] = check_mqtt(data.get("mqtt"), sinks, checker, events_topic)
+    shadow = _check_shadow(data.get("shadow"), data.get("mqtt") is None, checker)
     collectors, described = _check_collectors(data.get("collectors"), checker, registry or default_registry(), metrics)
     _cross_checks(values, sinks, checker)
     check_textfile_names(sinks, metrics, checker)
@@ -84,7 +86,18 @@ def parse_config(text: str, file: str = "<string>", registry: Optional[Registry]
         health_metrics=values["health_metrics"],
         behaviors=behaviors,
         violations=values["violations"],
+        shadow=shadow,
     )
+
+
+def _check_shadow(raw: Any, no_mqtt: bool, checker: Checker) -> Optional[ShadowConfig]:
+    """The ``shadow`` section: absent (or empty) means no shadow; present, it needs the broker."""
+    if raw is None:
+        return None
+    result: Optional[ShadowConfig] = SHADOW.check(raw, "shadow", checker)
+    if result is not None and no_mqtt and not any(p.path == "mqtt" for p in checker.problems):
+        checker.problem("mqtt", "required key is missing: the shadow is read and written over MQTT")
+    return result
 
 
 def _with_catalog_text(

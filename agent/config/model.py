@@ -146,6 +146,14 @@ class ViolationsConfig:
 
 
 @dataclass(frozen=True)
+class ShadowConfig:
+    """The named shadow whose ``state.reported`` the agent keeps current (agent.consumers.shadow)."""
+
+    name: str = "defender-agent"
+    remote_config: bool = False  # True: the allowed keys of the shadow's desired state are applied (agent.remote)
+
+
+@dataclass(frozen=True)
 class Config:
     thing_name: str
     mqtt: Optional[MqttConfig]  # None only when no sink needs a broker (e.g. only a textfile)
@@ -160,6 +168,7 @@ class Config:
     health_metrics: HealthMetrics = HealthMetrics.OFF
     behaviors: Tuple[Behavior, ...] = ()
     violations: ViolationsConfig = ViolationsConfig()
+    shadow: Optional[ShadowConfig] = None  # None: no shadow (no `shadow:` section)
 
     @property
     def defender(self) -> Optional[SinkConfig]:
@@ -168,7 +177,8 @@ class Config:
 
     @property
     def needs_broker(self) -> bool:
-        return any(s.needs_broker for s in self.sinks) or bool(self.behaviors and self.violations.topic)
+        return (any(s.needs_broker for s in self.sinks) or bool(self.behaviors and self.violations.topic)
+                or self.shadow is not None)
 
     @property
     def client_id(self) -> str:

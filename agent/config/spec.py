@@ -14,6 +14,7 @@ from agent.config.model import (
     MqttConfig,
     MqttProtocol,
     ReportConfig,
+    ShadowConfig,
     SinkType,
     TopicDocument,
     ViolationsConfig,
@@ -164,9 +165,10 @@ DELIVERY = Section(
             min=1,
         ),
         "max_outbox_bytes": Size(
-            doc="Upper bound of the outbox file in bytes (SQLite's pages in use): reports, topic messages, "
-            "violation events and the ledger together; the oldest report or message is dropped first (counted "
-            "per sink). On disk the WAL adds at most an eighth of it (64 KiB to 4 MiB), plus twice one round's writes.",
+            doc="Upper bound of the outbox in bytes (SQLite's pages in use): pending reports, topic messages, "
+            "violation events and the ledger together. Past it the ledger's oldest entries go first, then the oldest "
+            "report or message (counted per sink); the newest report always stays. On disk the WAL adds at most an "
+            "eighth of it (64 KiB to 4 MiB), plus SQLite's 32 KiB shared-memory file and twice one round's writes.",
             default=16 * 1024 * 1024,
             min=256 * 1024,
         ),
@@ -201,7 +203,7 @@ CUSTOM_METRIC = Section(
 )
 
 VIOLATIONS = Section(
-    doc="Where the violation events of `behaviors` go (README, On-device behaviors).",
+    doc="Where the violation events of `behaviors` go (docs/BEHAVIORS.md).",
     model=ViolationsConfig,
     fields={
         "topic": Str(
@@ -232,6 +234,27 @@ VIOLATIONS = Section(
     },
 )
 
+# AWS IoT named shadows: a name is 1 to 64 of these characters (device-shadow-mqtt; SPEC.md, Named shadow).
+SHADOW = Section(
+    doc="A named shadow of this thing whose `reported` state the agent keeps current (version, health, behaviors "
+    "in alarm, outbox, remote config) so fleet indexing can query the fleet (docs/FLEET.md). Absent: no shadow.",
+    model=ShadowConfig,
+    fields={
+        "name": Str(
+            doc="The shadow's name (1 to 64 of A-Z a-z 0-9 : _ -); the device policy must allow its topics "
+            "(docs/FLEET.md, Device policy).",
+            default=ShadowConfig.name,
+            pattern=r"[a-zA-Z0-9:_-]{1,64}",
+            pattern_hint="must be 1 to 64 of A-Z a-z 0-9 : _ - (the AWS IoT shadow name rule)",
+        ),
+        "remote_config": Bool(
+            doc="Apply the allowed keys of the shadow's desired state (read at every connect and on every delta); "
+            "false: desired is ignored and only reported is written (docs/FLEET.md, Remote config).",
+            default=ShadowConfig.remote_config,
+        ),
+    },
+)
+
 HEALTH_METRICS = Enum(
     doc="`custom_metrics`: add the agent's own health (agent_collectors_failing, agent_failing_collectors, "
     "agent_outbox_pending, agent_seconds_since_accepted) to every round as custom metrics, so the defender and "
@@ -246,7 +269,9 @@ TOP_LEVEL = {
     "report": REPORT,
     "delivery": DELIVERY,
     "state_dir": PathStr(
-        doc="Directory for the outbox, counters and the last report id (systemd: StateDirectory).",
+        doc="Directory of the outbox (pending reports, the sinks' and violation events' messages, the ledger, the "
+        "behaviors' alarm states, what `status` shows), the network counters and the report id reserve "
+        "(systemd: StateDirectory).",
         default="/var/lib/defender-agent",
     ),
     "log_level": Enum(
@@ -296,7 +321,7 @@ SINK_OPTIONS: Dict[SinkType, Dict[str, Node]] = {
             example="dt/gateways/{thing_name}/metrics",
         ),
         "document": Enum(
-            doc="`flat`: plain values under cloud metric names, for IoT rules (README, Sinks); "
+            doc="`flat`: plain values under cloud metric names, for IoT rules (docs/SINKS.md); "
             "`report`: the exact Device Defender report document.",
             default=TopicDocument.FLAT,
             of=TopicDocument,

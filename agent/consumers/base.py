@@ -14,7 +14,8 @@ The loop (:mod:`agent.scheduler`) knows consumers only through :class:`Consumer`
   loop's sleep; :meth:`Consumer.handle` takes the events that are its own (a PUBACK of its
   publish, a reply on its topic, its hook's result) and the link's lifecycle events.
 - :meth:`Consumer.health`, :meth:`Consumer.pending` and :meth:`Consumer.status` are what the
-  textfile, ``STATUS=`` and ``defender-agent status`` show of it.
+  textfile, ``STATUS=`` and ``defender-agent status`` show of it; :meth:`Consumer.remote_outcome` is the
+  remote config in effect (the shadow echoes it).
 
 A consumer that is no longer configured (a reload removed it, or the outbox holds what an
 earlier config left) is *retired*: it stores nothing new, and drains or ends what it holds.
@@ -33,6 +34,7 @@ from agent.config.model import Config, SinkType
 from agent.mqtt.session import Session
 from agent.outbox.admission import Admission
 from agent.outbox.store import Outbox
+from agent.remote.outcome import Outcome
 from agent.report.cloud import CheckedRound
 from agent.report.encode import EncodedReport
 from agent.report.model import Sample
@@ -117,6 +119,10 @@ class Consumer:
     def queues(self) -> Tuple[str, ...]:
         """The outbox message queues this consumer owns (published by the shared lane)."""
         return ()
+
+    def remote_outcome(self, outcome: Outcome) -> None:
+        """The remote config now in effect (:mod:`agent.remote`): at start, and after each change or refusal."""
+        return None
 
     def close(self) -> None:
         return None

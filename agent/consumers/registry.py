@@ -18,11 +18,13 @@ from agent.config.model import Config, SinkConfig, SinkType
 from agent.consumers.base import Consumer, Context, Round, Step
 from agent.consumers.defender.consumer import DefenderConsumer
 from agent.consumers.queue import MessageSender
+from agent.consumers.shadow.consumer import ShadowConsumer
 from agent.consumers.textfile import TextfileConsumer
 from agent.consumers.topic import TopicConsumer
 from agent.consumers.violations.consumer import ViolationsConsumer
 from agent.outbox.ids import OutboxIds
 from agent.outbox.messages import Messages
+from agent.remote.outcome import Outcome
 from agent.sinks.health import SinkHealth
 from agent.sinks.topics import render_topic
 
@@ -48,6 +50,7 @@ class ConsumerSet:
         self.violations = ViolationsConsumer(ctx, config)
         self.sinks: List[Consumer] = self._build_sinks(config, {})
         self.retired: List[Consumer] = []
+        self.shadow = ShadowConsumer(ctx, config, self.alarms) if config.shadow is not None else None
 
     def open(self) -> None:
         """At start: the defender's leftovers, and a draining queue for every message queue no sink names."""
@@ -70,16 +73,25 @@ class ConsumerSet:
         return out
 
     def all(self) -> List[Consumer]:
-        """Every consumer, the configured sinks in config order, then the violation events, then retired ones."""
+        """Every consumer: the shadow (first: the defender takes every other message), the configured sinks in
+        config order, then the violation events, then retired ones."""
         active = list(self.sinks)
         if self.defender not in active:
             active.append(self.defender)  # retired: it ends what an earlier config left pending
-        return [*active, self.violations, *self.retired]
+        return [*([self.shadow] if self.shadow is not None else []), *active, self.violations, *self.retired]
+
+    def alarms(self) -> Tuple[str, ...]:
+        """The behaviors in alarm (what the shadow reports)."""
+        return tuple(name for name, state in self.violations.states.items() if state.in_alarm)
 
     # -- a round --------------------------------------------------------------------------------
 
     def store(self, rnd: Round) -> List[Step]:
-        """Every consumer's writes (inside the round's transaction); returns the steps for after the commit."""
+        """Every consumer's writes (inside the round's transaction); returns the steps for after the commit.
+
+        One transaction for all: an exception in any consumer's ``store`` rolls the whole round back (no
+        consumer keeps it; the guard logs it, :mod:`agent.guard`). A sink's delivery failures (a refused
+        publish, an unwritable textfile) are not exceptions: they are counted on that sink alone."""
         steps = [step for step in (c.store(rnd) for c in self.all()) if step is not None]
         self.empty = False
         return steps
@@ -95,6 +107,9 @@ class ConsumerSet:
         steps = [c.prepare(config) for c in (*kept, self.defender, self.violations)]
         gone = [c for c in by_name.values() if c not in sinks]
         retiring = [c.prepare(config) for c in gone]
+        shadow = self.shadow if config.shadow is not None else None  # kept (prepare adopts), made or dropped
+        if shadow is not None:
+            steps.append(shadow.prepare(config))
 
         def adopt() -> None:
             for step in (*steps, *retiring):
@@ -103,6 +118,11 @@ class ConsumerSet:
             self.sinks = sinks
             self.retired = [c for c in (*self.retired, *gone) if c.queues() and c.pending()]
             self.lane.configure(config.delivery.message_ack_timeout, config.delivery.message_retry_max_delay)
+            if config.shadow is None and self.shadow is not None:
+                self.shadow.close()  # its topics are no longer subscribed at connect
+            made = ShadowConsumer(self.ctx, config, self.alarms) if config.shadow is not None and shadow is None \
+                else None
+            self.shadow = shadow or made
 
         return adopt
 
@@ -172,6 +192,10 @@ class ConsumerSet:
 
     def wanted_formats(self) -> Set[PayloadFormat]:
         return self.defender.wanted_formats()
+
+    def remote_outcome(self, outcome: Outcome) -> None:
+        for consumer in self.all():
+            consumer.remote_outcome(outcome)
 
     def close(self) -> None:
         for consumer in self.all():

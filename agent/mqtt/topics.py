@@ -1,4 +1,4 @@
-"""Device Defender MQTT topics.
+"""The MQTT topics of AWS IoT the agent uses: Device Defender reports and named shadows.
 
 Sources: AWS IoT Device Defender, "Sending metrics from devices", and AWS IoT Core,
 "Reserved topics" (``$aws/things/thingName/defender/metrics/payload-format`` and its
@@ -43,3 +43,14 @@ def parse_topic(topic: str) -> Optional[Tuple[str, str, Optional[str]]]:
     if not thing:
         return None
     return thing, parts[-1], outcome
+
+
+# Named shadows (AWS IoT developer guide, device-shadow-mqtt): requests and the responses to subscribe to,
+# each by its full name (AWS advises against wildcards on shadow topics).
+SHADOW_REQUESTS = ("get", "update")
+SHADOW_RESPONSES = ("get/accepted", "get/rejected", "update/accepted", "update/rejected", "update/delta")
+
+
+def shadow_topic(thing: str, shadow: str, suffix: str) -> str:
+    """``$aws/things/THING/shadow/name/SHADOW/SUFFIX`` (``suffix`` e.g. ``get`` or ``update/delta``)."""
+    return f"{PREFIX}{thing}/shadow/name/{shadow}/{suffix}"

@@ -43,6 +43,8 @@ MUST_NOT_LOAD: Dict[str, Tuple[str, ...]] = {
     # status reads only state_dir from the config: not the loader, which imports every collector
     "status": (*SDK, *AWSCRT, *OURS_HEAVY, *PLUGINS, "agent.config.load", "agent.collectors"),
     "check": (*SDK, "awscrt.mqtt", "awscrt.mqtt5", "awsiot", *OURS_HEAVY, *PLUGINS),
+    # the loader (and the collectors it imports) but no connection: it prints the merged config
+    "config": (*SDK, *AWSCRT, *OURS_HEAVY, *PLUGINS),
     "run": (*SDK, *OURS_HEAVY, *PLUGINS),
     # `behaviors test` samples and judges locally: no SDK, no connection, no plugins (agent.control.aws, the
     # AWS options' dataclass of the `pull` parser beside it, is a few stdlib imports)
@@ -84,6 +86,7 @@ def args_of(command: str, inputs: Dict[str, Path]) -> Tuple[List[str], int]:
         "once": (["once", "--config", config, "--output", str(work / "once.out")], 0),
         "status": (["status", "--config", config], 0),
         "check": (["check", "--config", config], 0),
+        "config": (["config", "--effective", "--config", config], 0),
         # state_dir unusable: exit 74 once the scheduler (the whole of run's import graph but the link) is loaded
         "run": (["run", "--config", str(inputs["unusable"])], 74),
         "behaviors test": (["behaviors", "test", "--config", str(inputs["behaviors"]), "--baseline", "0"], 0),

@@ -28,6 +28,18 @@ def test_demo_shows_three_accepted_reports_and_cleans_up(tmp_path: Path) -> None
     assert "Behavior 'FleetTypicalTraffic' cannot be evaluated on the device" in result.stdout
     assert "NoDebugPort: in-alarm 1, alarm-cleared 1, alarm-invalidated 0" in result.stdout
     assert set(Path("/tmp").glob("defender-demo-*")) == before
+    # The fleet step: an operator adds a behavior with the AWS CLI; the running gateway applies it from its
+    # shadow's delta, the violation follows, and get-thing-shadow reads the reported state back.
+    fleet = result.stdout[result.stdout.index("\nFleet: "):]
+    assert "$ aws iot-data update-thing-shadow --endpoint-url http://127.0.0.1:" in fleet
+    assert "--thing-name demo-gateway --shadow-name defender-agent --payload '{\"state\": {\"desired\"" in fleet
+    assert "update.json: accepted, version 2" in fleet
+    assert "Violation: in-alarm NoTelnet" in fleet
+    assert "$ aws iot-data get-thing-shadow --endpoint-url http://127.0.0.1:" in fleet
+    shown = fleet[fleet.index("Reported state (version"):]
+    reported = json.loads(shown[shown.index("\n") + 1:shown.index("\nDelta")])
+    assert reported["config"]["desired_version"] >= 2 and "NoTelnet" in json.dumps(reported["violations"])
+    assert "fleet step: NoTelnet set from the AWS CLI, applied live, in alarm" in result.stdout
 
 
 def test_status_json_on_empty_and_used_state(tmp_path: Path) -> None:

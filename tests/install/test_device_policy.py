@@ -39,3 +39,28 @@ def test_the_policy_covers_every_topic_the_agent_uses_and_nothing_else() -> None
     assert granted("iot:Subscribe") == {f"{ARN}topicfilter/{t}" for t in replies}  # Subscribe takes topic filters
     assert granted("iot:Receive") == {f"{ARN}topic/{t}" for t in replies}
     assert {s["Action"] for s in policy()["Statement"]} == {"iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"}
+
+
+def shadow_statements() -> list:
+    section = INSTALL.read_text(encoding="utf-8").split("### Named shadow", 1)[1]
+    block = re.search(r"```json\n(.*?)```", section, re.DOTALL)
+    assert block, "the named shadow section has no json block"
+    return list(json.loads(block.group(1)))
+
+
+def test_the_shadow_statements_cover_exactly_the_shadow_topics_the_agent_uses() -> None:
+    from agent.config.model import ShadowConfig
+    from agent.mqtt.topics import SHADOW_REQUESTS, SHADOW_RESPONSES, shadow_topic
+
+    name = ShadowConfig.name  # the default shadow name, as the doc writes it
+    by_action: dict = {}
+    for statement in shadow_statements():
+        assert statement["Effect"] == "Allow"
+        by_action.setdefault(statement["Action"], set()).update(statement["Resource"])
+    responses = [shadow_topic(THING, name, s) for s in SHADOW_RESPONSES]
+    assert by_action == {
+        "iot:Publish": {f"{ARN}topic/{shadow_topic(THING, name, s)}" for s in SHADOW_REQUESTS},
+        "iot:Subscribe": {f"{ARN}topicfilter/{t}" for t in responses},  # full names: no wildcards
+        "iot:Receive": {f"{ARN}topic/{t}" for t in responses},
+    }
+    assert not any("+" in r or "#" in r or "*" in r for resources in by_action.values() for r in resources)

@@ -1,0 +1,1 @@
+"""The named shadow: ``state.reported`` for fleet indexing, the desired state for remote config (docs/FLEET.md)."""
