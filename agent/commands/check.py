@@ -13,7 +13,6 @@ from agent.collectors.builtin import default_registry
 from agent.collectors.contract import close_collector
 from agent.collectors.registry import Registry
 from agent.commands.common import load_audited
-from agent.commands.config import remote_lines
 from agent.commands.options import add_config_argument
 from agent.config.model import Config
 from agent.config.source import read_config_text
@@ -22,6 +21,7 @@ from agent.consumers.violations.hook import check_exec
 from agent.errors import ConfigProblem
 from agent.mqtt.link import check_tls_files
 from agent.remote.engine import Remote
+from agent.remote.view import remote_lines
 from agent.schema import Checker, Section
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from agent.commands.options import add_config_argument
+from agent.remote.view import remote_lines
 
 if TYPE_CHECKING:  # the loader and the collectors are imported when the command runs, not for --help
     from agent.remote.engine import Effective
@@ -58,24 +58,3 @@ def header(view: Effective) -> List[str]:
     lines = [f"Effective config: {view.source}" + (" with the remote keys below" if view.keys else "")]
     lines.extend(remote_lines(view))
     return lines
-
-
-def remote_lines(view: Effective) -> List[str]:
-    lines: List[str] = []
-    if view.ignored:
-        lines.append(f"remote keys stored in {view.stored_in} are ignored: shadow.remote_config is off")
-    for key in view.keys:
-        lines.append(f"  {key.key}: {_shown(key.value)} (from shadow version {key.version}, applied "
-                     f"{_when(key.applied_at)}; agent.yaml: {_shown(key.local) if key.local is not None else 'unset'})")
-    for name, reason in view.refused.items():
-        lines.append(f"  refused {name}: {reason}")
-    return lines
-
-
-def _shown(value: Any) -> str:
-    text = json.dumps(value, separators=(",", ":"), default=str)
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-def _when(stamp: Optional[float]) -> str:
-    return "at an unknown time" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(stamp))

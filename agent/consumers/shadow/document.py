@@ -7,13 +7,15 @@ key that went away, as the shadow service deletes fields); :func:`leaf_paths` na
 the pace (:mod:`agent.consumers.shadow.rate`) can tell an alarm from a timestamp.
 
 Limits (SPEC.md "Named shadow", from the AWS IoT developer guide): desired and reported together
-at most 8 KB (metadata not counted); nesting depth: AWS's pages say 5, 6 and 8, so the reported
-object stays at 5 levels or fewer (the reported object itself is level 1). The fleet fields
-are bounded by construction (lists of at most :data:`MAX_NAMES` names of at most
-:data:`MAX_NAME_CHARS` characters); the remote config's echo is what can grow, so an echo key too
-deep is left out, and when desired + reported would pass the budget the largest echo keys go
-first, then the lists are cut (their counts stay true). What was left out is named in
-``config.echo_omitted``.
+at most 8 KB (metadata not counted); nesting depth: AWS's pages say 5, 6 and 8, so the fleet
+fields stay at 5 levels or fewer (the reported object itself is level 1). The echo of the remote
+config is exempt from that rule: it has the very shape of the desired state the service already
+accepted, at the same path, so it is no deeper than what the service takes, and leaving a deep key
+(a behavior's ``value.ports`` list is 6 levels) out of the echo would leave its delta standing for
+good (``hasDelta`` true on every gateway). The fleet fields are bounded by construction (lists of
+at most :data:`MAX_NAMES` names of at most :data:`MAX_NAME_CHARS` characters); the echo is what can
+grow, so when desired + reported would pass the budget the largest echo keys go first, then the
+lists are cut (their counts stay true). What was left out is named in ``config.echo_omitted``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 MAX_STATE_BYTES = 8 * 1024  # desired + reported together (diagnosing-shadows)
 MARGIN_BYTES = 512  # headroom for what the service counts and this does not (key order, number spelling)
-MAX_DEPTH = 5  # levels of objects and arrays below state.reported, the reported object being level 1
+MAX_DEPTH = 5  # the fleet fields' levels of objects and arrays, the reported object being level 1
 MAX_NAMES = 25  # items of a list of names in reported (behaviors in alarm, failing collectors or sinks)
 MAX_NAME_CHARS = 128  # a behavior, collector or sink name is cut to this many characters
 MAX_OMITTED = 10  # entries of config.echo_omitted
@@ -128,13 +130,8 @@ def build(facts: Facts, desired_bytes: int = 0) -> Built:
     """The reported object for ``facts``, within the depth limit and within what ``desired_bytes`` (the
     desired section's size as last read) leaves of the 8 KB."""
     budget = MAX_STATE_BYTES - MARGIN_BYTES - desired_bytes
-    items_kept: List[Tuple[Tuple[str, ...], Any]] = []
+    items_kept: List[Tuple[Tuple[str, ...], Any]] = list(_echo_items(facts.echo))  # as deep as desired was
     omitted: List[str] = []
-    for path, value in _echo_items(facts.echo):
-        if len(path) + depth(value) <= MAX_DEPTH:
-            items_kept.append((path, value))
-        else:
-            omitted.append(".".join(path))
     limit = MAX_NAMES
 
     def assemble() -> Dict[str, Any]:

@@ -46,12 +46,17 @@ def test_the_echo_sits_beside_the_fleet_fields_without_clashing() -> None:
     assert r["report"] == {"last_at": 5, "interval": "5m"} and r["log_level"] == "debug"
 
 
-def test_an_echo_key_too_deep_is_left_out_and_named() -> None:
-    deep = {"behaviors": [{"criteria": {"value": {"ports": [22]}}}]}  # reported.behaviors[].criteria.value.ports
-    built = build(Facts(version="v", remote_config=True, echo={**deep, "log_level": "info"}))
-    assert "behaviors" not in built.reported and built.reported["log_level"] == "info"
-    assert built.omitted == ("behaviors",) and built.reported["config"]["echo_omitted"] == ["behaviors"]
-    assert depth(built.reported) <= MAX_DEPTH
+def test_a_deep_echo_keeps_the_shape_the_service_accepted_so_no_delta_remains() -> None:
+    """A behavior's ``value.ports`` is 6 levels below reported: left out of the echo, its delta would stand."""
+    behaviors = [{"name": "NoDebugPort", "metric": "aws:listening-tcp-ports",
+                  "criteria": {"comparisonOperator": "in-port-set", "value": {"ports": [22]}}}]
+    store = ShadowStore(clock=lambda: 1700000000)
+    store.update("gw", "fleet", json.dumps({"state": {"desired": {"behaviors": behaviors}}}).encode())
+    built = build(Facts(version="v", remote_config=True, echo={"behaviors": behaviors, "log_level": "info"}))
+    assert built.reported["behaviors"] == behaviors and built.omitted == ()
+    assert depth({k: v for k, v in built.reported.items() if k != "behaviors"}) <= MAX_DEPTH  # the fleet fields
+    store.update("gw", "fleet", json.dumps({"state": {"reported": built.reported}}).encode())
+    assert "delta" not in store.get("gw", "fleet")
 
 
 def test_within_8_kb_with_the_desired_state_counted() -> None:
