@@ -40,7 +40,7 @@ import json
 import logging
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
@@ -54,6 +54,7 @@ from agent.behaviors.check import (
 )
 from agent.behaviors.model import CLOUD_SIDE_METRICS
 from devkit.emulator.apimodel import ServiceModel
+from devkit.emulator.httpserver import LoopbackHTTPServer
 from devkit.emulator.restjson import datum, definition, page, route, security_profile, with_token
 from devkit.emulator.store import ApiError, SecurityProfile, Store, invalid, not_found
 
@@ -82,8 +83,7 @@ class ControlPlaneServer:
         self._injected: List[Tuple[str, Optional[str]]] = []
         self.requests: List[Tuple[str, int]] = []
         handler = _make_handler(self)
-        self._httpd = ThreadingHTTPServer((host, port), handler)
-        self._httpd.daemon_threads = True
+        self._httpd = LoopbackHTTPServer((host, port), handler)
         self._thread: Optional[threading.Thread] = None
 
     @property

@@ -22,11 +22,12 @@ import logging
 import re
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from devkit.emulator.apimodel import ServiceModel
+from devkit.emulator.httpserver import LoopbackHTTPServer
 from devkit.emulator.restjson import page, with_token
 from devkit.emulator.shadow import ShadowError, ShadowStore, notifications, topic_prefix
 from devkit.emulator.store import ApiError
@@ -88,8 +89,7 @@ class DataPlaneServer:
         self.model = model or ServiceModel("iot-data")
         self._lock = threading.Lock()
         self.requests: List[Tuple[str, int]] = []
-        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = LoopbackHTTPServer((host, port), _make_handler(self))
         self._thread: Optional[threading.Thread] = None
 
     @property
