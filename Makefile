@@ -18,6 +18,7 @@ help:
 	@echo "make lint    - ruff and mypy only"
 	@echo "make bench   - benchmarks (docs/BENCHMARKS.md)"
 	@echo "make faults  - the fault campaign (docs/RELIABILITY.md)"
+	@echo "make docs    - regenerate config/agent.example.yaml, docs/CONFIGURATION.md and docs/COLLECTORS.md"
 	@echo "make deb     - dist/defender-agent_VERSION_all.deb on Debian's python3-* libraries (lintian-checked)"
 	@echo "make systemd-test - that package under a real systemd 252 in a bookworm container (root; docs/SYSTEMD-TEST.md)"
 	@echo "make install - install on this gateway (as root): user, /opt venv, systemd units (docs/INSTALL.md)"
@@ -31,7 +32,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 base-venv:
-	rm -rf $(BASE_VENV)
+	rm -rf $(BASE_VENV) build/lib build/bdist.*  # setuptools would put what an earlier build left there in the wheel
 	$(PYTHON) -m venv $(BASE_VENV)
 	$(BASE_VENV)/bin/python -m pip install -q --disable-pip-version-check .
 
@@ -65,6 +66,7 @@ test: $(STAMP) mosquitto lint base-venv debian-install foreign-deps
 	DEFENDER_AGENT_BASE_VENV=$(CURDIR)/$(BASE_VENV) DEFENDER_AGENT_DEB=$(CURDIR)/$(DEB) DEFENDER_AGENT_DEBIAN=1 \
 	  DEFENDER_AGENT_FOREIGN=armhf,arm64 $(BIN)/pytest --cov=agent --cov-report=term:skip-covered
 
+# The example config alone; `make docs` writes it too.
 sample-config: $(STAMP)
 	$(BIN)/defender-agent sample-config > config/agent.example.yaml
 
@@ -78,9 +80,10 @@ faults: $(STAMP) mosquitto
 clean:
 	rm -rf .demo .venv-base .pytest_cache .mypy_cache .ruff_cache .coverage build/deb dist
 
+# Every generated page: config/agent.example.yaml, docs/CONFIGURATION.md, docs/COLLECTORS.md (agent/docs/);
+# tests/docs/test_generated.py fails when one is stale.
 docs: $(STAMP)
-	$(BIN)/defender-agent sample-config > config/agent.example.yaml
-	$(BIN)/python -c 'import agent.docs as d; d.main(["README.md"])'
+	$(BIN)/python -c 'import agent.docs.generate as g; g.main()'
 
 # The Debian package, built with debhelper from a copy of the tree (tracked and new files, no venvs),
 # so dpkg-buildpackage's output stays out of the checkout's parent directory.
@@ -96,7 +99,8 @@ deb-deps:
 
 deb: deb-deps
 	rm -rf build/deb && mkdir -p build/deb/src dist
-	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t build/deb/src
+	git ls-files -z --cached --others --exclude-standard | xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh \
+	  | xargs -0 cp --parents -t build/deb/src  # the working tree: tracked files deleted but not committed stay out
 	cd build/deb/src && dpkg-buildpackage -us -uc -b >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
 	mv build/deb/defender-agent_$(VERSION)_all.deb $(DEB)
 	lintian --fail-on error --no-tag-display-limit $(DEB)

@@ -1,3 +1,3 @@
 """defender-agent: AWS IoT Device Defender metric reports from Linux gateways."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

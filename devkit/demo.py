@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import socket
 import subprocess
@@ -87,7 +88,6 @@ shadow:
   remote_config: true
 """
 NEW_BEHAVIOR = "NoTelnet"  # what the operator adds from the AWS CLI in the fleet step
-AWS_CLI = Path(sys.executable).with_name("aws")  # the venv's AWS CLI (awscli, in the dev extra)
 TOPIC = "dt/gateways/{thing_name}/metrics"
 EVENTS = "dt/gateways/{thing_name}/violations"
 PROFILE = "demo-gateways"
@@ -127,7 +127,15 @@ def textfile_path(base: Path) -> Path:
     return base / "textfile" / "defender_agent.prom"
 
 
-def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, out: TextIO = sys.stdout) -> int:
+def find_aws_cli() -> Optional[Path]:
+    """The AWS CLI beside this interpreter (the venv's: awscli is in the dev extra), else the one on PATH."""
+    beside = Path(sys.executable).with_name("aws")
+    found = shutil.which("aws")
+    return beside if beside.exists() else Path(found) if found else None
+
+
+def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, out: TextIO = sys.stdout,
+             aws_cli: Optional[Path] = None) -> int:
     log = logging.getLogger("agent.demo")
     owned = keep is None
     base = Path(tempfile.mkdtemp(prefix="defender-demo-")) if keep is None else keep
@@ -207,7 +215,7 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
         sinks_ok = len(messages) >= reports and textfile_path(base).is_file()
         kinds = [v.get("violationEventType") for v in violations]
         fleet = _fleet_step(out, base, config_path, data.url, shadows, subscriber, events_topic,
-                            demo_profile(debug_port)[:2], interval)
+                            demo_profile(debug_port)[:2], interval, aws_cli or find_aws_cli())
         ok = (code == 0 and accepted >= reports and not responder.conflicts and bootstrapped
               and sinks_ok and kinds == ["in-alarm", "alarm-cleared"] and fleet == "")
         print(f"\nDemo {'passed' if ok else 'FAILED'}: {accepted} of {reports} report(s) accepted over mTLS, "
@@ -234,14 +242,16 @@ def run_demo(reports: int = 3, interval: int = 2, keep: Optional[Path] = None, o
 
 
 def _fleet_step(out: TextIO, base: Path, config_path: Path, data_url: str, shadows: ShadowStore,
-                subscriber: Subscriber, events_topic: str, behaviors: List[Dict[str, Any]], interval: int) -> str:
+                subscriber: Subscriber, events_topic: str, behaviors: List[Dict[str, Any]], interval: int,
+                aws_cli: Optional[Path]) -> str:
     """The agent again, now with its named shadow: an operator adds a behavior from the AWS CLI while it runs.
 
     Returns "" when it worked, else what went wrong (one phrase)."""
     print(f"\nFleet: the agent runs again, keeping the named shadow {SHADOW!r} (remote_config: true); an "
           f"operator adds the behavior {NEW_BEHAVIOR} to its desired state with the AWS CLI", file=out, flush=True)
-    if not AWS_CLI.exists():
-        print(f"The AWS CLI is not at {AWS_CLI}: install the dev extra (pip install -e '.[dev]')", file=out)
+    if aws_cli is None or not aws_cli.exists():
+        print(f"No AWS CLI ({aws_cli or 'none beside the interpreter or on PATH'}): install the dev extra "
+              "(pip install -e '.[dev]') or give --aws-cli", file=out)
         return "no AWS CLI"
     config_path.write_text(config_path.read_text() + SHADOW_SECTION.format(name=SHADOW))
     telnet_port = free_port()
@@ -257,7 +267,7 @@ def _fleet_step(out: TextIO, base: Path, config_path: Path, data_url: str, shado
         try:
             if _poll(lambda: _reported(shadows) is not None, 30.0) is None:
                 problem = "the agent did not report to its shadow"
-            elif _aws(out, base, data_url, "update-thing-shadow", "--thing-name", THING, "--shadow-name", SHADOW,
+            elif _aws(aws_cli, out, base, data_url, "update-thing-shadow", "--thing-name", THING, "--shadow-name", SHADOW,
                       "--payload", json.dumps({"state": {"desired": {"behaviors": wanted}}}), "update.json") != 0:
                 problem = "update-thing-shadow failed"
             else:
@@ -279,7 +289,7 @@ def _fleet_step(out: TextIO, base: Path, config_path: Path, data_url: str, shado
             except subprocess.TimeoutExpired:
                 agent.kill()
                 agent.wait()
-    if _aws(out, base, data_url, "get-thing-shadow", "--thing-name", THING, "--shadow-name", SHADOW,
+    if _aws(aws_cli, out, base, data_url, "get-thing-shadow", "--thing-name", THING, "--shadow-name", SHADOW,
             "shadow.json") != 0:
         return problem or "get-thing-shadow failed"
     document = json.loads((base / "shadow.json").read_text())
@@ -323,7 +333,7 @@ def _poll(check: Any, timeout: float) -> Any:
     return None
 
 
-def _aws(out: TextIO, base: Path, url: str, command: str, *args: str) -> int:
+def _aws(aws_cli: Path, out: TextIO, base: Path, url: str, command: str, *args: str) -> int:
     """Run ``aws iot-data COMMAND ARGS`` against the local data plane as an operator would, echoing it.
 
     The last argument is the output file (relative to ``base``); its JSON is printed. The venv's CLI is v1
@@ -335,7 +345,7 @@ def _aws(out: TextIO, base: Path, url: str, command: str, *args: str) -> int:
     *options, outfile = args
     shown = " ".join(f"'{a}'" if a.startswith("{") else a for a in options)
     print(f"\n$ aws iot-data {command} --endpoint-url {url} {shown} {outfile}", file=out, flush=True)
-    result = subprocess.run([str(AWS_CLI), "iot-data", command, "--endpoint-url", url, *options, outfile],
+    result = subprocess.run([str(aws_cli), "iot-data", command, "--endpoint-url", url, *options, outfile],
                             capture_output=True, text=True, timeout=60, check=False, env=env, cwd=str(base))
     print((result.stdout + result.stderr).rstrip("\n"), file=out)
     if result.returncode == 0 and command == "update-thing-shadow":
@@ -387,8 +397,6 @@ def _agent_cli(out: TextIO, *args: str) -> int:
 
 
 def _remove(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -253,6 +253,11 @@ build_venv() {
             say "note: 32-bit ARM: PyPI has no awscrt/psutil wheels here; pip builds them from source" \
                 "(needs cmake, build-essential, python3-dev; awscrt takes a long time). See docs/INSTALL.md." ;;
     esac
+    # setuptools builds the wheel through FROM/build/lib and keeps what an earlier build left there, so
+    # modules since removed from the tree (0.1.0's emulator and devtools) would be installed again.
+    if [ -d "$FROM/build/lib" ]; then
+        rm -rf "$FROM/build/lib" "$FROM"/build/bdist.* || die "cannot remove the stale build output in $FROM/build"
+    fi
     # shellcheck disable=SC2086
     "$R$VENV/bin/python" -m pip install --disable-pip-version-check --quiet --upgrade $PIP_ARGS "$FROM$EXTRAS"
     verify_venv

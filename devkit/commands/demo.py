@@ -17,10 +17,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reports", type=int, default=3, help="how many reports (default 3)")
     parser.add_argument("--interval", type=int, default=2, help="seconds between reports (default 2)")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary directory)")
+    parser.add_argument("--aws-cli", metavar="PATH", type=Path,
+                        help="the AWS CLI the operator's step runs (default: beside this Python, else on PATH)")
 
 
 def run(args: argparse.Namespace) -> int:
     require_boto3("demo", "python -m devkit")
     from devkit.demo import run_demo
 
-    return run_demo(args.reports, args.interval, Path(args.keep).resolve() if args.keep else None)  # its config names absolute paths
+    return run_demo(args.reports, args.interval, Path(args.keep).resolve() if args.keep else None,
+                    aws_cli=args.aws_cli)  # its config names absolute paths

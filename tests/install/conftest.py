@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,8 @@ def base_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert (venv / "bin" / "defender-agent").is_file(), f"${BASE_VENV_ENV}={given} holds no defender-agent"
         return venv
     venv = tmp_path_factory.mktemp("base") / "venv"
+    for stale in [ROOT / "build" / "lib", *(ROOT / "build").glob("bdist.*")]:  # setuptools would ship them
+        shutil.rmtree(stale, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                     str(ROOT)], check=True, timeout=600)

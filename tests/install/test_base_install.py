@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,16 +18,16 @@ from typing import List
 import pytest
 
 from agent.cli import COMMANDS
-from agent.devtools.broker import Broker
-from agent.devtools.certs import Pki
-from agent.devtools.rig import ledger
-from agent.emulator.responder import Responder
+from devkit.broker import Broker
+from devkit.certs import Pki
+from devkit.emulator.responder import Responder
+from devkit.rig import ledger
 from tests.delivery.conftest import THING, config_text
 from tests.procs import imported_modules, plain_env, under
 
 ROOT = Path(__file__).resolve().parents[2]
 # What the daemon must never carry: the control plane's SDK, the emulator, the developer tools.
-NOT_IN_RUN = ("boto3", "botocore", "agent.emulator", "agent.devtools", "agent.control")
+NOT_IN_RUN = ("boto3", "botocore", "devkit.emulator", "devkit", "agent.control")
 
 
 def program(program: Path, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
@@ -49,11 +50,41 @@ def test_the_base_install_has_no_extras(base_venv: Path) -> None:
     assert found == "[]", f"the base install must not hold {found}"
 
 
+def test_the_base_install_ships_no_developer_tools(base_venv: Path) -> None:
+    """`pip install .` installs what a gateway runs: no devkit, emulator, devtools, demo or fake link."""
+    names = ("agent.cli", "devkit", "devkit.emulator", "agent.emulator", "agent.devtools", "agent.mqtt.fake",
+             "agent.commands.demo", "agent.commands.emulator")
+    probe = subprocess.run(
+        [str(base_venv / "bin" / "python"), "-c",
+         "import importlib.util as u, sys\n"
+         "def found(name):\n"
+         "    try:\n"
+         "        return u.find_spec(name) is not None\n"
+         "    except ModuleNotFoundError:\n"
+         "        return False\n"
+         "print(' '.join(n for n in sys.argv[1:] if found(n)))", *names],
+        capture_output=True, text=True, timeout=60, check=False, cwd="/", env=plain_env())
+    assert probe.returncode == 0 and probe.stdout.split() == ["agent.cli"], probe.stdout + probe.stderr
+    site = next((base_venv / "lib").glob("python3*/site-packages"))
+    shipped = [str(p.relative_to(site)) for p in site.rglob("*")
+               if p.parts[len(site.parts)].startswith(("agent", "devkit", "defender_agent"))]
+    assert shipped and [p for p in shipped if re.search(r"devkit|emulator|devtools|fake|demo", p)] == []
+    metadata = next(site.glob("defender_agent-*.dist-info"))
+    fields = (metadata / "METADATA").read_text()
+    assert "License-Expression: Apache-2.0" in fields, fields[:2000]
+    assert (metadata / "licenses" / "LICENSE").read_text() == (ROOT / "LICENSE").read_text()
+
+
 def test_help_version_and_sample_config(base_venv: Path) -> None:
     result = agent(base_venv, "--help")
     assert result.returncode == 0, result.stderr
-    for command in COMMANDS:
-        assert f"    {command.name}" in result.stdout
+    # exactly the gateway's commands: the lines of the COMMAND list start with 4 spaces and its name
+    listed = re.findall(r"^    (\S+)", result.stdout, re.MULTILINE)
+    assert listed == [command.name for command in COMMANDS], listed
+    assert "demo" not in listed and "emulator" not in listed
+    for gone in ("demo", "emulator"):
+        refused = agent(base_venv, gone)
+        assert refused.returncode == 2 and "invalid choice" in refused.stderr, refused.stderr
     version = agent(base_venv, "--version")
     assert version.returncode == 0 and version.stdout.startswith("defender-agent "), version.stderr
     sample = agent(base_venv, "sample-config")
@@ -64,8 +95,6 @@ def test_help_version_and_sample_config(base_venv: Path) -> None:
 @pytest.mark.parametrize("command", [
     ["bootstrap", "--config", "/nonexistent.yaml"],
     ["values", "--metric", "cpu_usage", "--thing", "gw"],
-    ["emulator", "--port", "1", "--cert", "c", "--key", "k", "--ca", "a"],
-    ["demo"],
 ])
 def test_boto3_commands_name_the_extra_in_one_line(base_venv: Path, command: List[str]) -> None:
     result = agent(base_venv, *command)

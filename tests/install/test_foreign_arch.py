@@ -22,10 +22,10 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from agent.devtools.broker import Broker
-from agent.devtools.certs import Pki
-from agent.devtools.rig import ledger
-from agent.emulator.responder import Responder
+from devkit.broker import Broker
+from devkit.certs import Pki
+from devkit.emulator.responder import Responder
+from devkit.rig import ledger
 from tests.delivery.conftest import THING, config_text
 from tests.procs import plain_env
 from tests.systemd.container import debian_mirror, host_apt_sources

@@ -18,7 +18,7 @@ from typing import Iterator, List, Tuple
 
 import pytest
 
-from agent.devtools.certs import make_pki
+from devkit.certs import make_pki
 from tests.procs import plain_env
 
 REPO = Path(__file__).resolve().parents[2]

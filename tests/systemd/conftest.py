@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import pytest
 
-from agent.devtools.certs import make_pki
+from devkit.certs import make_pki
 from tests.systemd.container import (
     PREFIX,
     Container,
@@ -88,7 +88,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     reap_stale(base)
     workdir = Path(tempfile.mkdtemp(prefix=PREFIX, dir=base))
     os.chmod(workdir, 0o755)
-    box = Container(workdir, workdir.name.replace("_", "-")[-40:])
+    box = Container(workdir, workdir.name.replace("_", "x")[-40:])  # a machine name: no "_", no "-" at the end
     keep = os.environ.get(KEEP_ENV, "") not in ("", "0")
     # SIGTERM (a CI timeout) tears down like Ctrl-C does; nspawn itself gets SIGTERM if we die.
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -127,7 +127,7 @@ def figure(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" and "tests/systemd/test_package_in_container.py" in report.nodeid:
+    if report.when == "call" and "_in_container.py::" in report.nodeid:
         TIMINGS.append((report.nodeid.rsplit("::", 1)[-1], report.duration))
 
 

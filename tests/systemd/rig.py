@@ -2,8 +2,9 @@
 
 Set-up, in order (each phase timed): debootstrap, boot, ``apt-get install ./the.deb mosquitto
 openssl``, the device certificate and key (``make_pki``, made on the host), mosquitto's mutual-TLS
-listener as a conf.d drop-in, ``defender-agent emulator`` as the transient unit ``dd-emulator``,
-``/etc/defender-agent/agent.yaml`` and a drop-in that shortens ``WatchdogSec``.
+listener as a conf.d drop-in, the checkout's emulator (``python3 -m devkit emulator``: the package ships
+no developer tools) as the transient unit ``dd-emulator``, ``/etc/defender-agent/agent.yaml`` and a
+drop-in that shortens ``WatchdogSec``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -18,8 +20,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import yaml
 
-from agent.devtools.broker import free_port, port_open
-from agent.devtools.certs import Pki
+from devkit.broker import free_port, port_open
+from devkit.certs import Pki
 from tests.systemd.container import Container, ContainerError
 
 T = TypeVar("T")
@@ -40,6 +42,11 @@ DEBIAN_LIBS = ("python3-awscrt", "python3-psutil", "python3-cbor2", "python3-yam
 INCLUDE = ("systemd", "systemd-sysv", "dbus", "ca-certificates")
 MOSQUITTO_DIR = "/etc/mosquitto"
 EMULATOR_DIR = "/root/emulator"
+# The checkout's ``agent`` and ``devkit`` packages, copied in: the responder runs from them on Debian's
+# python3 and libraries (python3-boto3 from the package's Recommends), whatever version of the package is
+# installed, or none (the upgrade test swaps it).
+CHECKOUT = "/root/checkout"
+REPO = Path(__file__).resolve().parents[2]
 
 # Read-only look at the outbox (stdlib sqlite3 under /usr/bin/python3): every id and its outcome.
 LEDGER_PY = """
@@ -82,12 +89,18 @@ class Rig:
         self.phase("debootstrap", lambda: self.box.bootstrap(mirror, INCLUDE, timeout=420))
         (self.box.root / "etc/apt/sources.list").write_text("\n".join(sources) + "\n")
         self.deb_inside = self.box.copy_in(self.deb)
+        self._copy_checkout()
         self._prepare_mosquitto()
         self.boot_state = self.phase("boot", lambda: self.box.boot(timeout=90))
         if self.boot_state != "running":
             self.failed_units = self.sh("systemctl --failed --no-legend --plain", check=False).stdout.strip()
         self.phase("apt-get install", self._install)
         self.phase("configure", self._configure)
+
+    def _copy_checkout(self) -> None:
+        target = self.box.root / CHECKOUT.lstrip("/")
+        for package in ("agent", "devkit"):
+            shutil.copytree(REPO / package, target / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
     def _prepare_mosquitto(self) -> None:
         """The listener is in place before mosquitto is installed, so its first start already uses our port
@@ -124,11 +137,8 @@ class Rig:
         }
 
     def _configure(self) -> None:
-        device = self.pki.client(THING)
         emulator = self.pki.client("defender-emulator")
-        self.box.write(DEVICE_CERT, device.cert.read_text(), "0644", "root:defender-agent")
-        self.box.write(CA, self.pki.ca.read_text(), "0644", "root:defender-agent")
-        self.box.write(KEY, device.key.read_text(), "0600", "root:root")
+        self.install_credentials()
         for source, name, mode in ((emulator.cert, "emulator.crt", "0644"), (emulator.key, "emulator.key", "0600"),
                                    (self.pki.ca, "ca.crt", "0644")):
             self.box.write(f"{EMULATOR_DIR}/{name}", source.read_text(), mode)
@@ -136,19 +146,33 @@ class Rig:
                 f"chmod 0640 {MOSQUITTO_DIR}/certs/systemd-test.key && systemctl restart mosquitto")
         self.wait_for(lambda: port_open(self.port), 20, f"mosquitto listening on 127.0.0.1:{self.port}")
         self.start_emulator()
-        shipped = yaml.safe_load((self.box.root / CONFIG.lstrip("/")).read_text())
-        shipped["thing_name"] = THING
-        shipped["mqtt"].update({"endpoint": "127.0.0.1", "port": self.port, "cert": DEVICE_CERT, "key": KEY,
-                                "ca": CA})
-        # 1s: the least the schema allows (loopback only); no jitter, so the spacing of reports is the interval
-        shipped["report"] = {**(shipped.get("report") or {}), "interval": "1s", "jitter": "0s"}
-        self.base_config = shipped
+        self.base_config = self.edited(self.shipped_config())
         self.write_config()
         self.box.write(DROPIN, "# systemd-test: a hung agent is found in seconds, not in 2 minutes\n"
                                f"[Service]\nWatchdogSec={WATCHDOG_SEC}s\n")
         self.sh("systemctl daemon-reload")
 
     # -- config --------------------------------------------------------------------------------
+
+    def install_credentials(self) -> None:
+        """The device certificate, key and CA where the shipped config names them, with the modes INSTALL.md says."""
+        device = self.pki.client(THING)
+        self.box.write(DEVICE_CERT, device.cert.read_text(), "0644", "root:defender-agent")
+        self.box.write(CA, self.pki.ca.read_text(), "0644", "root:defender-agent")
+        self.box.write(KEY, device.key.read_text(), "0600", "root:root")
+
+    def shipped_config(self) -> Dict[str, Any]:
+        """The installed package's /etc/defender-agent/agent.yaml (its example config), parsed."""
+        return dict(yaml.safe_load((self.box.root / CONFIG.lstrip("/")).read_text()))
+
+    def edited(self, shipped: Dict[str, Any]) -> Dict[str, Any]:
+        """The operator's edits of a shipped config: thing name, endpoint and port, the certificates."""
+        config = copy.deepcopy(shipped)
+        config["thing_name"] = THING
+        config["mqtt"].update({"endpoint": "127.0.0.1", "port": self.port, "cert": DEVICE_CERT, "key": KEY, "ca": CA})
+        # 1s: the least the schema allows (loopback only); no jitter, so the spacing of reports is the interval
+        config["report"] = {**(config.get("report") or {}), "interval": "1s", "jitter": "0s"}
+        return config
 
     def config_text(self, **report: str) -> str:
         config = copy.deepcopy(self.base_config)
@@ -165,7 +189,7 @@ class Rig:
         cursor = self.cursor()
         self.sh(["systemctl", "reset-failed", EMULATOR_UNIT], check=False)
         self.sh(["systemd-run", f"--unit={EMULATOR_UNIT}", "--description=Device Defender emulator (systemd-test)",
-                 "/usr/bin/defender-agent", "emulator", "--port", str(self.port),
+                 f"--setenv=PYTHONPATH={CHECKOUT}", "/usr/bin/python3", "-m", "devkit", "emulator", "--port", str(self.port),
                  "--cert", f"{EMULATOR_DIR}/emulator.crt", "--key", f"{EMULATOR_DIR}/emulator.key",
                  "--ca", f"{EMULATOR_DIR}/ca.crt"])
 
