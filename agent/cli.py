@@ -69,16 +69,22 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"defender-agent {__version__}")
+    add_commands(parser, COMMANDS, "agent.commands", argv)
+    return parser
+
+
+def add_commands(parser: argparse.ArgumentParser, commands: Sequence[Command], package: str,
+                 argv: Sequence[str]) -> None:
+    """One subparser per command; only the module of the command named in ``argv`` is imported."""
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
-    for command in COMMANDS:
+    for command in commands:
         child = sub.add_parser(command.name, help=command.summary, description=command.summary + ".")
         if command.name == chosen:
-            module = importlib.import_module(f"agent.commands.{command.module}")
+            module = importlib.import_module(f"{package}.{command.module}")
             module.configure(child)
             child.set_defaults(func=module.run)
-    return parser
 
 
 def setup_logging(level: str = "info") -> None:

@@ -7,12 +7,11 @@ map to exit codes through :func:`agent.cli.run`'s handlers, as the agent's own c
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from typing import List, Optional, Sequence
 
 from agent import __version__
-from agent.cli import Command, dispatch, setup_logging
+from agent.cli import Command, add_commands, dispatch, setup_logging
 
 COMMANDS = (
     Command("demo", "demo",
@@ -28,15 +27,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         prog="python -m devkit",
         description="defender-agent's developer commands (source tree only; not installed on a gateway).")
     parser.add_argument("--version", action="version", version=f"defender-agent {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
-    for command in COMMANDS:
-        child = sub.add_parser(command.name, help=command.summary, description=command.summary + ".")
-        if command.name == chosen:
-            module = importlib.import_module(f"devkit.commands.{command.module}")
-            module.configure(child)
-            child.set_defaults(func=module.run)
+    add_commands(parser, COMMANDS, "devkit.commands", argv)
     return parser
 
 

@@ -29,7 +29,7 @@ from tests.procs import plain_env
 PACKAGE = Path(__file__).resolve().parent.parent / "agent"
 
 LAYERS: Tuple[Tuple[str, ...], ...] = (
-    ("agent", "agent.errors"),
+    ("agent", "agent.errors", "agent.durable"),
     ("agent.schema",),
     ("agent.catalog",),
     ("agent.config", "agent.config.model", "agent.config.spec", "agent.config.yamlsrc", "agent.behaviors.model"),

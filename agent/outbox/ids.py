@@ -31,12 +31,12 @@ be written (the id is then not handed out).
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import Callable
 
+from agent.durable import replace_file
 from agent.outbox.store import Outbox, open_readonly
 
 ID_FILE = "last_report_id"
@@ -53,19 +53,7 @@ def _read_int(path: Path) -> int:
 
 
 def _write_int(path: Path, value: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        os.write(fd, f"{value}\n".encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    replace_file(path, f"{value}\n".encode("ascii"), 0o640)
 
 
 def read_last_id(state_dir: Path) -> int:

@@ -11,11 +11,11 @@ same allow-list as a desired state: a file edited by hand cannot set what a shad
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from agent.durable import replace_file
 from agent.remote.file import FILE_MODE, CorruptState, path_of, read_raw
 from agent.remote.merge import nest
 from agent.remote.outcome import Outcome
@@ -75,17 +75,5 @@ def read_checked(state_dir: Path) -> Optional[Tuple[RemoteState, Dict[str, str]]
 def write_state(state_dir: Path, state: RemoteState) -> None:
     """Replace the file atomically; raises OSError (the caller logs it: the running config is not affected)."""
     path = path_of(state_dir)
-    tmp = path.with_name(path.name + ".tmp")
     body = json.dumps(state.to_json(), indent=1, sort_keys=True).encode("utf-8") + b"\n"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    with os.fdopen(fd, "wb") as out:
-        os.fchmod(out.fileno(), FILE_MODE)  # an older temporary file keeps its mode through O_CREAT
-        out.write(body)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    replace_file(path, body, FILE_MODE)

@@ -54,7 +54,7 @@ from agent.behaviors.check import (
 )
 from agent.behaviors.model import CLOUD_SIDE_METRICS
 from devkit.emulator.apimodel import ServiceModel
-from devkit.emulator.httpserver import LoopbackHTTPServer
+from devkit.emulator.httpserver import LoopbackServer
 from devkit.emulator.restjson import datum, definition, page, route, security_profile, with_token
 from devkit.emulator.store import ApiError, SecurityProfile, Store, invalid, not_found
 
@@ -63,8 +63,10 @@ log = logging.getLogger("devkit.emulator.controlplane")
 PAGE_SIZE = 2
 
 
-class ControlPlaneServer:
+class ControlPlaneServer(LoopbackServer):
     """The control plane on a loopback port. ``port=0`` picks a free one; see :attr:`url`."""
+
+    label = "Control plane"
 
     def __init__(
         self,
@@ -74,48 +76,13 @@ class ControlPlaneServer:
         page_size: int = PAGE_SIZE,
         model: Optional[ServiceModel] = None,
     ) -> None:
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            raise ValueError(f"the emulator binds loopback only, not {host!r}")
         self.store = store
         self.page_size = page_size
         self.model = model or ServiceModel()  # loading it takes ~0.4 s; tests share one
         self._lock = threading.Lock()
         self._injected: List[Tuple[str, Optional[str]]] = []
         self.requests: List[Tuple[str, int]] = []
-        handler = _make_handler(self)
-        self._httpd = LoopbackHTTPServer((host, port), handler)
-        self._thread: Optional[threading.Thread] = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        text = host.decode() if isinstance(host, bytes) else str(host)
-        shown = f"[{text}]" if ":" in text else text
-        return f"http://{shown}:{port}"
-
-    @property
-    def port(self) -> int:
-        return int(self._httpd.server_address[1])
-
-    def start(self) -> ControlPlaneServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="controlplane", daemon=True
-        )
-        self._thread.start()
-        log.info("Control plane listening on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> ControlPlaneServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self._serve(_make_handler(self), host, port)
 
     # -- test hooks -----------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from devkit.emulator.apimodel import ServiceModel
-from devkit.emulator.httpserver import LoopbackHTTPServer
+from devkit.emulator.httpserver import LoopbackServer
 from devkit.emulator.restjson import page, with_token
 from devkit.emulator.shadow import ShadowError, ShadowStore, notifications, topic_prefix
 from devkit.emulator.store import ApiError
@@ -65,12 +65,14 @@ def route(method: str, path: str) -> Tuple[str, Dict[str, str]]:
     raise ShadowError(405, f"The specified combination of HTTP verb and URI is not supported: {method} {path}")
 
 
-class DataPlaneServer:
+class DataPlaneServer(LoopbackServer):
     """The data plane on a loopback port. ``port=0`` picks a free one; see :attr:`url`.
 
     ``publish(topic, document)`` sends the MQTT side of an update made here (the responder's
     :meth:`~devkit.emulator.responder.Responder.publish_json`); without it nothing is sent.
     """
+
+    label = "Data plane"
 
     def __init__(
         self,
@@ -81,43 +83,13 @@ class DataPlaneServer:
         page_size: int = PAGE_SIZE,
         model: Optional[ServiceModel] = None,
     ) -> None:
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            raise ValueError(f"the emulator binds loopback only, not {host!r}")
         self.shadows = shadows
         self.publish = publish
         self.page_size = page_size
         self.model = model or ServiceModel("iot-data")
         self._lock = threading.Lock()
         self.requests: List[Tuple[str, int]] = []
-        self._httpd = LoopbackHTTPServer((host, port), _make_handler(self))
-        self._thread: Optional[threading.Thread] = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        text = host.decode() if isinstance(host, bytes) else str(host)
-        shown = f"[{text}]" if ":" in text else text
-        return f"http://{shown}:{port}"
-
-    def start(self) -> DataPlaneServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="dataplane", daemon=True
-        )
-        self._thread.start()
-        log.info("Data plane listening on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> DataPlaneServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self._serve(_make_handler(self), host, port)
 
     def calls(self, operation: Optional[str] = None) -> List[Tuple[str, int]]:
         with self._lock:
