@@ -7,8 +7,9 @@ scheduler loop reads them and changes state.
 
 from __future__ import annotations
 
+import queue
 from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any, Iterator, Mapping, Union
 
 from agent.schema import TextEnum
 
@@ -106,3 +107,12 @@ class Signal(TextEnum):
 @dataclass(frozen=True)
 class SignalEvent:
     name: Signal
+
+
+def drain(events: queue.SimpleQueue[object], limit: int) -> Iterator[object]:
+    """What is queued on ``events`` now, one at a time (taken as the caller asks), at most ``limit``."""
+    for _ in range(limit):
+        try:
+            yield events.get_nowait()
+        except queue.Empty:
+            return

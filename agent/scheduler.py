@@ -10,8 +10,8 @@ its deadline passed.
 A round: samples -> the report (:class:`agent.report.builder.ReportBuilder`) -> the checked round
 -> every consumer's writes in one outbox transaction (:mod:`agent.consumers`) -> after the
 commit, each consumer's next step. A new config (SIGHUP, or the shadow's desired state:
-:mod:`agent.remote`) is all or nothing: the config, the consumers' checks, the new collectors and
-the new connection are all made first; only then is anything swapped (:meth:`Service._apply`).
+:mod:`agent.remote`) is all or nothing: everything it needs is made first (:mod:`agent.reconfigure`);
+only then is anything swapped (:meth:`Service._apply`).
 
 Seams for tests: the link (``link_factory``; :mod:`devkit.fake_link`), time (``clock``; :class:`devkit.clock.FakeClock`)
 and the sample source (``source_factory``). ``run()`` is ``open()``, ``run_once()`` until stopped, ``close()``.
@@ -19,6 +19,7 @@ and the sample source (``source_factory``). ``run()`` is ``open()``, ``run_once(
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import random
@@ -36,13 +37,14 @@ from agent.mqtt.link import config_link
 from agent.mqtt.session import LINK_EVENTS, LinkFactory, Session
 from agent.notify import Notifier
 from agent.outbox.state import StateDir
-from agent.reload import Section, compare
+from agent.reconfigure import make_change, refusal
+from agent.reload import Section
 from agent.remote.engine import Make, Remote
 from agent.report.builder import ReportBuilder
 from agent.report.cloud import checked_round
 from agent.report.encode import first_violations
 from agent.sampling import SampleSource, health_samples, not_due_cloud_names, rounds_of
-from agent.sinks.health import Health, collector_health
+from agent.sinks.health import collector_health
 
 SourceFactory = Callable[[Config], SampleSource]
 MAX_EVENTS_PER_TURN = 1000  # then the deadlines get their turn, even under a flood of events
@@ -102,11 +104,7 @@ class Service:
     def _drain_acks(self) -> None:
         """PUBACKs and replies that came before the disconnect still count: else their messages and reports
         would go out a second time after the restart (at least once, but needlessly twice)."""
-        for _ in range(MAX_EVENTS_PER_TURN):
-            try:
-                event = self.events.get_nowait()
-            except queue.Empty:
-                return
+        for event in ev.drain(self.events, MAX_EVENTS_PER_TURN):
             if isinstance(event, (ev.PublishDone, ev.Message, ev.HookDone)):
                 self._handle(event)
 
@@ -140,17 +138,10 @@ class Service:
     def run_once(self) -> None:
         """One turn of the loop: wait for an event or the next deadline, handle the events, then the deadlines."""
         wait = max(0.0, self._next_deadline() - self.clock.monotonic())
-        event = self.clock.wait(self.events, wait)
-        handled = 0
-        while event is not None:
-            self.guard.run(Stage.EVENT, self._handle, event)
-            handled += 1
-            if handled >= MAX_EVENTS_PER_TURN:  # the rest stay queued for the next turn
-                break
-            try:
-                event = self.events.get_nowait()
-            except queue.Empty:
-                event = None
+        first = self.clock.wait(self.events, wait)
+        if first is not None:  # at most MAX_EVENTS_PER_TURN: the rest stay queued for the next turn
+            for event in itertools.chain([first], ev.drain(self.events, MAX_EVENTS_PER_TURN - 1)):
+                self.guard.run(Stage.EVENT, self._handle, event)
         if not self.stopping:
             self._tick(self.clock.monotonic())
 
@@ -203,7 +194,7 @@ class Service:
         self.reports_built += 1
         collectors = collector_health(self.source.stats())
         if self.config.health_metrics is HealthMetrics.CUSTOM_METRICS:
-            samples.extend(health_samples(collectors, self.consumers.pending_total(), self._since_accepted(wall)))
+            samples.extend(health_samples(collectors, self.consumers.pending_total(), self.consumers.since_accepted(wall)))
         try:
             encoded = self.builder.build(report_id, samples)
         except ReportError as exc:
@@ -213,7 +204,7 @@ class Service:
         checked = checked_round(self.config.thing_name, encoded.document, report_id, int(wall * 1000),
                                 self.config.custom_metric_types)
         rnd = Round(report_id, wall, now, tuple(samples), encoded, checked, not_due_cloud_names(self.source),
-                    collectors, self._health)
+                    collectors, self.consumers.health_of)
         with self.state.transaction():  # the id, the report, the messages, the states and the meta: one commit
             steps = self.consumers.store(rnd)
             self._save_meta(last_report_id=report_id, last_report_at=wall)
@@ -221,14 +212,6 @@ class Service:
             self.guard.run(Stage.STORE, step)
         self.state.after_commit()
         self.log.info("Built report %d (%d bytes, %d sample(s))", report_id, len(encoded.payload), len(samples))
-
-    def _health(self, rnd: Round) -> Health:
-        return Health(rnd.collectors, self.consumers.pending_total(), self._since_accepted(rnd.wall),
-                      self.consumers.health())
-
-    def _since_accepted(self, wall: float) -> Optional[float]:
-        accepted = self.consumers.last_accepted_at
-        return None if accepted is None else max(0.0, wall - accepted)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -267,44 +250,32 @@ class Service:
     def _apply(self, make: Make, label: Optional[str]) -> Optional[str]:
         """All or nothing: everything new is made first, then swapped (and ``make``'s step run). None once
         applied, else why not (logged here when ``label`` names the change, else by the caller)."""
-        source = None
         try:
-            new, adopted = make()
-            reload = compare(self.config, new)
-            new = reload.config
-            adopt = self.consumers.prepare(new)
-            builder = ReportBuilder(new, self.log.getChild("report"))
-            # Collectors are built for one sampling interval (network_stats' max_span is 1.5 of it): a new
-            # interval rebuilds them too, else every delta of a longer interval is refused until a restart.
-            if reload.touches(Section.COLLECTORS, Section.CUSTOM_METRICS) or new.report.interval != self.config.report.interval:
-                source = rounds_of(self.source_factory(new), self.clock.monotonic)
-            link = self.session.prepare(new) if reload.touches(Section.MQTT, Section.THING_NAME) else None
+            change = make_change(self.config, make, self.consumers, self.session, self.source_factory,
+                                 self.clock.monotonic, self.log, lambda s: self.guard.run(Stage.CLOSE, s.close))
         except Exception as exc:  # AgentError, or whatever a plugin's constructor raised
-            if source is not None:
-                self.guard.run(Stage.CLOSE, source.close)
-            reason = str(exc).replace("\n", "; ") or type(exc).__name__
             if label:
-                self.log.error("%s refused, keeping the running configuration: %s", label, reason)
-            return reason
-        old = self.config
+                self.log.error("%s refused, keeping the running configuration: %s", label, refusal(exc))
+            return refusal(exc)
+        old, new, reload = self.config, change.config, change.reload
         if reload.refused_state_dir is not None:
             self.log.warning("state_dir changed to %s; that takes a restart (keeping %s)",
                              reload.refused_state_dir, old.state_dir)
-        self.config, self.builder = new, builder
-        adopt()
+        self.config, self.builder = new, change.builder
+        change.adopt()
         self.guard.run(Stage.STORE, self.state.configure, new.delivery, self.clock.wall())
-        if reload.touches(Section.MQTT, Section.THING_NAME):
-            self.session.switch(new, link)
-        if source is not None:
+        if change.reconnects:
+            self.session.switch(new, change.link)
+        if change.source is not None:
             self.guard.run(Stage.CLOSE, self.source.close)
-            self.source = source
+            self.source = change.source
             if self.round_ends is not None:  # the old collectors' round is abandoned; the new ones start now
                 self.round_ends, self.next_report = None, self.clock.monotonic()
         if reload.touches(Section.REPORT):
             self.next_report = min(self.next_report, self.clock.monotonic() + new.report.interval)
         if new.log_level is not old.log_level:
             self.log.setLevel(new.log_level.value.upper())
-        adopted()
+        change.adopted()
         if label:
             self.log.info("Reloaded configuration from %s (changed: %s)", new.source, reload.changed_names())
         return None

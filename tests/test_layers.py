@@ -40,7 +40,8 @@ LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("agent.security", "agent.notify", "agent.outbox", "agent.mqtt", "agent.events", "agent.heartbeat", "agent.reload",
      "agent.clock", "agent.remote"),
     ("agent.consumers",),
-    ("agent.scheduler", "agent.guard"),
+    ("agent.reconfigure", "agent.guard"),
+    ("agent.scheduler",),
     ("agent.control", "agent.commands.status_view"),
     ("agent.commands", "agent.cli", "agent.docs", "agent.__main__"),
 )

@@ -25,7 +25,7 @@ from agent.consumers.violations.consumer import ViolationsConsumer
 from agent.outbox.ids import OutboxIds
 from agent.outbox.messages import Messages
 from agent.remote.outcome import Outcome
-from agent.sinks.health import SinkHealth
+from agent.sinks.health import Health, SinkHealth
 from agent.sinks.topics import render_topic
 
 SinkFactory = Callable[[Context, SinkConfig, Config], Consumer]
@@ -186,9 +186,14 @@ class ConsumerSet:
             out.update(consumer.status())
         return out
 
-    @property
-    def last_accepted_at(self) -> Optional[float]:
-        return self.defender.last_accepted_at
+    def since_accepted(self, wall: float) -> Optional[float]:
+        """Seconds from Device Defender's last accepted report to ``wall`` (None before the first)."""
+        accepted = self.defender.last_accepted_at
+        return None if accepted is None else max(0.0, wall - accepted)
+
+    def health_of(self, rnd: Round) -> Health:
+        """The agent's health as of a round: its collectors, the outbox, the sinks."""
+        return Health(rnd.collectors, self.pending_total(), self.since_accepted(rnd.wall), self.health())
 
     def wanted_formats(self) -> Set[PayloadFormat]:
         return self.defender.wanted_formats()
