@@ -39,8 +39,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import uuid
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
@@ -82,7 +80,7 @@ class ControlPlaneServer(LoopbackServer):
         self._lock = threading.Lock()
         self._injected: List[Tuple[str, Optional[str]]] = []
         self.requests: List[Tuple[str, int]] = []
-        self._serve(_make_handler(self), host, port)
+        self._serve(self._answer, host, port)
 
     # -- test hooks -----------------------------------------------------------------
 
@@ -111,6 +109,10 @@ class ControlPlaneServer(LoopbackServer):
             self.requests.append((operation, status))
 
     # -- dispatch -------------------------------------------------------------------
+
+    def _answer(self, method: str, raw_path: str, body: bytes) -> Tuple[int, Dict[str, str], bytes]:
+        status, headers, document = self.handle(method, raw_path, body)
+        return status, headers, json.dumps(document).encode()
 
     def handle(self, method: str, raw_path: str, body: bytes) -> Tuple[int, Dict[str, str], Dict[str, Any]]:
         """One request -> (status, extra headers, JSON body). Never raises."""
@@ -273,31 +275,3 @@ _OPERATIONS: Dict[str, Callable[[ControlPlaneServer, Mapping[str, Any]], Dict[st
     "DeleteSecurityProfile": ControlPlaneServer._delete_profile,
     "ValidateSecurityProfileBehaviors": ControlPlaneServer._validate_behaviors,
 }
-
-
-def _make_handler(server: ControlPlaneServer) -> type:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body are two writes: avoid the 40 ms delayed-ACK stall
-        server_version = "defender-agent-emulator"
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            status, headers, document = server.handle(self.command, self.path, body)
-            payload = json.dumps(document).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_PATCH = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("%s %s", self.address_string(), format % args)
-
-    return Handler

@@ -21,8 +21,6 @@ import json
 import logging
 import re
 import threading
-import uuid
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -89,7 +87,7 @@ class DataPlaneServer(LoopbackServer):
         self.model = model or ServiceModel("iot-data")
         self._lock = threading.Lock()
         self.requests: List[Tuple[str, int]] = []
-        self._serve(_make_handler(self), host, port)
+        self._serve(self.handle, host, port)
 
     def calls(self, operation: Optional[str] = None) -> List[Tuple[str, int]]:
         with self._lock:
@@ -145,30 +143,3 @@ class DataPlaneServer(LoopbackServer):
                                                         "nextToken": params.get("nextToken")},
                             f"shadows:{thing}", self.page_size)
         return with_token({"results": names, "timestamp": self.shadows.now()}, token)
-
-
-def _make_handler(server: DataPlaneServer) -> type:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-        server_version = "defender-agent-emulator"
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            status, headers, payload = server.handle(self.command, self.path, body)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("%s %s", self.address_string(), format % args)
-
-    return Handler

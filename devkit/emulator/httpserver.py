@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from http.server import ThreadingHTTPServer
-from typing import Any, Optional, TypeVar
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
 log = logging.getLogger("devkit.emulator")
 _S = TypeVar("_S", bound="LoopbackServer")
@@ -29,17 +30,47 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         log.error("Request from %s failed", client_address, exc_info=True)
 
 
+Handle = Callable[[str, str, bytes], Tuple[int, Dict[str, str], bytes]]  # method, path, body -> status, headers, JSON
+
+
+def _handler(handle: Handle) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: avoid the 40 ms delayed-ACK stall
+        server_version = "defender-agent-emulator"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            status, headers, payload = handle(self.command, self.path, body)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("%s %s", self.address_string(), format % args)
+
+    return Handler
+
+
 class LoopbackServer:
     """An emulated API on a loopback port, served from a thread. ``port=0`` picks a free one (:attr:`url`).
 
-    A subclass builds its request handler and calls :meth:`_serve` from its constructor."""
+    A subclass calls :meth:`_serve` from its constructor with what answers each request."""
 
     label = "HTTP API"
 
-    def _serve(self, handler: Any, host: str, port: int) -> None:
+    def _serve(self, handle: Handle, host: str, port: int) -> None:
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError(f"the emulator binds loopback only, not {host!r}")
-        self._httpd = LoopbackHTTPServer((host, port), handler)
+        self._httpd = LoopbackHTTPServer((host, port), _handler(handle))
         self._thread: Optional[threading.Thread] = None
 
     @property
