@@ -19,6 +19,9 @@ report:
   interval: 300s
   jitter: 0s
 state_dir: {state}
+{collectors}{extra}"""
+
+COLLECTORS = """\
 collectors:
   - type: listening_ports
   - type: exec
@@ -28,13 +31,12 @@ collectors:
     metric_type: number
 custom_metrics:
   cmd_value: number
-{extra}"""
-
+"""
 SHADOW = "shadow:\n  name: fleet\n  remote_config: true\n"
 
 
 def base_text(state: Path, extra: str = SHADOW) -> str:
-    return BASE.format(state=state, extra=extra)
+    return BASE.format(state=state, collectors=COLLECTORS, extra=extra)
 
 
 def base_raw(state: Path, extra: str = SHADOW) -> Tuple[Dict[str, Any], str]:

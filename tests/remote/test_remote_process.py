@@ -15,20 +15,9 @@ from devkit.broker import free_port
 from devkit.certs import make_pki
 from tests.delivery.conftest import config_text
 from tests.procs import plain_env
+from tests.remote.base import COLLECTORS, SHADOW
 
-EXTRA = """shadow:
-  name: fleet
-  remote_config: true
-collectors:
-  - type: listening_ports
-  - type: exec
-    name: cmd
-    command: [/bin/true]
-    metric: cmd_value
-    metric_type: number
-custom_metrics:
-  cmd_value: number
-"""
+EXTRA = SHADOW + COLLECTORS
 
 
 def status(config: Path) -> Dict[str, Any]:
