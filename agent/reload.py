@@ -2,7 +2,7 @@
 
 Pure: the scheduler loads the config again (with the same checks as at start,
 :func:`agent.commands.common.load_audited`), then, with what this says changed, makes
-everything new before it swaps anything (``Service._apply`` in :mod:`agent.scheduler`):
+everything new before it swaps anything (:func:`agent.reconfigure.make_change`, then ``Service._apply``):
 every consumer's checks of the new config, the report builder, new collectors (when
 ``collectors``, ``custom_metrics`` or ``report.interval`` changed) and a new connection
 (when ``mqtt`` or ``thing_name`` changed). Anything that raises on the way (a schema or
