@@ -113,5 +113,10 @@ class ControlPlaneError(AgentError):
     """A call to the AWS IoT control plane failed; the message is meant for a person."""
 
 
+class DetectUnavailable(ControlPlaneError):
+    """The account cannot use Device Defender Detect (closed to new customers on 2026-08-31): every Detect
+    API answers UnauthorizedException. One line says what that means and what works without Detect."""
+
+
 class MissingExtra(AgentError):
     """A command needs a library that the base install leaves out (e.g. boto3 for ``bootstrap``)."""

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar
 
-from agent.errors import ControlPlaneError
+from agent.errors import ControlPlaneError, DetectUnavailable
 
 log = logging.getLogger("agent.control.aws")
 
@@ -140,6 +140,8 @@ def call(fn: Callable[..., T], what: str, policy: RetryPolicy, **kwargs: Any) ->
         try:
             return fn(**kwargs)
         except ClientError as exc:
+            if detect_closed(exc):
+                raise detect_unavailable(exc) from None
             attempt += 1
             if not is_retryable(exc) or attempt >= policy.attempts:
                 raise
@@ -176,6 +178,13 @@ def transport_message(exc: BaseException) -> str:
     return f"AWS IoT call failed: {name}: {exc}"
 
 
+# Since 2026-08-31 AWS answers every Detect API of an account that never used Detect with HTTP 401,
+# UnauthorizedException, "This feature is no longer available to new customers. For more information, see
+# https://docs.aws.amazon.com/iot-device-defender/latest/devguide/dd-detect-availability-change.html"
+# (../shared/SPEC.md, "Control plane"). That is no missing permission: no policy change helps.
+DETECT_CLOSED_MARK = "no longer available to new customers"
+WITHOUT_DETECT_PAGE = "docs/WITHOUT-DETECT.md"
+
 _MEANINGS = {
     "InvalidRequestException": "the service refused the request as invalid",
     "LimitExceededException": "an account limit is reached (custom metrics per account and region); "
@@ -186,10 +195,39 @@ _MEANINGS = {
     "ResourceNotFoundException": "it does not exist",
     "UnrecognizedClientException": "the access key is not known to AWS; check the credentials",
     "InvalidSignatureException": "the request signature was refused; check the secret key and the clock",
-    "AccessDeniedException": "access denied; the IAM identity lacks the iot: permission for this call",
-    "UnauthorizedException": "access denied; the IAM identity lacks the iot: permission for this call",
+    "AccessDeniedException": "access denied; the IAM identity lacks the {action} permission",
+    "UnauthorizedException": "not authorized; check that the IAM identity may call {action}",
     "ExpiredTokenException": "the session token has expired; refresh the credentials",
 }
+
+
+def action_of(exc: BaseException) -> str:
+    """The IAM action of the call that failed (``iot:CreateCustomMetric``), from botocore's operation name."""
+    operation = getattr(exc, "operation_name", None)
+    return f"iot:{operation}" if operation else "the iot: action of this call"
+
+
+def detect_closed(exc: BaseException) -> bool:
+    """True when AWS refused the call because the account cannot use Device Defender Detect."""
+    message = str(getattr(exc, "response", {}).get("Error", {}).get("Message") or "")
+    return error_code(exc) == "UnauthorizedException" and DETECT_CLOSED_MARK in message.lower()
+
+
+def detect_unavailable(exc: BaseException) -> DetectUnavailable:
+    """One line for an account without Detect: what it cannot do here, what works instead, AWS's own words."""
+    operation = str(getattr(exc, "operation_name", "") or "")
+    if "MetricValues" in operation:
+        cannot = "this AWS account has no Device Defender Detect to read metric values from"
+    elif "SecurityProfile" in operation:
+        cannot = "this AWS account has no Device Defender Detect security profiles to pull"
+    else:
+        cannot = "this AWS account cannot register Device Defender Detect custom metrics"
+    message = " ".join(str(getattr(exc, "response", {}).get("Error", {}).get("Message") or "").split())
+    return DetectUnavailable(
+        f"{cannot}: AWS closed Detect to new customers on 2026-08-31 and no permission changes that. "
+        f"Without Detect, the topic and textfile sinks and on-device behaviors work, and a config without a "
+        f"defender sink needs no bootstrap ({WITHOUT_DETECT_PAGE}). AWS said: UnauthorizedException: {message}"
+    )
 
 
 def client_error_message(exc: BaseException, what: str) -> str:
@@ -200,6 +238,7 @@ def client_error_message(exc: BaseException, what: str) -> str:
     detail = " ".join(str(message).split())
     if meaning is None:
         return f"{what}: {code}: {detail}" if detail else f"{what}: {code}"
+    meaning = meaning.format(action=action_of(exc))
     return f"{what}: {meaning} ({code}: {detail})" if detail else f"{what}: {meaning} ({code})"
 
 
@@ -232,6 +271,8 @@ def paginate(client: Any, operation: str, result_key: str, params: Mapping[str, 
                     break
             return out
         except ClientError as exc:
+            if detect_closed(exc):
+                raise detect_unavailable(exc) from None
             failures += 1
             if not is_retryable(exc) or failures >= policy.attempts:
                 raise ControlPlaneError(client_error_message(exc, what)) from None

@@ -30,6 +30,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca", required=True, help="CA that signed the broker's certificate (PEM)")
     parser.add_argument("--client-id", default="defender-emulator", help="MQTT client id")
     parser.add_argument("--mode", choices=MODES, default="normal", help="reply behaviour (tests)")
+    parser.add_argument(
+        "--no-detect",
+        action="store_true",
+        help="be an account opened after AWS closed Device Defender Detect (2026-08-31): every Detect API "
+        "answers 401 UnauthorizedException 'This feature is no longer available to new customers...' and "
+        "reports get no reply (--mode silent); shadows work as usual",
+    )
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each reply")
     parser.add_argument("--control-port", type=int, default=0,
                         help="loopback port of the control-plane API (default: a free one, printed)")
@@ -49,9 +56,11 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("devkit.emulator")
     store = Store()
     shadows = ShadowStore()
-    control = ControlPlaneServer(store, port=args.control_port)
+    control = ControlPlaneServer(store, port=args.control_port, detect_available=not args.no_detect)
+    mode = "silent" if args.no_detect else args.mode  # what such an account's reserved topics do is not
+    # documented; expect no reply (../shared/SPEC.md)
     options = ResponderOptions(args.endpoint, args.port, args.cert, args.key, args.ca, client_id=args.client_id,
-                               mode=args.mode, delay=args.delay, on_accepted=store.record_report, shadows=shadows)
+                               mode=mode, delay=args.delay, on_accepted=store.record_report, shadows=shadows)
     responder = Responder(options, log)
     data = DataPlaneServer(shadows, publish=responder.publish_json, port=args.data_port)
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -59,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         control.start()
         responder.start()
         data.start()  # after the responder: its updates publish through it
-        log.info("Responder running against %s:%d (mode %s)", args.endpoint, args.port, args.mode)
+        log.info("Responder running against %s:%d (mode %s%s)", args.endpoint, args.port, mode,
+                 ", no Detect" if args.no_detect else "")
         print(f"Control plane: {control.url} (use --endpoint-url {control.url} with bootstrap and values)",
               flush=True)
         print(f"Data plane: {data.url} (use --endpoint-url {data.url} with aws iot-data)", flush=True)

@@ -28,6 +28,13 @@ not have, with InvalidRequestException. A profile keeps its name,
 description and behaviors as sent, at version 1; alert targets, metrics to retain,
 tags and the metrics export config are accepted and not kept.
 
+An account without Detect (``detect_available=False``; ``python -m devkit emulator --no-detect``):
+since 2026-08-31 AWS answers every Detect API of a new account with HTTP 401,
+``x-amzn-ErrorType: UnauthorizedException`` and :data:`DETECT_CLOSED_MESSAGE` (as recorded
+by third parties against ListSecurityProfiles; ../shared/SPEC.md expects the same from the
+other Detect APIs). Every operation this server routes is a Detect API, so each answers
+exactly so, before its input is looked at.
+
 Test hooks: :meth:`ControlPlaneServer.inject_errors` makes the next N requests
 fail with ThrottlingException (or another modelled error), and
 ``POST /_emulator/inject?code=ThrottlingException&count=N`` does the same over HTTP.
@@ -59,6 +66,12 @@ from devkit.emulator.store import ApiError, SecurityProfile, Store, invalid, not
 log = logging.getLogger("devkit.emulator.controlplane")
 
 PAGE_SIZE = 2
+# Errors every AWS API may answer that the IoT model does not list (the API references' "Common Errors").
+COMMON_ERRORS = {"AccessDeniedException": 403}
+DETECT_CLOSED_MESSAGE = (
+    "This feature is no longer available to new customers. For more information, see "
+    "https://docs.aws.amazon.com/iot-device-defender/latest/devguide/dd-detect-availability-change.html"
+)
 
 
 class ControlPlaneServer(LoopbackServer):
@@ -73,8 +86,10 @@ class ControlPlaneServer(LoopbackServer):
         port: int = 0,
         page_size: int = PAGE_SIZE,
         model: Optional[ServiceModel] = None,
+        detect_available: bool = True,
     ) -> None:
         self.store = store
+        self.detect_available = detect_available  # False: an account opened after Detect closed
         self.page_size = page_size
         self.model = model or ServiceModel()  # loading it takes ~0.4 s; tests share one
         self._lock = threading.Lock()
@@ -87,10 +102,13 @@ class ControlPlaneServer(LoopbackServer):
     def inject_errors(
         self, count: int, code: str = "ThrottlingException", operation: Optional[str] = None
     ) -> None:
-        """Fail the next ``count`` requests (of ``operation``, or any) with the modelled error ``code``."""
-        self.model.error_status(code)  # KeyError for a code the model does not know
+        """Fail the next ``count`` requests (of ``operation``, or any) with the modelled (or common) error ``code``."""
+        self.error_status(code)  # KeyError for a code neither the model nor the common errors know
         with self._lock:
             self._injected.extend([(code, operation)] * count)
+
+    def error_status(self, code: str) -> int:
+        return COMMON_ERRORS[code] if code in COMMON_ERRORS else self.model.error_status(code)
 
     def calls(self, operation: Optional[str] = None) -> List[Tuple[str, int]]:
         with self._lock:
@@ -127,13 +145,12 @@ class ControlPlaneServer(LoopbackServer):
                 )
                 return 200, {}, {"injected": count}
             operation, uri = route(method, split.path)
+            if not self.detect_available:
+                raise ApiError("UnauthorizedException", self.model.error_status("UnauthorizedException"),
+                               DETECT_CLOSED_MESSAGE)
             injected = self._take_injected(operation)
             if injected is not None:
-                raise ApiError(
-                    injected,
-                    self.model.error_status(injected),
-                    "Rate exceeded" if injected == "ThrottlingException" else "Injected by the emulator",
-                )
+                raise ApiError(injected, self.error_status(injected), _injected_message(injected, operation))
             try:
                 document = json.loads(body.decode("utf-8")) if body.strip() else {}
             except (UnicodeDecodeError, ValueError):
@@ -256,6 +273,15 @@ _DEVICE_ONLY_REASONS = (
     NO_CRITERIA_REASON,
     *(cloud_side_reason(metric) for metric in CLOUD_SIDE_METRICS),
 )
+
+
+def _injected_message(code: str, operation: str) -> str:
+    if code == "ThrottlingException":
+        return "Rate exceeded"
+    if code == "AccessDeniedException":  # as IAM words a denied action
+        return (f"User: arn:aws:iam::123456789012:user/operator is not authorized to perform: iot:{operation} "
+                "because no identity-based policy allows the iot:" + operation + " action")
+    return "Injected by the emulator"
 
 
 def _device_only(message: str) -> bool:

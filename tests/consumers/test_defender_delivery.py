@@ -202,6 +202,8 @@ def test_after_unanswered_hint_after_unanswered_reports_in_a_row_the_journal_say
         rig.turn()
     (hint,) = hints()
     assert f"No reply to the last {UNANSWERED_HINT_AFTER} reports" in hint
+    assert "that this AWS account has Device Defender Detect: AWS closed it to new customers" in hint
+    assert "docs/WITHOUT-DETECT.md" in hint
     for topic in (reply_topic(THING, "json", "accepted"), reply_topic(THING, "json", "rejected"),
                   report_topic(THING, "json")):
         assert topic in hint

@@ -107,8 +107,10 @@ class ReportDelivery:
             self.log.error(
                 "No reply to the last %d reports although they were published: check that the device policy "
                 "allows iot:Subscribe on the topic filters and iot:Receive on the topics "
-                "%s and %s, and iot:Publish on %s (docs/AWS-SETUP.md, \"The device policy\"); "
-                "logged once until a reply arrives",
+                "%s and %s, and iot:Publish on %s (docs/AWS-SETUP.md, \"The device policy\"), and that "
+                "this AWS account has Device Defender Detect: AWS closed it to new customers on 2026-08-31 and "
+                "a new account's reports get no reply (docs/WITHOUT-DETECT.md: the topic and textfile sinks need "
+                "no Detect); logged once until a reply arrives",
                 UNANSWERED_HINT_AFTER, reply_topic(thing, fmt, "accepted"), reply_topic(thing, fmt, "rejected"),
                 report_topic(thing, fmt))
 
