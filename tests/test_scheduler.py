@@ -302,7 +302,9 @@ def test_no_reply_to_max_attempts_publishes_ends_the_report_and_the_journal_says
         "No reply to the last 3 reports although they were published: check that the device policy allows "
         f"iot:Subscribe on the topic filters and iot:Receive on the topics {reply_topic(THING, 'json', 'accepted')} "
         f"and {reply_topic(THING, 'json', 'rejected')}, and iot:Publish on {report_topic(THING, 'json')} "
-        '(docs/AWS-SETUP.md, "The device policy"); logged once until a reply arrives'
+        '(docs/AWS-SETUP.md, "The device policy"), and that this AWS account has Device Defender Detect: AWS '
+        "closed it to new customers on 2026-08-31 and a new account's reports get no reply (docs/WITHOUT-DETECT.md: "
+        "the topic and textfile sinks need no Detect); logged once until a reply arrives"
     ]
 
 
