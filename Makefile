@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The install a gateway gets (`pip install .`, no extras), rebuilt for every `make test`.
 BASE_VENV := .venv-base
 
-.PHONY: deb deb-deps debian-install foreign-deps systemd-test base-venv faults install uninstall check-units docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
+.PHONY: deb deb-deps debian-install foreign-deps node-exporter systemd-test base-venv faults install uninstall check-units docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
 
 help:
 	@echo "make demo    - real reports over mTLS to a local broker and Device Defender, a topic sink, a textfile"
@@ -60,11 +60,26 @@ foreign-deps:
 	  || { echo "Installing debootstrap, qemu-user-static (armhf/arm64 tests)"; \
 	       $(APT_GET) update -qq && $(APT_GET) install -y -qq debootstrap qemu-user-static >/dev/null; }
 
+# Debian's node_exporter for tests/sinks/test_textfile_node_exporter.py, unpacked, never started as a service:
+# the machine's own when the package is installed, else `apt-get download` + `dpkg-deb -x` (no root).
+NODE_EXPORTER_DIR := build/debian-tools/prometheus-node-exporter
+NODE_EXPORTER = $(shell test -x /usr/bin/prometheus-node-exporter && echo /usr/bin/prometheus-node-exporter \
+  || echo $(CURDIR)/$(NODE_EXPORTER_DIR)/usr/bin/prometheus-node-exporter)
+
+node-exporter:
+	@test -x $(NODE_EXPORTER) || { echo "Unpacking Debian's prometheus-node-exporter into $(NODE_EXPORTER_DIR) (textfile test)"; \
+	  rm -rf $(NODE_EXPORTER_DIR) && mkdir -p $(NODE_EXPORTER_DIR)/deb && chmod 777 $(NODE_EXPORTER_DIR)/deb && \
+	  ( cd $(NODE_EXPORTER_DIR)/deb && apt-get download prometheus-node-exporter >/dev/null 2>&1 \
+	    || { $(APT_GET) update -qq && apt-get download prometheus-node-exporter >/dev/null; } ) && \
+	  dpkg-deb -x $(NODE_EXPORTER_DIR)/deb/prometheus-node-exporter_*.deb $(NODE_EXPORTER_DIR) && \
+	  test -x $(NODE_EXPORTER); }
+
 # Library sets: the newest from PyPI (.venv, .venv-base); Debian's (the .deb installed on this machine);
 # Debian's armhf and arm64 builds under qemu-user.
-test: $(STAMP) mosquitto lint base-venv debian-install foreign-deps
+test: $(STAMP) mosquitto lint base-venv debian-install foreign-deps node-exporter
 	DEFENDER_AGENT_BASE_VENV=$(CURDIR)/$(BASE_VENV) DEFENDER_AGENT_DEB=$(CURDIR)/$(DEB) DEFENDER_AGENT_DEBIAN=1 \
-	  DEFENDER_AGENT_FOREIGN=armhf,arm64 $(BIN)/pytest --cov=agent --cov-report=term:skip-covered
+	  DEFENDER_AGENT_FOREIGN=armhf,arm64 DEFENDER_AGENT_NODE_EXPORTER=$(NODE_EXPORTER) \
+	  $(BIN)/pytest --cov=agent --cov-report=term:skip-covered
 
 # The example config alone; `make docs` writes it too.
 sample-config: $(STAMP)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from agent.behaviors.check import check_behaviors
-from agent.catalog import HEALTH_METRICS, METRIC_NAME, BuiltinMetric, MetricType
+from agent.catalog import HEALTH_METRICS, METRIC_NAME, STANDARD_CLOUD_NAMES, BuiltinMetric, MetricType
 from agent.collectors.builtin import default_registry
 from agent.collectors.registry import Registry
 from agent.config.model import (
@@ -24,6 +24,7 @@ from agent.config.model import (
     SinkType,
 )
 from agent.config.sinks import (
+    check_metric_topics,
     check_mqtt,
     check_sinks,
     check_textfile_names,
@@ -65,8 +66,10 @@ def parse_config(text: str, file: str = "<string>", registry: Optional[Registry]
     events_topic = bool(behaviors and values["violations"] is not None and values["violations"].topic)
     values["mqtt"] = check_mqtt(data.get("mqtt"), sinks, checker, events_topic)
     shadow = _check_shadow(data.get("shadow"), data.get("mqtt") is None, checker)
-    collectors, described = _check_collectors(data.get("collectors"), checker, registry or default_registry(), metrics)
+    collectors, described, emitted = _check_collectors(data.get("collectors"), checker, registry or default_registry(),
+                                                       metrics)
     _cross_checks(values, sinks, checker)
+    check_metric_topics(sinks, cloud_names(emitted, metrics), checker)
     check_textfile_names(sinks, metrics, checker)
     if checker.problems:
         raise ConfigError(checker.problems)
@@ -150,17 +153,18 @@ def _check_collectors(
     checker: Checker,
     registry: Registry,
     metrics: Mapping[str, CustomMetricConfig],
-) -> Tuple[List[CollectorConfig], Dict[str, BuiltinMetric]]:
-    """The checked collectors, and what the built-in ones compute under each custom metric name."""
+) -> Tuple[List[CollectorConfig], Dict[str, BuiltinMetric], Dict[str, Tuple[str, Optional[MetricType]]]]:
+    """The checked collectors, what the built-in ones compute under each custom metric name, and every metric
+    they emit (its name in the report -> its collector and custom type, None for a standard metric)."""
     out: List[CollectorConfig] = []
     described: Dict[str, BuiltinMetric] = {}
-    if raw is None:
-        return out, described
-    if not isinstance(raw, list):
-        checker.problem("collectors", "expected a list of collectors, each {type: ..., ...}")
-        return out, described
     names: Dict[str, str] = {}
     emitted: Dict[str, Tuple[str, Optional[MetricType]]] = {}
+    if raw is None:
+        return out, described, emitted
+    if not isinstance(raw, list):
+        checker.problem("collectors", "expected a list of collectors, each {type: ..., ...}")
+        return out, described, emitted
     for index, entry in enumerate(raw):
         path = join("collectors", index)
         if not isinstance(entry, dict):
@@ -211,7 +215,16 @@ def _check_collectors(
                 path=path,
             )
         )
-    return out, described
+    return out, described, emitted
+
+
+def cloud_names(emitted: Mapping[str, Tuple[str, Optional[MetricType]]], metrics: Mapping[str, CustomMetricConfig]
+                ) -> List[str]:
+    """Every cloud name a round of this config can hold: the device-side metrics of the standard metrics the
+    collectors emit (``network_stats`` -> ``aws:all-bytes-in``, ...) and every declared custom metric."""
+    device = [cloud for name, (_, mtype) in emitted.items() if mtype is None
+              for cloud in STANDARD_CLOUD_NAMES.get(name, ())]
+    return device + list(metrics)
 
 
 def _check_emitted(

@@ -105,6 +105,7 @@ class SinkType(TextEnum):
 class TopicDocument(TextEnum):
     FLAT = "flat"  # plain values under cloud metric names (agent.sinks.flat)
     REPORT = "report"  # the exact Device Defender report document
+    PER_METRIC = "per-metric"  # one message per numeric metric per round, on a {metric} topic (agent.sinks.per_metric)
 
 
 class HealthMetrics(TextEnum):
@@ -124,6 +125,7 @@ class SinkConfig:
     document: TopicDocument = TopicDocument.FLAT
     path: Optional[Path] = None
     max_pending: int = 1000
+    yaml_path: str = field(default="", compare=False)  # e.g. "sinks[1]", for messages
 
     @property
     def needs_broker(self) -> bool:

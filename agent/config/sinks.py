@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from agent.catalog import HEALTH_METRICS
 from agent.config.model import (
@@ -13,12 +13,13 @@ from agent.config.model import (
     MqttConfig,
     SinkConfig,
     SinkType,
+    TopicDocument,
     ViolationsConfig,
 )
 from agent.config.spec import MQTT, SINK_COMMON, SINK_OPTIONS
 from agent.schema import Checker, Section, join
 from agent.sinks.textfile import name_clashes
-from agent.sinks.topics import topic_problem
+from agent.sinks.topics import metric_level_problem, topic_problem
 
 
 def check_mqtt(raw: Any, sinks: Tuple[SinkConfig, ...], checker: Checker, events_topic: bool = False
@@ -76,7 +77,8 @@ def check_sinks(raw: Any, checker: Checker) -> Tuple[SinkConfig, ...]:
             checker.problem(path, "only one defender sink: Device Defender takes one report per round")
             continue
         if kind is SinkType.TOPIC:
-            problem = topic_problem(values["topic"])
+            per_metric = values.get("document") is TopicDocument.PER_METRIC
+            problem = topic_problem(values["topic"], "" if per_metric else None)  # the metric's length: later
             if problem is not None:
                 checker.problem(join(path, "topic"), f"{values['topic']!r} {problem}")
                 continue
@@ -94,9 +96,27 @@ def check_sinks(raw: Any, checker: Checker) -> Tuple[SinkConfig, ...]:
         out.append(SinkConfig(
             type=kind, name=name, topic=values.get("topic"), document=values.get("document") or SinkConfig.document,
             path=Path(values["path"]) if values.get("path") else None,
-            max_pending=values.get("max_pending") or SinkConfig.max_pending,
+            max_pending=values.get("max_pending") or SinkConfig.max_pending, yaml_path=path,
         ))
     return tuple(out) or DEFAULT_SINKS
+
+
+def check_metric_topics(sinks: Tuple[SinkConfig, ...], names: Iterable[str], checker: Checker) -> None:
+    """A `per-metric` sink's topic with every metric this config can send (``names``: cloud names): each
+    must be a topic level as it is, and the longest must fit AWS IoT's 256 bytes with the longest thing name."""
+    metrics = sorted(set(names))
+    for sink in sinks:
+        if sink.document is not TopicDocument.PER_METRIC or sink.topic is None:
+            continue
+        path = join(sink.yaml_path, "topic")
+        unsafe = [(name, metric_level_problem(name)) for name in metrics if metric_level_problem(name)]
+        for name, why in unsafe:
+            checker.problem(path, f"metric {name!r} cannot fill {{metric}}: it {why}; rename the metric")
+        longest = max((m for m in metrics if not metric_level_problem(m)), key=lambda m: len(m.encode("utf-8")),
+                      default="")
+        problem = topic_problem(sink.topic, longest)
+        if problem is not None:
+            checker.problem(path, f"{sink.topic!r} {problem}")
 
 
 def declare_health_metrics(metrics: Dict[str, CustomMetricConfig], checker: Checker) -> None:

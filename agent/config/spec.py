@@ -314,21 +314,26 @@ SINK_OPTIONS: Dict[SinkType, Dict[str, Node]] = {
     SinkType.DEFENDER: {},
     SinkType.TOPIC: {
         "topic": Str(
-            doc="MQTT topic, QoS 1, on the same mTLS connection; {thing_name} is filled in. "
+            doc="MQTT topic, QoS 1, on the same mTLS connection; {thing_name} is filled in, and {metric} (the "
+            "metric's cloud name, required by and only for `document: per-metric`). "
             "$aws/rules/RULE_NAME/... is Basic Ingest (straight to a rule, no publish charge); other $ topics "
-            "are reserved. At most 7 slashes (after a Basic Ingest prefix) and 256 bytes, no wildcards.",
+            "are reserved. At most 7 slashes (after a Basic Ingest prefix) and 256 bytes with a 128-character "
+            "thing name and the longest metric name, no wildcards.",
             default=REQUIRED,
             example="dt/gateways/{thing_name}/metrics",
         ),
         "document": Enum(
             doc="`flat`: plain values under cloud metric names, for IoT rules (docs/SINKS.md); "
-            "`report`: the exact Device Defender report document.",
+            "`report`: the exact Device Defender report document; `per-metric`: one message per numeric metric "
+            "per round (a list as its item count) on a {metric} topic, for one CloudWatch rule for the whole fleet "
+            "(docs/SINKS.md).",
             default=TopicDocument.FLAT,
             of=TopicDocument,
         ),
         "max_pending": Int(
             doc="Messages of this sink kept in the outbox while the broker is away; the oldest go first "
-            "(counted as dropped).",
+            "(counted as dropped). A `per-metric` sink makes one message per metric per round: size it as "
+            "rounds x metrics.",
             default=1000,
             min=1,
             max=100000,

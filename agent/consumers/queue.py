@@ -28,7 +28,7 @@ first refusal in a row is logged with what to check. Only the loop thread calls 
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict, Iterable, Mapping, Optional, Set
+from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence, Set, Tuple
 
 from agent.events import MessageRef, PublishDone
 from agent.outbox.admission import Admission
@@ -58,6 +58,22 @@ class MessageQueue:
         if over:
             self.log.warning("Sink %r holds %d message(s) already (max_pending); dropped its %d oldest",
                              self.name, max_pending, over)
+        self.admission.enforce(("message", seq), now, before)
+
+    def add_many(self, batch: Sequence[Tuple[str, bytes]], now: float, max_pending: int) -> None:
+        """Queue a round's messages, (topic, payload) each, inside the round's transaction, under the same two
+        bounds as :meth:`add`; one warning for the round when ``max_pending`` drops messages, not one per
+        message. The outbox's bound keeps the last of them (the others may go, oldest first, as for any write)."""
+        if not batch:
+            return
+        before = self.admission.in_use()
+        dropped, seq = 0, 0
+        for topic, payload in batch:
+            seq, over = self.messages.add(self.name, topic, payload, now, max_pending)
+            dropped += over
+        if dropped:
+            self.log.warning("Sink %r holds %d message(s) already (max_pending); this round's %d message(s) "
+                             "dropped its %d oldest", self.name, max_pending, len(batch), dropped)
         self.admission.enforce(("message", seq), now, before)
 
     def pending(self) -> int:

@@ -209,3 +209,68 @@ def test_the_violation_events_queue_name_is_not_a_sink_name() -> None:
     found = problems(BASE + sinks_yaml("type: defender", "{type: topic, name: violations, topic: t}"))
     assert found == ["agent.yaml:9: sinks[1].name: 'violations' is the outbox queue of the violation events; "
                      "give the sink another name"]
+
+
+# --- document: per-metric (one message per metric, on a topic with {metric}) ---
+
+PER_METRIC_COLLECTORS = """\
+collectors:
+  - {type: network_stats}
+  - {type: tcp_connections}
+custom_metrics:
+  cpu_usage: number
+"""
+
+
+def per_metric(topic: str, extra: str = PER_METRIC_COLLECTORS) -> str:
+    return BASE + extra + sinks_yaml(f"{{type: topic, topic: '{topic}', document: per-metric}}")
+
+
+def test_a_per_metric_sink_with_its_metric_placeholder_and_basic_ingest() -> None:
+    config = parse_config(per_metric("dt/gateways/{thing_name}/metric/{metric}"))
+    assert config.sinks[0].document is TopicDocument.PER_METRIC
+    ingest = parse_config(per_metric("$aws/rules/gateway_metrics/dt/gateways/{thing_name}/metric/{metric}"))
+    assert ingest.sinks[0].topic == "$aws/rules/gateway_metrics/dt/gateways/{thing_name}/metric/{metric}"
+
+
+def test_a_per_metric_topic_without_the_metric_placeholder_is_refused() -> None:
+    found = problems(per_metric("dt/gateways/{thing_name}/metrics"))
+    assert len(found) == 1 and "sinks[0].topic" in found[0] and "needs the {metric} placeholder" in found[0], found
+
+
+@pytest.mark.parametrize("document", ["flat", "report"])
+def test_the_metric_placeholder_in_a_flat_or_report_sink_is_refused(document: str) -> None:
+    found = problems(BASE + sinks_yaml("type: defender",
+                                       f"{{type: topic, topic: 'dt/{{thing_name}}/{{metric}}', document: {document}}}"))
+    assert len(found) == 1 and "sinks[1].topic" in found[0] and "only a topic sink with `document: per-metric`" \
+        in found[0], found
+
+
+def test_the_metric_placeholder_in_the_violations_topic_is_refused() -> None:
+    assert "document: per-metric" in (topic_problem("events/{thing_name}/{metric}") or "")
+
+
+def test_a_per_metric_topic_too_long_with_the_longest_metric_names_it() -> None:
+    # 128 (thing) + 35 ("aws:num-established-tcp-connections") + 93 = 256: the limit, accepted
+    prefix = "p" * 91
+    parse_config(per_metric(prefix + "/{thing_name}/{metric}"))
+    found = problems(per_metric(prefix + "x/{thing_name}/{metric}"))
+    assert len(found) == 1 and "sinks[0].topic" in found[0], found
+    assert "257 bytes" in found[0] and "'aws:num-established-tcp-connections'" in found[0], found
+    # the same topic fits when the config sends only shorter names
+    parse_config(per_metric(prefix + "x/{thing_name}/{metric}", "custom_metrics:\n  cpu_usage: number\n"))
+
+
+def test_a_long_custom_metric_name_is_the_longest() -> None:
+    long_name = "m" * 120
+    found = problems(per_metric("p" * 8 + "/{thing_name}/{metric}", f"custom_metrics:\n  {long_name}: number\n"))
+    assert len(found) == 1 and f"'{long_name}'" in found[0] and "258 bytes" in found[0], found
+
+
+def test_the_health_metrics_count_among_the_names_a_per_metric_sink_sends() -> None:
+    longest = max(HEALTH_METRICS, key=len)
+    size = 256 - 128 - len(longest) - 2 + 1  # one byte over with that name
+    text = per_metric("q" * size + "/{thing_name}/{metric}", "")  # no collectors, no custom metrics: fits
+    parse_config(text)
+    found = problems(text.replace("thing_name: gw-1\n", "thing_name: gw-1\nhealth_metrics: custom_metrics\n"))
+    assert len(found) == 1 and f"'{longest}'" in found[0], found

@@ -124,8 +124,8 @@ def test_the_package_ships_the_trees_own_files(deb: Path, tmp_path: Path) -> Non
     assert b"License: Apache-2.0" in files["/usr/share/doc/defender-agent/copyright"]
     assert files["/usr/share/doc/defender-agent/CHANGELOG.md"] == (ROOT / "CHANGELOG.md").read_bytes()
     # The operator's pages, uncompressed, where INSTALL.md's links to its neighbours resolve on the gateway.
-    for page in ("INSTALL", "OPERATIONS", "CONFIGURATION", "COLLECTORS", "SINKS", "BEHAVIORS", "FLEET", "AWS-SETUP",
-                 "PLUGINS"):
+    for page in ("INSTALL", "OPERATIONS", "CONFIGURATION", "COLLECTORS", "SINKS", "BEHAVIORS", "FLEET",
+                 "WITHOUT-DETECT", "AWS-SETUP", "PLUGINS"):
         assert files[f"/usr/share/doc/defender-agent/{page}.md"] == (ROOT / f"docs/{page}.md").read_bytes(), page
 
 

@@ -161,3 +161,55 @@ def test_a_textfile_only_config_runs_with_no_broker_at_all(tmp_path: Path) -> No
     check = subprocess.run([sys.executable, str(AGENT_MAIN), "check", "--config", str(cfg)], capture_output=True,
                            text=True, cwd=ROOT, timeout=60, check=False)
     assert check.returncode == 0 and "no broker: only textfile sinks" in check.stdout, check.stderr
+
+
+PER_METRIC_COLLECTORS = """\
+collectors:
+  - type: test_counter
+  - {type: system, metrics: [load_average, memory_used_percent, uptime_seconds]}
+custom_metrics:
+  load_average: number-list
+  memory_used_percent: number
+  uptime_seconds: number
+"""
+PER_METRIC_UNITS = {"aws:all-bytes-in": "Bytes", "aws:all-bytes-out": "Bytes", "aws:all-packets-in": "Count",
+                    "aws:all-packets-out": "Count", "load_average": "Count", "memory_used_percent": "Percent",
+                    "uptime_seconds": "Seconds"}
+
+
+def test_a_per_metric_sink_sends_one_message_per_metric_per_round_on_its_own_topic(
+        pki: Pki, acl_broker: Broker, reader: Subscriber, tmp_path: Path) -> None:
+    state, cfg, log = tmp_path / "state", tmp_path / "agent.yaml", tmp_path / "agent.log"
+    sinks = "sinks:\n  - {type: topic, name: cw, topic: 'allowed/gateways/{thing_name}/metric/{metric}', " \
+            "document: per-metric}\n"
+    cfg.write_text(config_text(pki, acl_broker.port, state, extra=PER_METRIC_COLLECTORS + sinks))
+    cfg.chmod(0o600)
+    proc = start_agent(cfg, log)
+    try:
+        assert wait_until(lambda: len(reader.received()) >= 3 * len(PER_METRIC_UNITS), 30), log.read_text()
+    finally:
+        stop_agent(proc)
+    delivered = sinks_of(cfg)["cw"]["delivered"]
+    assert wait_until(lambda: len(reader.received()) >= delivered, 10), "every delivered message reached the reader"
+    text = log.read_text()
+    assert "Traceback" not in text
+    messages = reader.received()
+    rounds: dict = {}
+    for m in messages:
+        body = json.loads(m.payload)
+        assert m.topic == f"allowed/gateways/{THING}/metric/{body['metric']}", "the metric's own topic"
+        assert list(body) == ["thing_name", "report_id", "timestamp", "metric", "value", "unit"]
+        assert body["thing_name"] == THING and body["unit"] == PER_METRIC_UNITS[body["metric"]], body
+        assert m.payload == json.dumps(body, separators=(",", ":")).encode(), "compact JSON"
+        rounds.setdefault(body["report_id"], {})[body["metric"]] = body
+    complete = [r for r in rounds.values() if len(r) == len(PER_METRIC_UNITS)]
+    assert len(complete) >= 3 and all(set(r) == set(PER_METRIC_UNITS) for r in complete), rounds
+    for r in complete:
+        assert r["aws:all-bytes-in"]["value"] == 100 and r["aws:all-packets-out"]["value"] == 2
+        assert r["load_average"]["value"] == 3, "a list goes as its item count"
+        assert len({m["timestamp"] for m in r.values()}) == 1, "one round, one time"
+    counts = sinks_of(cfg)["cw"]
+    assert counts["failed"] == 0 and counts["dropped"] == 0, counts
+    assert counts.get("target") == f"allowed/gateways/{THING}/metric/{{metric}}", "status shows the template"
+    # counted per message, not per round (a PUBACK lost to the stop leaves one received but not yet counted)
+    assert len(complete) * len(PER_METRIC_UNITS) <= counts["delivered"] <= len(messages), counts

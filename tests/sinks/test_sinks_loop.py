@@ -294,3 +294,24 @@ def test_the_outbox_stays_within_its_bound_on_disk_with_the_broker_away(state: P
         report = len(loop.service.state.outbox.pending()[-1].payload)
     print(f"largest on disk: {largest} bytes (bound {cap}, stated slack {slack(cap, 2 * report)}, report {report})")
     assert largest <= cap + slack(cap, 2 * report), f"{largest} bytes on disk"
+
+
+def test_a_per_metric_sink_queues_a_rounds_messages_together_and_warns_once_per_round_when_it_drops(
+        state: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agent.test.loop")
+    config = with_sinks(state, "  - {type: topic, topic: 'm/{thing_name}/{metric}', document: per-metric, "
+                               "max_pending: 6}\n", interval=10)
+    with Loop(config, connects=False) as loop:
+        loop.run_for(35)  # 4 rounds of 4 network metrics, no connection
+        rounds = loop.source.rounds
+        assert rounds == 4
+        assert loop.service.consumers.messages.pending_count("topic") == 6
+        assert counts(loop, "topic")["dropped"] == 4 * rounds - 6, "max_pending counts messages"
+        loop.link.connect()
+        loop.until(lambda: counts(loop, "topic")["delivered"] == 6)
+        bodies = [json.loads(m.payload) for m in loop.link.messages()]
+        assert [m.topic for m in loop.link.messages()] == [f"m/{THING}/{b['metric']}" for b in bodies]
+        assert {b["metric"] for b in bodies} <= {"aws:all-bytes-in", "aws:all-bytes-out", "aws:all-packets-in",
+                                                 "aws:all-packets-out"}
+    warned = [r for r in caplog.records if "max_pending" in r.getMessage()]
+    assert len(warned) == rounds - 1, "one warning per round that dropped, not one per message"
