@@ -41,8 +41,11 @@ mosquitto:
 	  { command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; } || missing="$$missing mosquitto"; \
 	  command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	  command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
+	  test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	  test -x /usr/sbin/rsyslogd || missing="$$missing rsyslog"; \
+	  command -v sshpass >/dev/null 2>&1 || missing="$$missing sshpass"; \
 	  if [ -n "$$missing" ]; then \
-	    echo "Installing$$missing (broker tests, throwaway certificates, fsync counts)"; \
+	    echo "Installing$$missing (broker tests, throwaway certificates, fsync counts, a real sshd's failed logins)"; \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	  fi

@@ -141,6 +141,9 @@ class BuiltinMetric:
     type: MetricType
     unit: str
     description: str
+    # string-list only: its strings often hold characters outside the service's set (Debian versions' + and ~),
+    # so the example config declares it with `allow_any_characters: true`
+    any_characters: bool = False
 
 
 BUILTIN_METRICS: Mapping[str, Mapping[str, BuiltinMetric]] = {
@@ -162,6 +165,26 @@ BUILTIN_METRICS: Mapping[str, Mapping[str, BuiltinMetric]] = {
         "used_percent": BuiltinMetric(MetricType.NUMBER, "percent", "Disk space in use, as df shows it (root reserve excluded)"),
         "used_bytes": BuiltinMetric(MetricType.NUMBER, "bytes", "Disk space in use"),
         "free_bytes": BuiltinMetric(MetricType.NUMBER, "bytes", "Disk space free for unprivileged users"),
+    },
+    "logins": {
+        "auth_failures": BuiltinMetric(MetricType.NUMBER, "attempts", "Failed login attempts (sshd, login, su, sudo) since the previous sample"),
+        "auth_failure_sources": BuiltinMetric(MetricType.IP_ADDRESS_LIST, "addresses", "Remote addresses of the failed attempts counted in auth_failures, each once"),
+        "logins": BuiltinMetric(MetricType.NUMBER, "logins", "Successful logins (sshd, login) since the previous sample"),
+    },
+    "file_integrity": {
+        "files_changed": BuiltinMetric(MetricType.NUMBER, "files", "Watched files whose content, mode, owner or size changed, or that appeared or disappeared, since the previous sample"),
+        "files_changed_paths": BuiltinMetric(MetricType.STRING_LIST, "paths", "The paths counted in files_changed"),
+    },
+    "packages": {
+        "packages_installed": BuiltinMetric(MetricType.NUMBER, "packages", "Packages installed now, as dpkg records them"),
+        "packages_changed": BuiltinMetric(MetricType.STRING_LIST, "packages", "Packages installed, upgraded or downgraded (name=version) or removed (-name=version) since the previous sample", any_characters=True),
+    },
+    "kernel_modules": {
+        "kernel_modules": BuiltinMetric(MetricType.STRING_LIST, "modules", "Names of the kernel modules loaded now (/proc/modules)"),
+    },
+    "accounts": {
+        "uid0_accounts": BuiltinMetric(MetricType.STRING_LIST, "names", "Accounts with user id 0 (/etc/passwd)"),
+        "login_accounts": BuiltinMetric(MetricType.STRING_LIST, "names", "Accounts whose shell is a login shell (/etc/passwd, /etc/shells)"),
     },
 }
 

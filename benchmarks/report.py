@@ -174,6 +174,8 @@ def _scale_chart(result: Dict[str, Any]) -> Optional[str]:
 
 SECTIONS = (
     ("sampling", "Sampling cost per report cycle", None),
+    ("security", "Security collectors: one round against the standard report cycle", None),
+    ("logins", "The logins collector: 1,000 log lines per round against the standard report cycle", None),
     ("encoder", "Encoder", _encoder_chart),
     ("sinks", "Sinks: the checked round, the flat document and the textfile per round", None),
     ("peer", "Side by side with the AWS sample agent, and connection scale", _scale_chart),

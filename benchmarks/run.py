@@ -21,6 +21,8 @@ BENCHMARKS = {
     "sinks": "benchmarks.bench_sinks",
     "peer": "benchmarks.bench_peer",
     "sampling": "benchmarks.bench_sampling",
+    "security": "benchmarks.bench_security",
+    "logins": "benchmarks.bench_logins",
     "agent": "benchmarks.bench_agent",
     "cli": "benchmarks.bench_cli",
 }

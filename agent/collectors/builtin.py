@@ -8,6 +8,7 @@ from agent.collectors import exec as exec_collector
 from agent.collectors import file as file_collector
 from agent.collectors.contract import CollectorSpec
 from agent.collectors.registry import Registry
+from agent.collectors.security import accounts, integrity, logins, modules, packages
 from agent.collectors.standard import connections, network, ports
 from agent.collectors.system import collector as system
 from agent.collectors.system import disk
@@ -20,6 +21,11 @@ def builtin_specs() -> List[CollectorSpec]:
         network.SPEC,
         system.SPEC,
         disk.SPEC,
+        integrity.SPEC,
+        packages.SPEC,
+        modules.SPEC,
+        accounts.SPEC,
+        logins.SPEC,
         exec_collector.SPEC,
         file_collector.SPEC,
     ]

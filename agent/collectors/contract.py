@@ -79,6 +79,11 @@ class CollectorSpec:
     # test loads through the config loader.
     doc: str = ""
     sample: str = ""
+    # The files, directories and sources (``journal``) the collector reads with these options, so that `check`
+    # can say in one line per collector when the current user cannot read one (see
+    # :mod:`agent.collectors.access`). A path is an absolute filesystem path; ``"journal"`` names the systemd
+    # journal (readable by root and the ``systemd-journal`` group). None: nothing worth checking.
+    reads: Optional[Callable[[Mapping[str, Any]], Tuple[str, ...]]] = None
 
 
 def check_result(emits: Mapping[str, Optional[MetricType]], result: Any,

@@ -8,6 +8,7 @@ import sys
 from typing import Collection, Dict, List
 
 from agent.behaviors.coverage import cloud_names, unjudgeable_behaviors
+from agent.collectors.access import access_problems, user_name
 from agent.collectors.build import build_collectors
 from agent.collectors.builtin import default_registry
 from agent.collectors.contract import close_collector
@@ -43,9 +44,12 @@ def run(args: argparse.Namespace) -> int:
     for job in jobs:
         close_collector(job.collector)
     check_exec(config)  # violations.exec: the exec collector's rules, as run applies them
-    warnings = behavior_warnings(config, emitted, default_registry())
+    registry = default_registry()
+    warnings = behavior_warnings(config, emitted, registry)
     for warning in warnings:
         print(f"defender-agent: warning: {warning}", file=sys.stderr)
+    for line in access_lines(config, registry):
+        print(f"defender-agent: warning: {line}", file=sys.stderr)
     broker = (f"endpoint {config.mqtt.endpoint}:{config.mqtt.port}" if config.mqtt is not None
               else "no broker: only textfile sinks")
     sinks = ", ".join(f"{s.type} {s.name!r}" if s.name != s.type.value else s.name for s in config.sinks)
@@ -69,6 +73,22 @@ def remote_config_lines(config: Config) -> List[str]:
         return []
     on = "in effect" if view.keys else "none in effect"
     return [f"remote config ({on}; `defender-agent config --effective` prints the merged config):", *lines]
+
+
+def access_lines(config: Config, registry: Registry) -> List[str]:
+    """One line per collector whose sources (``CollectorSpec.reads``) the current user cannot read."""
+    out: List[str] = []
+    for cfg in config.collectors:
+        spec = registry.get(cfg.type)
+        if spec is None or spec.reads is None:
+            continue
+        problems = access_problems(spec.reads(cfg.options))
+        if problems:
+            out.append(
+                f"{config.source}: {cfg.path or cfg.name}: collector {cfg.name!r} cannot read its source as user "
+                f"{user_name()}: {'; '.join(problems)}"
+            )
+    return out
 
 
 def behavior_warnings(config: Config, emitted_cloud_names: Collection[str], registry: Registry) -> List[ConfigProblem]:

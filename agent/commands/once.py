@@ -79,4 +79,7 @@ def _sample(sampler: Sampler, baseline: float) -> List[Sample]:
         return list(first.samples)
     LOG.info("Taking a %.1f s baseline for %s", baseline, ", ".join(sorted(first.no_data)))
     time.sleep(max(0.0, baseline))
-    return list(sampler.sample_all().samples)
+    # The collectors that had data keep their first sample: a second one of a collector that counts since its
+    # previous sample (logins, file_integrity, packages) would be empty.
+    kept = {s.name for s in first.samples}
+    return list(first.samples) + [s for s in sampler.sample_all().samples if s.name not in kept]

@@ -64,16 +64,20 @@ def _render_fields(fields: Mapping[str, Node], indent: str) -> List[str]:
 def example_collectors(
     registry: Registry,
 ) -> Tuple[List[Tuple[bool, Dict[str, Any]]], Dict[str, Tuple[bool, str]]]:
-    """Example collector entries as (enabled, entry), and the custom metrics they need as (enabled, type)."""
+    """Example collector entries as (enabled, entry), and the custom metrics they need as (enabled, the keys of
+    their definition after `type: `: the type, and `allow_any_characters: true` where the catalog says so)."""
     entries: List[Tuple[bool, Dict[str, Any]]] = []
     metrics: Dict[str, Tuple[bool, str]] = {}
     for spec in registry.builtin_specs():
         if spec.example is None:
             continue
         entries.append((spec.example_enabled, {"type": spec.type, **dict(spec.example)}))
-        for name, mtype in spec.emits(_with_defaults(spec.options, spec.example)).items():
+        options = _with_defaults(spec.options, spec.example)
+        described = spec.describes(options) if spec.describes is not None else {}
+        for name, mtype in spec.emits(options).items():
             if mtype is not None:
-                metrics[name] = (spec.example_enabled, mtype.value)
+                any_characters = name in described and described[name].any_characters
+                metrics[name] = (spec.example_enabled, mtype.value + (", allow_any_characters: true" if any_characters else ""))
     return entries, metrics
 
 
