@@ -147,7 +147,19 @@ BEHAVIORS_EXAMPLE = """behaviors:
   - name: CpuNotHot
     metric: cpu_usage
     criteria: {comparisonOperator: less-than-equals, value: {number: 90}, consecutiveDatapointsToAlarm: 3,
-               consecutiveDatapointsToClear: 2}"""
+               consecutiveDatapointsToClear: 2}
+  - name: FewAuthFailures           # logins: alarms above 10 failed logins in a report period
+    metric: auth_failures
+    criteria: {comparisonOperator: less-than-equals, value: {number: 10}}
+  - name: SystemFilesUnchanged      # file_integrity: alarms when a watched file changed
+    metric: files_changed
+    criteria: {comparisonOperator: less-than-equals, value: {number: 0}}
+  - name: KnownKernelModules        # kernel_modules: the modules allowed; any other one alarms
+    metric: kernel_modules
+    criteria: {comparisonOperator: in-set, value: {strings: [brcmfmac, brcmutil, cfg80211, ipv6, snd_bcm2835, vc4]}}
+  - name: OnlyRootIsUid0            # accounts: a second uid-0 account alarms
+    metric: uid0_accounts
+    criteria: {comparisonOperator: in-set, value: {strings: [root]}}"""
 
 
 SINKS_DOC = (

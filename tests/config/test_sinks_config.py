@@ -189,8 +189,11 @@ def test_the_example_configs_commented_sinks_load_when_uncommented() -> None:
 
 
 def test_the_example_configs_commented_behaviors_load_when_uncommented() -> None:
-    config = parse_config(BASE + "custom_metrics: {cpu_usage: number}\n" + commented_block("behaviors"))
-    assert [b.name for b in config.behaviors] == ["OnlyKnownPorts", "CpuNotHot"]
+    metrics = ("custom_metrics: {cpu_usage: number, auth_failures: number, files_changed: number, "
+               "kernel_modules: string-list, uid0_accounts: string-list}\n")
+    config = parse_config(BASE + metrics + commented_block("behaviors"))
+    assert [b.name for b in config.behaviors] == ["OnlyKnownPorts", "CpuNotHot", "FewAuthFailures",
+                                                  "SystemFilesUnchanged", "KnownKernelModules", "OnlyRootIsUid0"]
     assert config.behaviors[1].criteria.consecutive_to_clear == 2
 
 
