@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any, FrozenSet, List, Mapping, Optional, Tuple
 
 from agent.catalog import BUILTIN_METRICS, BuiltinMetric
-from agent.collectors.contract import BuildContext, CollectorSpec, Emits
-from agent.collectors.security.names import describes_of, emits_of, metric_names_option, selected
+from agent.collectors.contract import BuildContext, CollectorSpec
+from agent.collectors.metric_names import describes_of, emits_of, metric_names_option, selected
 from agent.errors import CollectorError
 from agent.report.model import Sample
 from agent.schema import PathStr
@@ -81,14 +82,6 @@ class AccountsCollector:
         return [Sample(name, values[builtin]) for builtin, name in self._metrics.items()]
 
 
-def _emits(options: Mapping[str, Any]) -> Emits:
-    return emits_of(options, METRICS)
-
-
-def _describes(options: Mapping[str, Any]) -> Mapping[str, BuiltinMetric]:
-    return describes_of(options, METRICS)
-
-
 def _reads(options: Mapping[str, Any]) -> Tuple[str, ...]:
     return (options["passwd"], options["shells"])
 
@@ -142,8 +135,8 @@ SPEC = CollectorSpec(
         "metrics": metric_names_option(METRICS),
     },
     build=_build,
-    emits=_emits,
-    describes=_describes,
+    emits=partial(emits_of, metrics=METRICS),
+    describes=partial(describes_of, metrics=METRICS),
     reads=_reads,
     example={},
     example_enabled=False,

@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 import threading
 from fnmatch import fnmatchcase
+from functools import partial
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from agent.catalog import BUILTIN_METRICS, BuiltinMetric
-from agent.collectors.contract import BuildContext, CollectorSpec, Emits
+from agent.collectors.contract import BuildContext, CollectorSpec
+from agent.collectors.metric_names import describes_of, emits_of, metric_names_option, selected
 from agent.collectors.security.baseline import Entry, Hasher, Round, Walk, compare, under, walk
-from agent.collectors.security.names import describes_of, emits_of, metric_names_option, selected
 from agent.collectors.security.state import StateKeeper, state_path
 from agent.errors import CollectorError
 from agent.report.model import Sample
@@ -113,14 +114,6 @@ class FileIntegrityCollector:
         return [Sample(name, values[builtin]) for builtin, name in self._metrics.items()]
 
 
-def _emits(options: Mapping[str, Any]) -> Emits:
-    return emits_of(options, METRICS)
-
-
-def _describes(options: Mapping[str, Any]) -> Mapping[str, BuiltinMetric]:
-    return describes_of(options, METRICS)
-
-
 def _reads(options: Mapping[str, Any]) -> Tuple[str, ...]:
     return tuple(options["paths"])
 
@@ -203,8 +196,8 @@ SPEC = CollectorSpec(
         "metrics": metric_names_option(METRICS),
     },
     build=_build,
-    emits=_emits,
-    describes=_describes,
+    emits=partial(emits_of, metrics=METRICS),
+    describes=partial(describes_of, metrics=METRICS),
     reads=_reads,
     example={"paths": list(DEFAULT_PATHS)},
     example_enabled=False,

@@ -24,14 +24,15 @@ import os
 import subprocess
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from agent.catalog import BUILTIN_METRICS, BuiltinMetric
 from agent.collectors.access import JOURNAL
-from agent.collectors.contract import BuildContext, CollectorSpec, Emits
+from agent.collectors.contract import BuildContext, CollectorSpec
+from agent.collectors.metric_names import describes_of, emits_of, metric_names_option, selected
 from agent.collectors.security.authlog import PROGRAMS, Tally
-from agent.collectors.security.names import describes_of, emits_of, metric_names_option, selected
 from agent.collectors.security.state import StateKeeper, state_path
 from agent.errors import CollectorError
 from agent.report.model import Sample
@@ -303,14 +304,6 @@ class LoginsCollector:
         return [Sample(metric, values[builtin]) for builtin, metric in self._names.items()]
 
 
-def _emits(options: Mapping[str, Any]) -> Emits:
-    return emits_of(options, METRICS)
-
-
-def _describes(options: Mapping[str, Any]) -> Mapping[str, BuiltinMetric]:
-    return describes_of(options, METRICS)
-
-
 def _reads(options: Mapping[str, Any]) -> Tuple[str, ...]:
     source = resolve_source(options["source"])
     if source == JOURNAL:
@@ -440,8 +433,8 @@ SPEC = CollectorSpec(
         "metrics": metric_names_option(METRICS),
     },
     build=_build,
-    emits=_emits,
-    describes=_describes,
+    emits=partial(emits_of, metrics=METRICS),
+    describes=partial(describes_of, metrics=METRICS),
     reads=_reads,
     example={"source": "auto"},
     example_enabled=False,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any, List, Mapping, Tuple
 
 from agent.catalog import BUILTIN_METRICS, BuiltinMetric
-from agent.collectors.contract import BuildContext, CollectorSpec, Emits
-from agent.collectors.security.names import describes_of, emits_of, metric_names_option, selected
+from agent.collectors.contract import BuildContext, CollectorSpec
+from agent.collectors.metric_names import describes_of, emits_of, metric_names_option, selected
 from agent.errors import CollectorError
 from agent.report.model import Sample
 from agent.schema import PathStr
@@ -42,14 +43,6 @@ class KernelModulesCollector:
 
     def collect(self) -> List[Sample]:
         return [Sample(name, read_modules(self._proc_root)) for name in self._metrics.values()]
-
-
-def _emits(options: Mapping[str, Any]) -> Emits:
-    return emits_of(options, METRICS)
-
-
-def _describes(options: Mapping[str, Any]) -> Mapping[str, BuiltinMetric]:
-    return describes_of(options, METRICS)
 
 
 def _reads(options: Mapping[str, Any]) -> Tuple[str, ...]:
@@ -99,8 +92,8 @@ SPEC = CollectorSpec(
         "metrics": metric_names_option(METRICS),
     },
     build=_build,
-    emits=_emits,
-    describes=_describes,
+    emits=partial(emits_of, metrics=METRICS),
+    describes=partial(describes_of, metrics=METRICS),
     reads=_reads,
     example={},
     example_enabled=False,

@@ -12,58 +12,21 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from agent.catalog import BUILTIN_METRICS, METRIC_NAME, BuiltinMetric
+from agent.catalog import BUILTIN_METRICS, BuiltinMetric
 from agent.collectors.contract import BuildContext, CollectorSpec, Emits
+from agent.collectors.metric_names import MetricNames, describes_of, emits_of
 from agent.collectors.system import cpu, host
 from agent.collectors.system.source import PsutilSystem, SystemSource
 from agent.errors import CollectorError, NoData
 from agent.report.model import CustomValue, Sample
-from agent.schema import REQUIRED, Checker, ListOf, Node, Str, did_you_mean, join
+from agent.schema import REQUIRED, ListOf, Str
 
 MIN_CPU_WINDOW = 0.25  # seconds; a first sample right after start waits this long for a meaningful cpu %
 
 
 METRICS: Mapping[str, BuiltinMetric] = BUILTIN_METRICS["system"]
-
-
-@dataclass(frozen=True)
-class MetricSelection(Node):
-    """A list of built-in metric names, or a mapping of built-in name to custom metric name."""
-
-    def type_name(self) -> str:
-        return "list of metric names, or mapping of metric name to custom metric name"
-
-    def check(self, value: Any, path: str, checker: Checker) -> Any:
-        pairs: List[Tuple[str, Any, str]] = []
-        if isinstance(value, list):
-            pairs = [(item, item, join(path, i)) for i, item in enumerate(value)]
-        elif isinstance(value, dict):
-            pairs = [(key, target, join(path, key)) for key, target in value.items()]
-        else:
-            checker.problem(
-                path, "expected a list of metric names or a mapping of metric name to custom metric name"
-            )
-            return None
-        out: Dict[str, str] = {}
-        before = len(checker.problems)
-        for builtin, target, sub in pairs:
-            if not isinstance(builtin, str) or builtin not in METRICS:
-                hint = did_you_mean(str(builtin), list(METRICS))
-                checker.problem(sub, f"unknown system metric {builtin!r}{hint}; known: {', '.join(METRICS)}")
-                continue
-            name = METRIC_NAME.check(target, sub, checker)
-            if name is None:
-                continue
-            if name in out.values():
-                checker.problem(sub, f"custom metric name {name!r} is used twice")
-                continue
-            out[builtin] = name
-        if not out and len(checker.problems) == before:
-            checker.problem(path, "select at least one metric")
-        return out
 
 
 class SystemCollector:
@@ -143,11 +106,11 @@ class SystemCollector:
 
 
 def _emits(options: Mapping[str, Any]) -> Emits:
-    return {name: METRICS[builtin].type for builtin, name in options["metrics"].items()}
+    return emits_of(options, METRICS)
 
 
 def _describes(options: Mapping[str, Any]) -> Mapping[str, BuiltinMetric]:
-    return {name: METRICS[builtin] for builtin, name in options["metrics"].items()}
+    return describes_of(options, METRICS)
 
 
 def _build(ctx: BuildContext, options: Mapping[str, Any]) -> SystemCollector:
@@ -190,11 +153,13 @@ SPEC = CollectorSpec(
     sample=SAMPLE,
     summary="Host metrics: " + ", ".join(f"{k} ({v.type.value})" for k, v in METRICS.items()) + ".",
     options={
-        "metrics": MetricSelection(
+        "metrics": MetricNames(
             doc="Built-in metrics to emit: a list (emitted under their own names) "
             "or a mapping of built-in name to custom metric name.",
             default=REQUIRED,
             example=list(METRICS),
+            known=tuple(METRICS),
+            label="system metric",
         ),
         "temperature_sensors": ListOf(
             doc="Sensor chips (or chip/label) to read for `temperature`, by name or glob, e.g. cpu_thermal.",

@@ -1,8 +1,9 @@
-"""The ``metrics`` option of the security collectors: which of a type's built-in metrics to send, under which name.
+"""The ``metrics`` option of a collector with built-in metrics (``system`` and the security collectors): which of
+the type's metrics to send, under which name.
 
-Left out, every built-in metric of the type is sent under its own name (``files_changed``, ...). A list picks
-some of them; a mapping ``built-in name: custom metric name`` renames them, so that two collectors of one type
-(say, two ``file_integrity`` collectors with different paths) can each send their own metrics.
+A list picks some of them; a mapping ``built-in name: custom metric name`` renames them, so that two collectors
+of one type (say, two ``file_integrity`` collectors with different paths) can each send their own metrics. Left
+out (where the option is not required), every built-in metric of the type is sent under its own name.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class MetricNames(Node):
     """A list of built-in names of ``known``, or a mapping of built-in name to custom metric name."""
 
     known: Tuple[str, ...] = field(default_factory=tuple)
+    label: str = "metric"  # "unknown <label> 'x'" in messages, e.g. "system metric"
 
     def type_name(self) -> str:
         return "list of metric names, or mapping of metric name to custom metric name"
@@ -39,7 +41,7 @@ class MetricNames(Node):
         for builtin, target, sub in pairs:
             if not isinstance(builtin, str) or builtin not in self.known:
                 hint = did_you_mean(str(builtin), list(self.known))
-                checker.problem(sub, f"unknown metric {builtin!r}{hint}; known: {', '.join(self.known)}")
+                checker.problem(sub, f"unknown {self.label} {builtin!r}{hint}; known: {', '.join(self.known)}")
                 continue
             name = METRIC_NAME.check(target, sub, checker)
             if name is None:
