@@ -8,12 +8,12 @@ changes of the round that was being written.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
+
+from agent.durable import replace_file
 
 
 def state_path(state_dir: Path, kind: str, collector_name: str) -> Path:
@@ -42,27 +42,10 @@ def save_state(path: Path, data: Dict[str, Any]) -> None:
     """Write ``data`` (with its ``version``) atomically. Raises OSError."""
     payload = json.dumps(data, separators=(",", ":"), sort_keys=True).encode("utf-8")
     try:
-        _write(path, payload)
+        replace_file(path, payload, 0o640, sync=False)  # a lost position after a power cut starts from now
     except (FileNotFoundError, NotADirectoryError):  # no state directory (yet)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        _write(path, payload)
-
-
-def _write(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        replace_file(path, payload, 0o640, sync=False)
 
 
 class StateKeeper:

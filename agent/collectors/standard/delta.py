@@ -19,9 +19,7 @@ Without any state (first run, state lost) the baseline is the agent's start.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import threading
 from dataclasses import dataclass, fields
 from fnmatch import fnmatchcase
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from agent.collectors.standard.counters import IfCounters
+from agent.durable import replace_file
 from agent.report.model import NetworkStats
 
 STATE_VERSION = 1
@@ -135,7 +134,7 @@ class StateFile:
             self._write(payload)
 
     def _write(self, payload: bytes) -> None:
-        """Temporary file, rename over the state: one buffer, few syscalls, and no fsync.
+        """Temporary file, rename over the state, and no fsync.
 
         The rename is atomic against a crash or kill -9 of the agent (the kernel keeps the data), which is
         the only case where the saved counters are used. After a power loss the machine reboots, the boot id
@@ -143,20 +142,7 @@ class StateFile:
         reported as damaged and the agent's start becomes the baseline. An fsync would buy nothing and cost
         two per report (file and directory).
         """
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            try:
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        replace_file(self.path, payload, 0o640, sync=False)
 
 
 _SAVED_FIELDS = tuple(f.name for f in fields(IfCounters))
