@@ -211,5 +211,7 @@ def test_a_per_metric_sink_sends_one_message_per_metric_per_round_on_its_own_top
     counts = sinks_of(cfg)["cw"]
     assert counts["failed"] == 0 and counts["dropped"] == 0, counts
     assert counts.get("target") == f"allowed/gateways/{THING}/metric/{{metric}}", "status shows the template"
-    # counted per message, not per round (a PUBACK lost to the stop leaves one received but not yet counted)
-    assert len(complete) * len(PER_METRIC_UNITS) <= counts["delivered"] <= len(messages), counts
+    # Counted per message, not per round. A message can reach the reader before its PUBACK reaches the agent:
+    # one the stop caught in between is still pending in the outbox (sent again at the next start), never lost.
+    received = {(body["report_id"], body["metric"]) for r in rounds.values() for body in r.values()}
+    assert counts["delivered"] <= len(received) <= counts["delivered"] + counts["pending"], counts

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from typing import Any, Callable, Dict, Iterator
 
@@ -22,6 +23,9 @@ import yaml
 
 from devkit.broker import free_port
 from tests.systemd.rig import CONFIG, UNIT, Rig
+
+pytestmark = pytest.mark.skipif(not os.environ.get("DEFENDER_AGENT_SYSTEMD_DEB"),
+                                reason="run by `make systemd-test` (needs root, debootstrap, systemd-nspawn)")
 
 Figure = Callable[[str], None]
 
