@@ -4,6 +4,7 @@ test_delivery_fsync.py)."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def test_ids_increase_across_restart_and_clock_steps(tmp_path: Path) -> None:
 def test_an_unwritable_reserve_hands_out_no_id(tmp_path: Path) -> None:
     box = Outbox.open(tmp_path, LOG)
     ids = OutboxIds(tmp_path, box, clock=lambda: 1000.0)
-    blocker = tmp_path / f"{RESERVE_FILE}.tmp"
+    blocker = tmp_path / f".{RESERVE_FILE}.{os.getpid()}.tmp"  # agent.durable.replace_file's temporary file
     blocker.mkdir()  # the reserve's temporary file cannot be written, as on a full disk
     with pytest.raises(OSError):
         ids.next()
