@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The install a gateway gets (`pip install .`, no extras), rebuilt for every `make test`.
 BASE_VENV := .venv-base
 
-.PHONY: deb deb-deps debian-install foreign-deps node-exporter systemd-test base-venv faults install uninstall check-units docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
+.PHONY: deb deb-deps debian-install foreign-deps node-exporter systemd-test tpm-check base-venv faults install uninstall check-units docs help venv mosquitto demo test lint typecheck bench faults sample-config clean
 
 help:
 	@echo "make demo    - real reports over mTLS to a local broker and Device Defender, a topic sink, a textfile"
@@ -21,6 +21,7 @@ help:
 	@echo "make docs    - regenerate config/agent.example.yaml, docs/CONFIGURATION.md and docs/COLLECTORS.md"
 	@echo "make deb     - dist/defender-agent_VERSION_all.deb on Debian's python3-* libraries (lintian-checked)"
 	@echo "make systemd-test - that package under a real systemd 252 in a bookworm container (root; docs/SYSTEMD-TEST.md)"
+	@echo "make tpm-check - a device key on a simulated TPM 2.0 (swtpm), reports accepted on both awscrt versions (docs/HARDWARE-KEYS.md)"
 	@echo "make install - install on this gateway (as root): user, /opt venv, systemd units (docs/INSTALL.md)"
 
 $(STAMP): pyproject.toml
@@ -46,8 +47,10 @@ mosquitto:
 	  test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
 	  test -x /usr/sbin/rsyslogd || missing="$$missing rsyslog"; \
 	  command -v sshpass >/dev/null 2>&1 || missing="$$missing sshpass"; \
+	  command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
+	  command -v pkcs11-tool >/dev/null 2>&1 || missing="$$missing opensc"; \
 	  if [ -n "$$missing" ]; then \
-	    echo "Installing$$missing (broker tests, throwaway certificates, fsync counts, a real sshd's failed logins)"; \
+	    echo "Installing$$missing (broker tests, throwaway certificates, fsync counts, a real sshd's failed logins, PKCS#11 tokens)"; \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); guard=""; \
 	    if [ ! -e /usr/sbin/policy-rc.d ]; then \
 	      printf '#!/bin/sh\nexit 101\n' | $$SUDO tee /usr/sbin/policy-rc.d >/dev/null && $$SUDO chmod 755 /usr/sbin/policy-rc.d && guard=1; \
@@ -140,6 +143,21 @@ systemd-test: $(STAMP) deb
 	@command -v debootstrap >/dev/null && command -v systemd-nspawn >/dev/null \
 	  || { $(APT_GET) update -qq && $(APT_GET) install -y -qq debootstrap systemd-container >/dev/null; }
 	DEFENDER_AGENT_SYSTEMD_DEB=$(CURDIR)/$(DEB) $(BIN)/pytest tests/systemd -p no:cacheprovider -rs -v --timeout 900
+
+# A device key on a simulated TPM 2.0, end to end, on both awscrt versions (docs/HARDWARE-KEYS.md): a manual
+# check, not part of `make test`. tpm2-abrmd's service is never started (policy-rc.d 101 while apt runs).
+TPM_PACKAGES := swtpm swtpm-tools tpm2-abrmd libtss2-tcti-tabrmd0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-tools tpm2-openssl softhsm2 opensc
+tpm-check: $(STAMP) mosquitto
+	@missing=$$(for p in $(TPM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "Installing" $$missing; guard=""; \
+	    if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	      printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null && $(SUDO) chmod 755 /usr/sbin/policy-rc.d && guard=1; \
+	    fi; \
+	    $(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing >/dev/null; \
+	    status=$$?; [ -z "$$guard" ] || $(SUDO) rm -f /usr/sbin/policy-rc.d; [ $$status = 0 ] || exit $$status; \
+	  fi
+	$(BIN)/python -m devkit.tpm_check
 
 install:  ## install on this gateway (run as root): user, /opt venv, systemd units
 	scripts/install.sh $(INSTALL_ARGS)

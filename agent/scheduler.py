@@ -33,7 +33,7 @@ from agent.consumers.registry import ConsumerSet
 from agent.errors import ReportError
 from agent.guard import Guard, Stage
 from agent.heartbeat import Heartbeat, meta_values, status_line
-from agent.mqtt.link import config_link
+from agent.mqtt.link import Links
 from agent.mqtt.session import LINK_EVENTS, LinkFactory, Session
 from agent.notify import Notifier
 from agent.outbox.state import StateDir
@@ -52,7 +52,7 @@ MAX_EVENTS_PER_TURN = 1000  # then the deadlines get their turn, even under a fl
 
 class Service:
     def __init__(self, config: Config, source_factory: SourceFactory, logger: logging.Logger,
-                 reload_config: Optional[Callable[[], Config]] = None, link_factory: LinkFactory = config_link,
+                 reload_config: Optional[Callable[[], Config]] = None, link_factory: Optional[LinkFactory] = None,
                  notifier: Optional[Notifier] = None, rng: Optional[random.Random] = None,
                  max_reports: Optional[int] = None, clock: Optional[Clock] = None, remote: Optional[Remote] = None
                  ) -> None:
@@ -71,7 +71,7 @@ class Service:
         self.events: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.stopping = False
         self.reports_built = 0
-        self.session = Session(config, self.events, logger, link_factory, self.clock)
+        self.session = Session(config, self.events, logger, link_factory or Links(), self.clock)
         self.heartbeat = Heartbeat(self.notifier)
         self.guard = Guard(logger, config.state_dir, self.clock.monotonic)
         self.last_report_id: Optional[int] = None

@@ -15,6 +15,11 @@ The trust rule, for every file the agent trusts:
 - the private key, in addition, is readable by nobody but its owner and the
   agent's own user (``chmod 600``).
 
+With the key on a PKCS#11 token (``mqtt.key: "pkcs11:..."``) there is no key file: the PIN file
+(``mqtt.pkcs11_pin_file``) takes its place under the same rules, and the PKCS#11 module
+(``mqtt.pkcs11_library``, code that runs inside the agent) must be a regular file owned by root
+that nobody else may write.
+
 Under systemd, ``LoadCredential=`` copies the key into ``$CREDENTIALS_DIRECTORY``
 and the agent reads that copy. On systemd 252 the copy lives on a ramfs and
 looks like ``-r-------- <service user> root`` with no ACL (ramfs holds none);
@@ -77,23 +82,55 @@ def audit_files(
     if os.path.isfile(source):
         for message in _config_file_problems(source, me):
             problems.append(ConfigProblem(source, "", message))
-    for key in ("cert", "key", "ca") if config.mqtt is not None else ():
-        raw = getattr(config.mqtt, key)
-        path = resolve_credential(raw, env) if key == "key" else raw
+    mqtt = config.mqtt
+    secrets = ("pkcs11_pin_file",) if mqtt is not None and mqtt.on_token else ("key",)
+    for key in ("cert", *secrets, "ca") if mqtt is not None else ():
+        raw = getattr(mqtt, key)
+        if raw is None:  # a pkcs11_pin_file left out: the loader has said so already
+            continue
+        path = resolve_credential(raw, env) if key in secrets else raw
         problem = _readable(path)
         if problem:
             problems.append(ConfigProblem(source, f"mqtt.{key}", f"{path}: {problem}"))
             continue
-        what = {"cert": "certificate", "key": "private key", "ca": "CA bundle"}[key]
-        for message in _trusted_file_problems(path, what, me, secret=(key == "key")):
+        what = {"cert": "certificate", "key": "private key", "ca": "CA bundle", "pkcs11_pin_file": "PIN file"}[key]
+        for message in _trusted_file_problems(path, what, me, secret=(key in secrets)):
             problems.append(ConfigProblem(source, f"mqtt.{key}", message))
         if path != raw:  # a LoadCredential= copy: judge the file on disk it was made from as well
-            for message in _source_of_copy_problems(raw, me):
+            for message in _source_of_copy_problems(raw, me, what):
                 problems.append(ConfigProblem(source, f"mqtt.{key}", message))
+    if mqtt is not None and mqtt.on_token and mqtt.pkcs11_library is not None:
+        for message in module_problems(mqtt.pkcs11_library):
+            problems.append(ConfigProblem(source, "mqtt.pkcs11_library", message))
     return problems
 
 
-def _source_of_copy_problems(path: str, me: int) -> List[str]:
+def module_problems(path: str) -> List[str]:
+    """The PKCS#11 module: a regular file owned by root that nobody else may write (it runs inside the agent,
+    with the PIN at hand)."""
+    quoted = shlex.quote(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return [f"{path}: PKCS#11 module not found. Fix: install the package that ships it (softhsm2; TPM 2.0: "
+                f"libtpm2-pkcs11-1) or correct the path (dpkg -L PACKAGE | grep '\\.so')"]
+    except OSError as exc:
+        return [f"{path}: cannot stat the PKCS#11 module: {exc.strerror}"]
+    if not stat.S_ISREG(st.st_mode):
+        return [f"{path}: the PKCS#11 module must be a regular file (a symlink to one is fine), "
+                f"not a {'directory' if stat.S_ISDIR(st.st_mode) else 'special file'}"]
+    out: List[str] = []
+    if st.st_uid != 0:
+        out.append(f"{path}: PKCS#11 module is owned by {_describe_uid(st.st_uid)}, not root; whoever owns it runs "
+                   f"code inside the agent. Fix: chown root {quoted}")
+    writers = _others_with(path, st, 0, _WRITE)
+    if writers:
+        out.append(f"{path}: PKCS#11 module is writable by {_join(writers)} (mode {_mode(st.st_mode)}). "
+                   f"Fix: chmod go-w {quoted}" + _acl_fix(writers, quoted))
+    return out
+
+
+def _source_of_copy_problems(path: str, me: int, what: str = "private key") -> List[str]:
     """The on-disk key behind a credential copy, judged by ``stat`` alone.
 
     When the service user cannot even ``stat`` it (a directory it may not enter)
@@ -103,7 +140,7 @@ def _source_of_copy_problems(path: str, me: int) -> List[str]:
         os.stat(path)
     except OSError:
         return []
-    return _trusted_file_problems(path, "private key on disk (the file systemd's LoadCredential= copies)", me,
+    return _trusted_file_problems(path, f"{what} on disk (the file systemd's LoadCredential= copies)", me,
                                   secret=True)
 
 
@@ -114,7 +151,7 @@ def _readable(path: str) -> Optional[str]:
     except FileNotFoundError:
         return "file not found"
     except IsADirectoryError:
-        return "is a directory, expected a PEM file"
+        return "is a directory, expected a file"
     except PermissionError:
         return f"not readable by uid {os.getuid()} (check owner and mode)"
     except OSError as exc:

@@ -315,6 +315,13 @@ write_config
 # reads it as root and gives the service its own copy): the tmpfiles `z` lines.
 apply_tmpfiles z
 install_units
+# The PKCS#11 drop-ins, disabled: docs/HARDWARE-KEYS.md says when and how to copy one to
+# /etc/systemd/system/$NAME.service.d/ (the package ships them in /usr/share/defender-agent/systemd).
+mkdir -p "$R$OPT/share/systemd"
+for dropin in pkcs11-tpm2.conf pkcs11-softhsm.conf; do
+    shipped "$dropin" > "$R$OPT/share/systemd/$dropin"
+    chmod 0644 "$R$OPT/share/systemd/$dropin"
+done
 [ "$SYSTEMCTL" = 0 ] || systemctl daemon-reload
 
 cat <<EOF

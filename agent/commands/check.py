@@ -16,6 +16,7 @@ from agent.collectors.registry import Registry
 from agent.commands.common import load_audited
 from agent.commands.options import add_config_argument
 from agent.config.model import Config
+from agent.config.pkcs11_uri import parse as parse_pkcs11_uri
 from agent.config.source import read_config_text
 from agent.config.yamlsrc import read_yaml
 from agent.consumers.violations.hook import check_exec
@@ -37,7 +38,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_audited(args)
-    if config.mqtt is not None:  # what `run` builds first: a key that is not the cert's fails here
+    if config.mqtt is not None:  # what `run` builds first: a key that is not the cert's fails here; a token
+        # key is looked up with one login (a wrong PIN is a config error, never tried again)
         check_tls_files(config.mqtt, config.source)
     jobs = build_collectors(config, persist_state=False)  # e.g. an exec program with unsafe permissions
     emitted = cloud_names(name for job in jobs for name in job.emits)
@@ -52,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"defender-agent: warning: {line}", file=sys.stderr)
     broker = (f"endpoint {config.mqtt.endpoint}:{config.mqtt.port}" if config.mqtt is not None
               else "no broker: only textfile sinks")
+    if config.mqtt is not None and config.mqtt.on_token:  # check_tls_files logged in and found it
+        broker += f"; key on the PKCS#11 {parse_pkcs11_uri(config.mqtt.key).describe()}: found"
     sinks = ", ".join(f"{s.type} {s.name!r}" if s.name != s.type.value else s.name for s in config.sinks)
     never = f" ({len(warnings)} never judged, see the warnings)" if warnings else ""
     print(

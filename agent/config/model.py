@@ -45,6 +45,13 @@ class MqttConfig:
     ca: str
     connect_timeout: float
     keep_alive: float
+    pkcs11_library: Optional[str] = None  # the PKCS#11 module when ``key`` is a pkcs11: URI
+    pkcs11_pin_file: Optional[str] = None  # the token's user PIN, read at start (LoadCredential= under systemd)
+
+    @property
+    def on_token(self) -> bool:
+        """The private key is held by a PKCS#11 token (``key`` is a ``pkcs11:`` URI)."""
+        return isinstance(self.key, str) and self.key[:7].lower() == "pkcs11:"  # None: a required key left out
 
 
 # awscrt's own wait for a PUBACK, as agent.mqtt.link sets it on both protocols: a message is published again

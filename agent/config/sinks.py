@@ -16,6 +16,8 @@ from agent.config.model import (
     TopicDocument,
     ViolationsConfig,
 )
+from agent.config.pkcs11_uri import UriError
+from agent.config.pkcs11_uri import parse as parse_pkcs11_uri
 from agent.config.spec import MQTT, SINK_COMMON, SINK_OPTIONS
 from agent.schema import Checker, Section, join
 from agent.sinks.textfile import name_clashes
@@ -36,7 +38,28 @@ def check_mqtt(raw: Any, sinks: Tuple[SinkConfig, ...], checker: Checker, events
                                 "(only a config whose sinks are all textfile may leave mqtt out)")
         return None
     result: Optional[MqttConfig] = MQTT.check(raw, "mqtt", checker)
+    if result is not None:
+        check_token_keys(result, checker)
     return result
+
+
+def check_token_keys(mqtt: MqttConfig, checker: Checker) -> None:
+    """A ``pkcs11:`` key is a URI awscrt can use and comes with its module and PIN file; a file key has neither."""
+    given = [name for name in ("pkcs11_library", "pkcs11_pin_file") if getattr(mqtt, name) is not None]
+    if not mqtt.on_token:
+        for name in given:
+            checker.problem(join("mqtt", name), "is only used with a key held by a PKCS#11 token "
+                                                "(key: \"pkcs11:token=LABEL;object=LABEL\"); remove it or use such a key")
+        return
+    try:
+        parse_pkcs11_uri(mqtt.key)
+    except UriError as exc:
+        checker.problem("mqtt.key", f"{mqtt.key!r} is not a PKCS#11 URI awscrt can use: {exc}")
+    for name in ("pkcs11_library", "pkcs11_pin_file"):
+        if name not in given:
+            what = ("the token's PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so" if name == "pkcs11_library"
+                    else "the file holding the token's user PIN, e.g. /etc/defender-agent/pkcs11-pin")
+            checker.problem(join("mqtt", name), f"required key is missing: a pkcs11: key needs {what}")
 
 
 def check_sinks(raw: Any, checker: Checker) -> Tuple[SinkConfig, ...]:

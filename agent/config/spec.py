@@ -75,7 +75,9 @@ MQTT = Section(
         "key": PathStr(
             doc="Device private key (PEM); mode 600, owned by root or the agent's user. Under systemd "
             "(LoadCredential=) the copy in $CREDENTIALS_DIRECTORY with the same file name is read, and this "
-            "file is still checked: readable by others, the service exits 78.",
+            "file is still checked: readable by others, the service exits 78. Or a key held by a TPM 2.0 or "
+            "another PKCS#11 token: an RFC 7512 URI, pkcs11:token=LABEL;object=LABEL (slot-id=N also "
+            "selects the token), with pkcs11_library and pkcs11_pin_file.",
             default=REQUIRED,
             example="/etc/defender-agent/certs/private.pem.key",
         ),
@@ -86,6 +88,17 @@ MQTT = Section(
         ),
         "connect_timeout": Duration(doc="Log a warning when a connection takes longer.", default=10.0, min=1),
         "keep_alive": Duration(doc="MQTT keep-alive interval.", default=60.0, min=5, max=1200),
+        "pkcs11_library": PathStr(
+            doc="With a pkcs11: key: the token's PKCS#11 module, a regular file owned by root "
+            "(SoftHSM: /usr/lib/softhsm/libsofthsm2.so; TPM 2.0: libtpm2_pkcs11.so from libtpm2-pkcs11-1).",
+            default=None,
+        ),
+        "pkcs11_pin_file": PathStr(
+            doc="With a pkcs11: key: the file holding the token's user PIN (one line), checked as the key "
+            "file is (mode 600, owner, ACL); under systemd the LoadCredential= copy of the same file name. "
+            "A wrong PIN exits 78 and is never tried again (a TPM locks out after a few).",
+            default=None,
+        ),
     },
 )
 

@@ -14,9 +14,9 @@ MQTT5 client for the MQTT5 link and the responder. What awsiotsdk's
 ``mtls_from_path`` builders did and we now do here: the constants below; why: docs/INSTALL.md,
 "Why it works this way".
 
-The TLS identity comes from files (``mqtt.cert``/``key``/``ca``); a PKCS#11 key
-would be ``TlsContextOptions.create_client_with_mtls_pkcs11`` (in awscrt 0.16.8
-too) in place of ``create_client_with_mtls_from_path`` in :func:`tls_context`.
+The TLS identity comes from files (``mqtt.cert``/``key``/``ca``), or, when ``mqtt.key`` is a
+``pkcs11:`` URI, from a token through :class:`agent.mqtt.pkcs11.Tokens` (the process's one
+``Pkcs11Lib``, which :class:`Links`, the run's link factory, keeps across reconnects and reloads).
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ import threading
 from typing import Any, Callable, List, Optional, Protocol, Sequence
 
 from agent.config.model import LINK_ACK_TIMEOUT, Config, MqttConfig, MqttProtocol
-from agent.errors import ConfigError
+from agent.config.source import read_config_text
+from agent.config.yamlsrc import read_yaml
+from agent.errors import AgentError, ConfigError, ConfigProblem
 from agent.events import (
     Connected,
     ConnectFailed,
@@ -38,6 +40,8 @@ from agent.events import (
     Subscribed,
     Tag,
 )
+from agent.mqtt.pkcs11 import TokenError, Tokens, handshake_hint
+from agent.schema import Checker
 from agent.security import resolve_credential
 
 # What awsiotsdk's builders set, kept here (see docs/INSTALL.md, "Why it works this way").
@@ -63,8 +67,10 @@ class Link(Protocol):
 def tls_setup_error(mqtt: MqttConfig, source: str, exc: Exception) -> ConfigError:
     """awscrt refused the certificate, key or CA while building the TLS context (before any connection).
 
-    The message names the files and awscrt's error code, never their contents.
+    The message names the files and awscrt's error code, never their contents (nor a token's PIN).
     """
+    if isinstance(exc, TokenError):
+        return ConfigError([located(source, exc.field, str(exc))])
     return ConfigError.single(
         source, "mqtt",
         f"cannot set up TLS from cert {mqtt.cert}, key {resolve_credential(mqtt.key)} and ca {mqtt.ca} "
@@ -89,17 +95,35 @@ def tls_context(cert: str, key: str, ca: str, port: int) -> Any:
     return crt_io.ClientTlsContext(options)
 
 
-def config_tls_context(mqtt: MqttConfig) -> Any:
-    """:func:`tls_context` for the agent's ``mqtt`` section."""
+def config_tls_context(mqtt: MqttConfig, tokens: Optional[Tokens] = None) -> Any:
+    """:func:`tls_context` for the agent's ``mqtt`` section; with a ``pkcs11:`` key, the token's context
+    (``tokens`` holds the module: pass the run's, so that one ``Pkcs11Lib`` serves every link)."""
+    if mqtt.on_token:
+        from awscrt import io as crt_io
+
+        alpn = [ALPN_MQTT] if mqtt.port == ALPN_PORT and crt_io.is_alpn_available() else None
+        return (tokens or Tokens()).context(mqtt, alpn)
     return tls_context(mqtt.cert, resolve_credential(mqtt.key), mqtt.ca, mqtt.port)
 
 
-def check_tls_files(mqtt: MqttConfig, source: str) -> None:
-    """Build (not connect) the mutual-TLS context as `run` will; raise ConfigError when awscrt refuses it."""
+def check_tls_files(mqtt: MqttConfig, source: str, tokens: Optional[Tokens] = None) -> None:
+    """Build (not connect) the mutual-TLS context as `run` will; raise ConfigError when awscrt refuses it.
+    With a token this logs in and finds the key (once: a wrong PIN is never tried twice)."""
     try:
-        config_tls_context(mqtt)
+        config_tls_context(mqtt, tokens)
     except Exception as exc:  # awscrt raises RuntimeError/AwsCrtError subclasses for unusable files
         raise tls_setup_error(mqtt, source, exc) from None
+
+
+def located(source: str, path: str, message: str) -> ConfigProblem:
+    """A problem with the line of ``path`` in the config file ``source`` (no line when it cannot be read)."""
+    try:
+        _, lines = read_yaml(read_config_text(source), source)
+    except (AgentError, OSError):
+        lines = {}
+    checker = Checker(source, lines)
+    checker.problem(path, message)
+    return checker.problems[0]
 
 
 def socket_options() -> Any:
@@ -196,17 +220,19 @@ class Mqtt5Link:
         events: queue.SimpleQueue[object],
         logger: logging.Logger,
         max_reconnect_delay: float = 60.0,
+        tokens: Optional[Tokens] = None,
     ) -> None:
         from awscrt import mqtt5
 
         self._mqtt5 = mqtt5
+        self._config = mqtt
         self.events = events
         self.log = logger
         self._stopped = threading.Event()
         self.client = mqtt5_client(
             endpoint=mqtt.endpoint,
             port=mqtt.port,
-            tls_ctx=config_tls_context(mqtt),
+            tls_ctx=config_tls_context(mqtt, tokens),
             client_id=client_id,
             keep_alive_sec=int(mqtt.keep_alive),
             min_reconnect_delay_ms=500,
@@ -232,7 +258,8 @@ class Mqtt5Link:
         self.events.put(Connected(bool(getattr(data.connack_packet, "session_present", False))))
 
     def _on_failure(self, data: Any) -> None:
-        self.events.put(ConnectFailed(_err(data.exception)))
+        error = _err(data.exception)
+        self.events.put(ConnectFailed(error + handshake_hint(self._config, error)))
 
     def _on_disconnect(self, data: Any) -> None:
         self.events.put(Disconnected(_err(data.exception)))
@@ -305,16 +332,18 @@ class Mqtt311Link:
         events: queue.SimpleQueue[object],
         logger: logging.Logger,
         max_reconnect_delay: float = 60.0,
+        tokens: Optional[Tokens] = None,
     ) -> None:
         from awscrt import io as crt_io
         from awscrt import mqtt
 
         self._mqtt = mqtt
+        self._config = config
         self.events = events
         self.log = logger
         self._closed = threading.Event()
         keep_alive = int(config.keep_alive)
-        client = mqtt.Client(crt_io.ClientBootstrap.get_or_create_static_default(), config_tls_context(config))
+        client = mqtt.Client(crt_io.ClientBootstrap.get_or_create_static_default(), config_tls_context(config, tokens))
         # No on_connection_closed (awscrt 0.16.8 has none): stop() learns it from the disconnect future.
         self.conn = mqtt.Connection(
             client=client,
@@ -359,7 +388,8 @@ class Mqtt311Link:
                 result = fut.result(0)
                 self.events.put(Connected(bool(result.get("session_present", False))))
             except Exception as exc:
-                self.events.put(ConnectFailed(_err(exc), retry_by_caller=True))
+                error = _err(exc)
+                self.events.put(ConnectFailed(error + handshake_hint(self._config, error), retry_by_caller=True))
 
         future.add_done_callback(done)
 
@@ -413,19 +443,33 @@ def make_link(
     logger: logging.Logger,
     max_reconnect_delay: float = 60.0,
     source: str = "config",
+    tokens: Optional[Tokens] = None,
 ) -> Link:
-    """The link for ``mqtt.protocol``. Raises :class:`ConfigError` when awscrt refuses the TLS files."""
+    """The link for ``mqtt.protocol``. Raises :class:`ConfigError` when awscrt refuses the TLS files or the token."""
     kind = Mqtt311Link if mqtt.protocol == MqttProtocol.MQTT311 else Mqtt5Link
     try:
-        return kind(mqtt, client_id, events, logger, max_reconnect_delay)
+        return kind(mqtt, client_id, events, logger, max_reconnect_delay, tokens)
     except ImportError:
         raise
     except Exception as exc:  # awscrt raises RuntimeError/AwsCrtError subclasses for unusable files
         raise tls_setup_error(mqtt, source, exc) from None
 
 
-def config_link(config: Config, events: queue.SimpleQueue[object], logger: logging.Logger) -> Link:
-    """The link of ``config`` (the scheduler's default link factory); only called when ``mqtt`` is set."""
+def config_link(config: Config, events: queue.SimpleQueue[object], logger: logging.Logger,
+                tokens: Optional[Tokens] = None) -> Link:
+    """The link of ``config``; only called when ``mqtt`` is set."""
     assert config.mqtt is not None, "no link without mqtt (the session makes none)"
     return make_link(config.mqtt, config.client_id, events, logger, min(60.0, config.delivery.retry_max_delay),
-                     config.source)
+                     config.source, tokens)
+
+
+class Links:
+    """The scheduler's default link factory: :func:`config_link` with the run's one :class:`Tokens`, so that
+    every link of a run (its start, each reload that reconnects) uses one ``Pkcs11Lib``; awscrt's own
+    reconnects reuse the link's TLS context and never log in again."""
+
+    def __init__(self, tokens: Optional[Tokens] = None) -> None:
+        self.tokens = tokens or Tokens()
+
+    def __call__(self, config: Config, events: queue.SimpleQueue[object], logger: logging.Logger) -> Link:
+        return config_link(config, events, logger, self.tokens)

@@ -108,14 +108,20 @@ def test_the_package_ships_the_trees_own_files(deb: Path, tmp_path: Path) -> Non
         "/usr/lib/sysusers.d/defender-agent.conf": "systemd/defender-agent.sysusers",
         "/usr/lib/tmpfiles.d/defender-agent.conf": "systemd/defender-agent.tmpfiles",
         "/usr/share/defender-agent/agent.example.yaml": "config/agent.example.yaml",
+        # the PKCS#11 drop-ins, shipped disabled (docs/HARDWARE-KEYS.md)
+        "/usr/share/defender-agent/systemd/pkcs11-tpm2.conf": "systemd/pkcs11-tpm2.conf",
+        "/usr/share/defender-agent/systemd/pkcs11-softhsm.conf": "systemd/pkcs11-softhsm.conf",
     }
     for packaged, source in same.items():
         assert files.get(packaged) == (ROOT / source).read_bytes(), packaged
     code = {p[len("/usr/share/defender-agent/"):] for p in files
-            if p.startswith("/usr/share/defender-agent/")} - {"agent.example.yaml"}
+            if p.startswith("/usr/share/defender-agent/")} - {"agent.example.yaml", "systemd/pkcs11-tpm2.conf",
+                                                               "systemd/pkcs11-softhsm.conf"}
     tree = {str(p.relative_to(ROOT)) for p in (ROOT / "agent").rglob("*")
             if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".yaml", ".typed")}
     assert code == tree, (sorted(code - tree), sorted(tree - code))
+    # ... and disabled: no drop-in directory of the unit anywhere in the package.
+    assert [p for p in files if "defender-agent.service.d" in p] == []
     assert files["/usr/bin/defender-agent"].startswith(b"#!/usr/bin/python3\n")
     # No conffile: postinst writes agent.yaml only when missing, so no upgrade ever stops at dpkg's question.
     assert "/etc/defender-agent/agent.yaml" not in files
@@ -125,7 +131,7 @@ def test_the_package_ships_the_trees_own_files(deb: Path, tmp_path: Path) -> Non
     assert files["/usr/share/doc/defender-agent/CHANGELOG.md"] == (ROOT / "CHANGELOG.md").read_bytes()
     # The operator's pages, uncompressed, where INSTALL.md's links to its neighbours resolve on the gateway.
     for page in ("INSTALL", "OPERATIONS", "CONFIGURATION", "COLLECTORS", "SINKS", "BEHAVIORS", "FLEET",
-                 "WITHOUT-DETECT", "AWS-SETUP", "PLUGINS"):
+                 "WITHOUT-DETECT", "AWS-SETUP", "PLUGINS", "HARDWARE-KEYS"):
         assert files[f"/usr/share/doc/defender-agent/{page}.md"] == (ROOT / f"docs/{page}.md").read_bytes(), page
 
 

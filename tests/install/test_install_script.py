@@ -89,9 +89,15 @@ def test_install_creates_user_files_owners_and_modes(prefix: Path) -> None:
         "var/lib/defender-agent": ("dir", 0o700, uid, gid),
         "etc/systemd/system/defender-agent.service": ("file", 0o644, 0, 0),
         "etc/systemd/system/defender-agent-bootstrap.service": ("file", 0o644, 0, 0),
+        "opt/defender-agent/share/systemd/pkcs11-tpm2.conf": ("file", 0o644, 0, 0),
+        "opt/defender-agent/share/systemd/pkcs11-softhsm.conf": ("file", 0o644, 0, 0),
     }
     for rel, want in expected.items():
         assert t.get(rel) == want, f"{rel}: {t.get(rel)} != {want}"
+    # The PKCS#11 drop-ins: the package's files byte for byte, and disabled (no drop-in directory).
+    for dropin in ("pkcs11-tpm2.conf", "pkcs11-softhsm.conf"):
+        assert (prefix / "opt/defender-agent/share/systemd" / dropin).read_bytes() == (REPO / "systemd" / dropin).read_bytes()
+    assert not (prefix / "etc/systemd/system/defender-agent.service.d").exists()
     link = prefix / "usr/local/bin/defender-agent"
     assert os.readlink(link) == "/opt/defender-agent/venv/bin/defender-agent"
     for unit in ("defender-agent.service", "defender-agent-bootstrap.service"):

@@ -60,6 +60,37 @@ def test_main_unit_exposure_is_at_most_2(capsys: pytest.CaptureFixture[str]) -> 
     assert gate.returncode == 0
 
 
+@pytest.mark.parametrize("dropin", ["pkcs11-tpm2.conf", "pkcs11-softhsm.conf"])
+def test_main_unit_with_a_pkcs11_dropin(dropin: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The drop-ins the package ships disabled (docs/HARDWARE-KEYS.md) keep the exposure at most 2.0,
+    swap the key's credential for the PIN's, and change nothing else that the agent relies on.
+
+    A drop-in's lines apply after the unit's, as lines appended to it do: the merged file is what
+    systemd runs (`make systemd-test` checks the real drop-in under systemd 252)."""
+    text = (UNITS / dropin).read_text()
+    assert text.startswith("#") and "\n[Service]\n" in text
+    merged = tmp_path / MAIN
+    merged.write_text((UNITS / MAIN).read_text() + "\n" + text)
+    score, report = exposure(merged)
+    with capsys.disabled():
+        print(f"\n{MAIN} + {dropin}: exposure {score} (limit {MAX_EXPOSURE})")
+    assert score <= MAX_EXPOSURE, report
+    settings: dict[str, list[str]] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key, []).append(value)
+    # An empty LoadCredential= first: the key file is gone, and systemd refuses (243) a missing one.
+    assert settings["LoadCredential"] == ["", "pkcs11-pin:/etc/defender-agent/pkcs11-pin"]
+    # Nothing that would weaken what the sandbox promises beyond the devices a TPM needs.
+    allowed = {"LoadCredential", "Environment", "PrivateDevices", "DevicePolicy", "DeviceAllow",
+               "SupplementaryGroups"}
+    assert set(settings) <= allowed, sorted(set(settings) - allowed)
+    if "PrivateDevices" in settings:
+        assert settings["DevicePolicy"] == ["closed"] and settings["DeviceAllow"] == ["/dev/tpmrm0 rw"]
+
+
 def test_bootstrap_unit_exposure(capsys: pytest.CaptureFixture[str]) -> None:
     score, report = exposure(UNITS / BOOTSTRAP)
     with capsys.disabled():
