@@ -17,8 +17,7 @@ from agent.commands.common import load_audited
 from agent.commands.options import add_config_argument
 from agent.config.model import Config
 from agent.config.pkcs11_uri import parse as parse_pkcs11_uri
-from agent.config.source import read_config_text
-from agent.config.yamlsrc import read_yaml
+from agent.config.source import located_problems
 from agent.consumers.violations.hook import check_exec
 from agent.errors import ConfigProblem
 from agent.mqtt.link import check_tls_files
@@ -99,13 +98,7 @@ def behavior_warnings(config: Config, emitted_cloud_names: Collection[str], regi
     """The behaviors no collector feeds (:func:`agent.behaviors.coverage.unjudgeable_behaviors`), each with the
     file and line of its ``metric`` key."""
     found = unjudgeable_behaviors(config, emitted_cloud_names, standard_sources(registry))
-    if not found:
-        return []
-    _, lines = read_yaml(read_config_text(config.source), config.source)
-    checker = Checker(config.source, lines)
-    for path, message in found:
-        checker.problem(path, message)
-    return checker.problems
+    return located_problems(config.source, found) if found else []
 
 
 def standard_sources(registry: Registry) -> Dict[str, str]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Iterable, List, Mapping, Optional, Tuple
 
 from agent.config.spec import TOP_LEVEL
 from agent.config.yamlsrc import read_yaml
-from agent.errors import ConfigError
-from agent.schema import Invalid
+from agent.errors import AgentError, ConfigError, ConfigProblem
+from agent.schema import Checker, Invalid
 
 DEFAULT_CONFIG_PATH = "/etc/defender-agent/agent.yaml"
 CONFIG_ENV = "DEFENDER_AGENT_CONFIG"
@@ -51,3 +51,16 @@ def state_dir_of(path: str) -> Path:
         return Path(node.convert(value))
     except Invalid as exc:
         raise ConfigError.single(path, "state_dir", str(exc), lines.get("state_dir")) from None
+
+
+def located_problems(path: str, found: Iterable[Tuple[str, str]]) -> List[ConfigProblem]:
+    """Problems found after loading, (YAML path, message) each, with the line of that path in the config file
+    ``path`` (no line when the file can no longer be read)."""
+    try:
+        _, lines = read_yaml(read_config_text(path), path)
+    except (AgentError, OSError):
+        lines = {}
+    checker = Checker(path, lines)
+    for where, message in found:
+        checker.problem(where, message)
+    return checker.problems

@@ -27,9 +27,8 @@ import threading
 from typing import Any, Callable, List, Optional, Protocol, Sequence
 
 from agent.config.model import LINK_ACK_TIMEOUT, Config, MqttConfig, MqttProtocol
-from agent.config.source import read_config_text
-from agent.config.yamlsrc import read_yaml
-from agent.errors import AgentError, ConfigError, ConfigProblem
+from agent.config.source import located_problems
+from agent.errors import ConfigError
 from agent.events import (
     Connected,
     ConnectFailed,
@@ -41,7 +40,6 @@ from agent.events import (
     Tag,
 )
 from agent.mqtt.pkcs11 import TokenError, Tokens, handshake_hint
-from agent.schema import Checker
 from agent.security import resolve_credential
 
 # What awsiotsdk's builders set, kept here (see docs/INSTALL.md, "Why it works this way").
@@ -70,7 +68,7 @@ def tls_setup_error(mqtt: MqttConfig, source: str, exc: Exception) -> ConfigErro
     The message names the files and awscrt's error code, never their contents (nor a token's PIN).
     """
     if isinstance(exc, TokenError):
-        return ConfigError([located(source, exc.field, str(exc))])
+        return ConfigError(located_problems(source, [(exc.field, str(exc))]))
     return ConfigError.single(
         source, "mqtt",
         f"cannot set up TLS from cert {mqtt.cert}, key {resolve_credential(mqtt.key)} and ca {mqtt.ca} "
@@ -113,17 +111,6 @@ def check_tls_files(mqtt: MqttConfig, source: str, tokens: Optional[Tokens] = No
         config_tls_context(mqtt, tokens)
     except Exception as exc:  # awscrt raises RuntimeError/AwsCrtError subclasses for unusable files
         raise tls_setup_error(mqtt, source, exc) from None
-
-
-def located(source: str, path: str, message: str) -> ConfigProblem:
-    """A problem with the line of ``path`` in the config file ``source`` (no line when it cannot be read)."""
-    try:
-        _, lines = read_yaml(read_config_text(source), source)
-    except (AgentError, OSError):
-        lines = {}
-    checker = Checker(source, lines)
-    checker.problem(path, message)
-    return checker.problems[0]
 
 
 def socket_options() -> Any:
