@@ -29,10 +29,11 @@ rsyslog's ``message repeated N times: [ MSG ]`` counts MSG N times.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from agent.collectors.standard.sockets import plain_ip
 
 SSHD = frozenset({"sshd", "sshd-session", "sshd-auth"})
 PROGRAMS = SSHD | {"login", "su", "sudo"}
@@ -84,15 +85,7 @@ class AuthEvent:
 
 def normal_ip(text: Optional[str]) -> Optional[str]:
     """``text`` as a plain IP address (IPv4-mapped IPv6 as IPv4), or None when it is not one."""
-    if not text:
-        return None
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+    return plain_ip(text) if text else None
 
 
 def split_syslog_line(line: str) -> Optional[Tuple[str, str]]:

@@ -112,10 +112,15 @@ def normalize_ip(text: str) -> str:
 
 def _normalize_slow(bare: str) -> str:
     """The reference: :mod:`ipaddress` (about 10 times dearer than :func:`_fast_normalize`)."""
+    return plain_ip(bare) or bare
+
+
+def plain_ip(text: str) -> Optional[str]:
+    """``text`` as :mod:`ipaddress` writes the address (IPv4-mapped IPv6 as IPv4), or None when it is none."""
     try:
-        addr = ipaddress.ip_address(bare)
+        addr = ipaddress.ip_address(text)
     except ValueError:
-        return bare
+        return None
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return str(addr.ipv4_mapped)
     return str(addr)
