@@ -11,23 +11,10 @@ import pytest
 
 from agent.config.load import parse_config
 from agent.config.model import ShadowConfig
-from agent.errors import ConfigError
+from tests.config.test_load import MINIMAL, problems
 from tests.procs import plain_env
 
-BASE = """\
-thing_name: gw-1
-mqtt:
-  endpoint: 127.0.0.1
-  cert: /tmp/c.pem
-  key: /tmp/k.pem
-  ca: /tmp/ca.pem
-"""
-
-
-def problems(text: str) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse_config(text, "agent.yaml")
-    return [str(p) for p in info.value.problems]
+BASE = MINIMAL
 
 
 def test_absent_or_empty_key_means_no_shadow() -> None:
